@@ -1,0 +1,300 @@
+"""Carry out one sync leg: plan each batch, write it, record links and outcomes as they happen.
+
+The targets are adapters: each gives a :class:`Destination` over its API, and this module does
+the rest the same way for both, so the Hypothesis state machine in ``tests/property`` exercises
+the very code the targets run. Durability rules:
+
+* a link is recorded as soon as the write that created it returned (one transaction per batch);
+* a failed write is stored with its source record and replayed by the next run;
+* deletes wait for the end of the leg, so the mass-delete guard sees the whole run first;
+* a contact leaving the scope is marked LEAVING before its Outlook copy is deleted, so the
+  Outlook tombstone that follows can never become a Pipeliner delete, even after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from contactsync.ledger import ScopeLedger
+from contactsync.link import Link, LinkState, Side
+from contactsync.merge import ConflictPolicy
+from contactsync.plan import (
+    Action,
+    DeleteReason,
+    DestRecord,
+    Kind,
+    LegContext,
+    SourceRecord,
+    check_mass_delete,
+    plan_batch,
+    plan_restores,
+)
+from contactsync.report import RunReport
+
+log = logging.getLogger("contactsync.engine")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one write. ``dest_id``/``version`` describe the copy after the write."""
+
+    source_id: str
+    ok: bool
+    dest_id: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+class Destination(Protocol):
+    """What a target must provide: read current copies, find candidates, write a batch."""
+
+    side: Side
+
+    def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
+        """Current copies of ``ids``; a deleted or unknown id is simply absent."""
+        ...
+
+    def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
+        """Existing copies that may be the counterparts of these unlinked records."""
+        ...
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        """Carry out writing actions (one result each, same order); a failure is a result."""
+        ...
+
+
+@dataclass(frozen=True)
+class LegSettings:
+    source_side: Side
+    policy: ConflictPolicy = ConflictPolicy.PIPELINER_WINS
+    two_way: bool = False
+    max_delete_ratio: float = 0.5
+    allow_mass_delete: bool = False
+    dry_run: bool = False
+
+    @property
+    def context(self) -> LegContext:
+        return LegContext(self.source_side, self.policy, self.two_way)
+
+
+# --- failure payloads ---------------------------------------------------------------------
+
+
+def record_to_payload(record: SourceRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "values": dict(record.values) if record.values is not None else None,
+        "deleted": record.deleted.value if record.deleted else None,
+        "modified": record.modified.isoformat() if record.modified else None,
+        "version": record.version,
+        "stamp": record.stamp,
+    }
+
+
+def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
+    modified = payload.get("modified")
+    deleted = payload.get("deleted")
+    return SourceRecord(
+        id=payload["id"],
+        values=payload.get("values"),
+        deleted=DeleteReason(deleted) if deleted else None,
+        modified=datetime.fromisoformat(modified) if modified else None,
+        version=payload.get("version"),
+        stamp=payload.get("stamp"),
+    )
+
+
+# --- the leg -------------------------------------------------------------------------------
+
+_COUNTER = {
+    Kind.CREATE: "created", Kind.UPDATE: "updated", Kind.RESTORE: "restored",
+    Kind.DELETE: "deleted", Kind.LINK: "linked", Kind.SKIP: "unchanged",
+    Kind.CONFLICT_RESOLVED: "unchanged", Kind.KEEP: "unchanged", Kind.FORGET: "forgotten",
+    Kind.REJECT: "rejected",
+}
+
+
+class SyncLeg:
+    """One direction of one run, for one ledger scope. Call :meth:`process` per batch, then
+    :meth:`finish` once."""
+
+    def __init__(
+        self, ledger: ScopeLedger, destination: Destination, settings: LegSettings,
+        report: RunReport | None = None,
+    ) -> None:
+        if destination.side is settings.source_side:
+            raise ValueError("a leg's destination must be the other side")
+        self.ledger = ledger
+        self.dest = destination
+        self.settings = settings
+        self.src = settings.source_side
+        self.report = report or RunReport(str(self.src), str(destination.side), settings.dry_run)
+        self._linked_at_start = ledger.count_links()
+        self._deferred: list[tuple[Action, SourceRecord]] = []
+        self._handled: set[str] = set()
+        self._failed_before = {f.record_id for f in ledger.failures(self.src)}
+
+    # -- public -----------------------------------------------------------------------------
+
+    def retry_failures(self) -> None:
+        """Replay the records that failed in earlier runs (before any new record)."""
+        stored = self.ledger.failures(self.src)
+        if stored:
+            log.info("retrying %d records that failed in earlier runs", len(stored))
+            self.report.count("retried", len(stored))
+            self.process([record_from_payload(f.payload) for f in stored])
+
+    def process(self, records: Sequence[SourceRecord]) -> None:
+        """Plan and write one batch (the last record of an id wins within a batch)."""
+        batch = list({r.id: r for r in records}.values())
+        if not batch:
+            return
+        self.report.count("read", len(batch))
+        self._handled.update(r.id for r in batch)
+        links = self.ledger.get_many(self.src, [r.id for r in batch])
+        linked_dest = [i for link in links.values() if (i := link.id_on(self.dest.side))]
+        dests = self.dest.fetch(linked_dest) if linked_dest else {}
+        unlinked = [r for r in batch if r.id not in links and r.values is not None]
+        candidates = self._unlinked_candidates(unlinked)
+        actions = plan_batch(batch, links, dests, candidates, self.settings.context)
+        by_id = {r.id: r for r in batch}
+        now: list[tuple[Action, SourceRecord]] = []
+        for action in actions:
+            pair = (action, by_id[action.source_id])
+            (self._deferred if action.kind is Kind.DELETE else now).append(pair)
+        self._execute(now, links)
+
+    def finish(self) -> RunReport:
+        """Restores owed to Outlook, then the deletes, behind the mass-delete guard."""
+        if self.src is Side.PIPELINER:
+            restores = plan_restores(
+                self.ledger.iter_links(LinkState.RESTORE_OUTLOOK), handled=self._handled
+            )
+            if restores:
+                links = self.ledger.get_many(Side.PIPELINER, [a.source_id for a in restores])
+                pairs = [
+                    (a, SourceRecord(a.source_id, a.fields, version=links[a.source_id].pipeliner_version))
+                    for a in restores
+                ]
+                self._execute(pairs, links)
+        if self._deferred:
+            try:
+                check_mass_delete(
+                    len(self._deferred), self._linked_at_start, self.settings.max_delete_ratio,
+                    allow=self.settings.allow_mass_delete, dest=self.dest.side,
+                )
+            except Exception as exc:
+                self.report.error = str(exc)
+                raise
+            links = self.ledger.get_many(self.src, [a.source_id for a, _ in self._deferred])
+            self._execute(self._deferred, links)
+            self._deferred = []
+        return self.report
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _unlinked_candidates(self, records: Sequence[SourceRecord]) -> list[DestRecord]:
+        if not records:
+            return []
+        found = list(self.dest.candidates(records))
+        linked = self.ledger.get_many(self.dest.side, [c.id for c in found])
+        return [c for c in found if c.id not in linked]
+
+    def _execute(self, pairs: Sequence[tuple[Action, SourceRecord]], links: Mapping[str, Link]) -> None:
+        writes: list[tuple[Action, SourceRecord]] = []
+        for action, record in pairs:
+            if action.writes and not self.settings.dry_run:
+                writes.append((action, record))
+                continue
+            self._count(action)
+            if not self.settings.dry_run:
+                self._record_without_write(action, record, links.get(action.source_id))
+        if not writes:
+            return
+        for action, _ in writes:
+            if action.kind is Kind.DELETE and action.link_state is LinkState.LEAVING:
+                link = links[action.source_id]
+                self.ledger.put(link.with_changes(state=LinkState.LEAVING))
+        results = self.dest.apply([a for a, _ in writes])
+        if len(results) != len(writes):
+            raise RuntimeError("destination returned a result count that differs from the writes")
+        new_links: list[Link] = []
+        for (action, record), result in zip(writes, results, strict=True):
+            if result.ok:
+                self._count(action)
+                link = self._link_after(action, record, result, links.get(action.source_id))
+                if link is None:
+                    self.ledger.remove(self._pipeliner_id(action, result))
+                else:
+                    new_links.append(link)
+                self._cleared(record.id)
+            else:
+                self._failed(action, record, result.error or "write failed")
+        if new_links:
+            self.ledger.put_many(new_links)
+
+    def _record_without_write(self, action: Action, record: SourceRecord, link: Link | None) -> None:
+        if action.kind is Kind.FORGET and link is not None:
+            self.ledger.remove(link.pipeliner_id)
+        elif link is not None and (action.agreed is not None or action.link_state is not None):
+            changes: dict[str, Any] = {}
+            if action.agreed is not None:
+                changes["agreed"] = action.agreed
+            if action.link_state is not None:
+                changes["state"] = action.link_state
+                if action.link_state is LinkState.RESTORE_OUTLOOK:
+                    changes["outlook_id"] = None
+                    changes["outlook_version"] = None
+            if action.kind is not Kind.REJECT:
+                changes[f"{self.src}_version"] = record.version
+            self.ledger.put(link.with_changes(**changes))
+        if action.kind is Kind.REJECT:
+            self.report.issue(record.id, "rejected", action.reason)
+            if action.link_state is None:
+                # Not settled by a restore: try again next run (the user may fix the cause).
+                self.ledger.record_failure(self.src, record.id, record_to_payload(record), action.reason)
+            else:
+                self._cleared(record.id)
+        else:
+            self._cleared(record.id)
+
+    def _link_after(
+        self, action: Action, record: SourceRecord, result: WriteResult, link: Link | None
+    ) -> Link | None:
+        """The link as it stands once ``action`` was written; None when it is gone."""
+        if action.kind is Kind.DELETE:
+            return None
+        dest_id = result.dest_id or action.dest_id
+        assert dest_id is not None, "a successful create must return the new id"
+        ids = {f"{self.src}_id": record.id, f"{self.dest.side}_id": dest_id}
+        versions = {f"{self.src}_version": record.version, f"{self.dest.side}_version": result.version}
+        agreed = action.agreed if action.agreed is not None else (link.agreed if link else {})
+        state = action.link_state or (link.state if link else LinkState.ACTIVE)
+        if action.kind is Kind.RESTORE:
+            state = LinkState.ACTIVE
+        return Link(agreed=agreed, state=state, **ids, **versions)  # type: ignore[arg-type]
+
+    def _pipeliner_id(self, action: Action, result: WriteResult) -> str:
+        if self.src is Side.PIPELINER:
+            return action.source_id
+        return result.dest_id or action.dest_id or ""
+
+    def _count(self, action: Action) -> None:
+        self.report.count(_COUNTER[action.kind])
+        if action.conflicts:
+            self.report.count("conflicts", len(action.conflicts))
+
+    def _failed(self, action: Action, record: SourceRecord, error: str) -> None:
+        log.warning("%s %s failed: %s", action.kind, record.id, error)
+        self.report.count("failed")
+        self.report.issue(record.id, f"{action.kind} failed", error)
+        self.ledger.record_failure(self.src, record.id, record_to_payload(record), error)
+
+    def _cleared(self, record_id: str) -> None:
+        if record_id in self._failed_before:
+            self.ledger.clear_failure(self.src, record_id)
+            self._failed_before.discard(record_id)

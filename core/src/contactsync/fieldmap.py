@@ -1,0 +1,318 @@
+"""The field table (DESIGN §2): one data structure that every other part reads.
+
+A contact is compared, merged and stored as *table values*: a mapping of the table keys below to
+normalised strings (or None for empty). Reading projects an API record onto the table; writing
+builds a destination payload from table values. Writes never disturb anything outside the table:
+
+* Pipeliner PATCH is partial, so a payload simply names only table fields; ``phone3``, ``email4``
+  and ``email5`` never appear in one.
+* Graph replaces whole arrays and address objects on PATCH, so the payload carries the *current*
+  array/object with only the table's slots changed (``businessPhones[1]``, ``homePhones[1]``,
+  the e-mail display names of untouched slots… survive).
+
+Both sides go through the same :func:`normalize`, so a value read back equals the value written.
+"""
+
+from __future__ import annotations
+
+import copy
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Values = Mapping[str, str | None]
+"""Table values: every key of :data:`KEYS` to a normalised string or None."""
+
+#: Graph has no v1.0 field for Outlook's "Other phone"; it lives in this MAPI property.
+OTHER_PHONE_PROPERTY_ID = "String 0x3A1F"
+#: Our stamp on every Outlook copy: the Pipeliner id, so links can be rebuilt if the ledger is lost.
+PIPELINER_ID_PROPERTY_ID = "String {8f7d2c2e-3b0a-4d55-9a55-2f3b6c1e9a41} Name PipelinerContactId"
+#: Pipeliner fields a sync must never write (fax, additional e-mails).
+PIPELINER_NEVER_WRITTEN = frozenset({"phone3", "email4", "email5"})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One row of the table: the key, the Pipeliner field, and the Graph location (for humans)."""
+
+    key: str
+    pipeliner: str
+    graph: str
+    multiline: bool = False
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("first_name", "first_name", "givenName"),
+    Field("last_name", "last_name", "surname"),
+    Field("company", "quick_account_name", "companyName"),
+    Field("job_title", "position", "jobTitle"),
+    Field("business_phone", "phone1", "businessPhones[0]"),
+    Field("other_phone", "phone2", f"singleValueExtendedProperties[{OTHER_PHONE_PROPERTY_ID}]"),
+    Field("mobile_phone", "phone4", "mobilePhone"),
+    Field("home_phone", "phone5", "homePhones[0]"),
+    Field("email1", "email1", "emailAddresses[0].address"),
+    Field("email2", "email2", "emailAddresses[1].address"),
+    Field("email3", "email3", "emailAddresses[2].address"),
+    Field("street", "address", "businessAddress.street"),
+    Field("city", "city", "businessAddress.city"),
+    Field("state", "state_province", "businessAddress.state"),
+    Field("postal_code", "zip_code", "businessAddress.postalCode"),
+    Field("country", "country", "businessAddress.countryOrRegion"),
+    Field("notes", "comments", "personalNotes", multiline=True),
+)
+KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
+BY_KEY: Mapping[str, Field] = {f.key: f for f in FIELDS}
+EMAIL_KEYS: tuple[str, ...] = ("email1", "email2", "email3")
+
+assert not PIPELINER_NEVER_WRITTEN & {f.pipeliner for f in FIELDS}
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+
+def normalize(value: object, *, multiline: bool = False) -> str | None:
+    """The one canonical form of a value, used on both sides before any comparison.
+
+    NFC (Outlook and Pipeliner may store composed or decomposed accents), control characters
+    dropped, whitespace collapsed; in notes, line breaks and indentation are kept but CRLF/CR
+    become LF and trailing spaces go. Empty means None, so "" and a missing field compare equal.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        value = str(value)
+    text = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    if multiline:
+        text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
+    else:
+        text = " ".join(text.split())
+    return text or None
+
+
+def normalize_values(values: Mapping[str, object]) -> dict[str, str | None]:
+    """Every table key, normalised; a key outside the table is a programming error."""
+    unknown = set(values) - set(KEYS)
+    if unknown:
+        raise KeyError(f"not field-table keys: {', '.join(sorted(unknown))}")
+    return {f.key: normalize(values.get(f.key), multiline=f.multiline) for f in FIELDS}
+
+
+def empty_values() -> dict[str, str | None]:
+    return dict.fromkeys(KEYS)
+
+
+def changed_keys(a: Values, b: Values) -> set[str]:
+    """Keys whose values differ (both sides are expected to be normalised)."""
+    return {k for k in KEYS if a.get(k) != b.get(k)}
+
+
+def display_name(values: Values) -> str:
+    """What Outlook shows: the name, else the company, else the first e-mail address."""
+    name = " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
+    if name:
+        return name
+    return values.get("company") or next((values[k] for k in EMAIL_KEYS if values.get(k)), "")
+
+
+# --- Pipeliner -------------------------------------------------------------------------------
+
+
+def pipeliner_company(contact: Mapping[str, Any]) -> object:
+    """The primary account's name, else ``quick_account_name`` (DESIGN §2, company row)."""
+    account = contact.get("primary_account")
+    if isinstance(account, Mapping) and account.get("name"):
+        return account["name"]
+    if contact.get("primary_account_name"):
+        return contact["primary_account_name"]
+    return contact.get("quick_account_name")
+
+
+def from_pipeliner(contact: Mapping[str, Any]) -> dict[str, str | None]:
+    """Table values of a Pipeliner contact as the API returns it (``expand=primary_account``).
+
+    The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too.
+    """
+    raw = {
+        f.key: pipeliner_company(contact) if f.key == "company" else contact.get(f.pipeliner)
+        for f in FIELDS
+    }
+    return normalize_values(raw)
+
+
+def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str, str]:
+    """A Pipeliner create/PATCH body for ``keys`` (default: all) of ``values``.
+
+    Empty values are sent as "" (the vendor schema declares plain strings, not nullable ones).
+    The company goes to ``quick_account_name``; linking an existing Account instead is the
+    target's decision, since it needs an API lookup.
+    """
+    selected = KEYS if keys is None else tuple(keys)
+    return {BY_KEY[k].pipeliner: values.get(k) or "" for k in selected}
+
+
+# --- Graph -----------------------------------------------------------------------------------
+
+Getter = Callable[[Mapping[str, Any]], object]
+Setter = Callable[[dict[str, Any], Mapping[str, Any], str | None], None]
+
+
+def _working(body: dict[str, Any], current: Mapping[str, Any], name: str, empty: Any) -> Any:
+    """The value being built for ``name``: already in the body, else a copy of the current one."""
+    if name not in body:
+        existing = current.get(name)
+        body[name] = copy.deepcopy(existing) if existing is not None else empty
+    return body[name]
+
+
+def _scalar(name: str) -> tuple[Getter, Setter]:
+    def get(contact: Mapping[str, Any]) -> object:
+        return contact.get(name)
+
+    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
+        body[name] = value
+
+    return get, put
+
+
+def _list_slot(name: str, index: int) -> tuple[Getter, Setter]:
+    """One position of a string list; other positions are kept and never shift."""
+
+    def get(contact: Mapping[str, Any]) -> object:
+        items = contact.get(name) or []
+        return items[index] if index < len(items) else None
+
+    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
+        items: list[str] = _working(body, current, name, [])
+        while len(items) <= index:
+            items.append("")
+        items[index] = value or ""
+        while items and not items[-1]:
+            items.pop()
+
+    return get, put
+
+
+def _email_slot(index: int) -> tuple[Getter, Setter]:
+    """One of the three e-mail slots; an empty slot stays in place so the others keep theirs."""
+
+    def get(contact: Mapping[str, Any]) -> object:
+        items = contact.get("emailAddresses") or []
+        if index >= len(items) or not isinstance(items[index], Mapping):
+            return None
+        return items[index].get("address")
+
+    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
+        items: list[dict[str, Any]] = _working(body, current, "emailAddresses", [])
+        while len(items) <= index:
+            items.append({"name": "", "address": ""})
+        old = items[index]
+        same = (normalize(old.get("address")) or "").casefold() == (value or "").casefold()
+        name = old.get("name") if same and value and old.get("name") else (value or "")
+        items[index] = {"name": name, "address": value or ""}
+        while items and not items[-1].get("address"):
+            items.pop()
+
+    return get, put
+
+
+def _address_part(part: str, name: str = "businessAddress") -> tuple[Getter, Setter]:
+    def get(contact: Mapping[str, Any]) -> object:
+        address = contact.get(name) or {}
+        return address.get(part)
+
+    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
+        _working(body, current, name, {})[part] = value
+
+    return get, put
+
+
+def extended_property(contact: Mapping[str, Any], property_id: str) -> str | None:
+    """A single-value extended property, as returned by ``$expand`` (Graph lower-cases ids)."""
+    for prop in contact.get("singleValueExtendedProperties") or ():
+        if str(prop.get("id", "")).casefold() == property_id.casefold():
+            return prop.get("value")
+    return None
+
+
+def _set_extended(body: dict[str, Any], property_id: str, value: str) -> None:
+    props: list[dict[str, str]] = body.setdefault("singleValueExtendedProperties", [])
+    props[:] = [p for p in props if p["id"].casefold() != property_id.casefold()]
+    props.append({"id": property_id, "value": value})
+
+
+def _other_phone() -> tuple[Getter, Setter]:
+    def get(contact: Mapping[str, Any]) -> object:
+        found = extended_property(contact, OTHER_PHONE_PROPERTY_ID)
+        return found if found is not None else contact.get("other_phone")
+
+    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
+        _set_extended(body, OTHER_PHONE_PROPERTY_ID, value or "")
+
+    return get, put
+
+
+_GRAPH: Mapping[str, tuple[Getter, Setter]] = {
+    "first_name": _scalar("givenName"),
+    "last_name": _scalar("surname"),
+    "company": _scalar("companyName"),
+    "job_title": _scalar("jobTitle"),
+    "business_phone": _list_slot("businessPhones", 0),
+    "other_phone": _other_phone(),
+    "mobile_phone": _scalar("mobilePhone"),
+    "home_phone": _list_slot("homePhones", 0),
+    "email1": _email_slot(0),
+    "email2": _email_slot(1),
+    "email3": _email_slot(2),
+    "street": _address_part("street"),
+    "city": _address_part("city"),
+    "state": _address_part("state"),
+    "postal_code": _address_part("postalCode"),
+    "country": _address_part("countryOrRegion"),
+    "notes": _scalar("personalNotes"),
+}
+assert set(_GRAPH) == set(KEYS)
+
+
+def from_graph(contact: Mapping[str, Any]) -> dict[str, str | None]:
+    """Table values of a Graph contact (with the Other-phone extended property expanded).
+
+    The flattened ``other_phone`` emitted by tap-outlook-contacts is read too.
+    """
+    return normalize_values({key: get(contact) for key, (get, _) in _GRAPH.items()})
+
+
+def pipeliner_stamp(contact: Mapping[str, Any]) -> str | None:
+    """The Pipeliner id we stamped on an Outlook contact (or the tap's flattened copy)."""
+    return extended_property(contact, PIPELINER_ID_PROPERTY_ID) or contact.get("pipeliner_id")
+
+
+def to_graph(
+    values: Values,
+    current: Mapping[str, Any] | None = None,
+    keys: Iterable[str] | None = None,
+    *,
+    stamp: str | None = None,
+) -> dict[str, Any]:
+    """A Graph create/PATCH body for ``keys`` (default: all) of ``values``, merged into ``current``.
+
+    ``displayName`` is always sent (Graph may regenerate it otherwise): a name the user typed
+    in Outlook is kept; one that was derived from the table follows the table.
+    """
+    current = current or {}
+    selected = KEYS if keys is None else tuple(keys)
+    body: dict[str, Any] = {}
+    for key in selected:
+        _GRAPH[key][1](body, current, values.get(key))
+    before = from_graph(current) if current else None
+    after = dict(before or empty_values())
+    after.update({k: values.get(k) for k in selected})
+    shown = current.get("displayName")
+    derived = before is not None and normalize(shown) in (None, normalize(display_name(before)))
+    body["displayName"] = display_name(after) if not current or derived else shown
+    if stamp is not None:
+        _set_extended(body, PIPELINER_ID_PROPERTY_ID, stamp)
+    return body

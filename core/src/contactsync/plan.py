@@ -1,0 +1,358 @@
+"""The decision of one sync leg (source -> destination), as pure functions.
+
+Given the incoming source records (or tombstones), the ledger's links and the destination's
+current values, :func:`plan_batch` returns one :class:`Action` per record. Nothing here does
+I/O: ``contactsync.engine`` carries the actions out, and the targets adapt it to their API.
+
+The rules, by case (S = source values, A = agreed values, D = destination values):
+
+* live record, linked, copy present: the three-way merge (``contactsync.merge``) -> UPDATE
+  with exactly the fields that change, CONFLICT_RESOLVED when the destination won every
+  conflict, or SKIP (unchanged, or the echo of our own write);
+* live record, linked, copy gone: RESTORE it, unless in two-way S == A, where the deletion is
+  the other leg's to propagate (SKIP);
+* live record, not linked: the stamp, e-mail, or name + company find an unlinked copy -> LINK
+  (merging the two); several candidates -> REJECT as ambiguous; none -> CREATE;
+* tombstone, linked: DELETE the copy, except that an edit wins over a delete (KEEP: the deleted
+  side gets its copy back, nothing is lost), a Pipeliner delete needs deletion rights (else
+  REJECT and restore the Outlook copy), and a contact leaving the scope only ever removes the
+  Outlook copy (DELETE marked LEAVING; the Outlook tombstone that follows only FORGETs).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from contactsync.fieldmap import Values, changed_keys
+from contactsync.link import Link, LinkState, Side
+from contactsync.match import CandidateIndex, MatchBy
+from contactsync.merge import Conflict, ConflictPolicy, merge
+
+
+class Kind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    RESTORE = "restore"
+    DELETE = "delete"
+    LINK = "link"
+    SKIP = "skip"
+    CONFLICT_RESOLVED = "conflict_resolved"
+    KEEP = "keep"
+    FORGET = "forget"
+    REJECT = "reject"
+
+
+#: Kinds that write to the destination.
+WRITING_KINDS = frozenset({Kind.CREATE, Kind.UPDATE, Kind.RESTORE, Kind.DELETE, Kind.LINK})
+
+
+class DeleteReason(StrEnum):
+    DELETED = "deleted"
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A record from the source system, projected onto the field table.
+
+    ``values`` is None for a tombstone. ``stamp`` is the Pipeliner id found on an Outlook
+    contact (None elsewhere).
+    """
+
+    id: str
+    values: Values | None
+    deleted: DeleteReason | None = None
+    modified: datetime | None = None
+    version: str | None = None
+    stamp: str | None = None
+
+    @classmethod
+    def tombstone(cls, record_id: str, reason: DeleteReason = DeleteReason.DELETED) -> SourceRecord:
+        return cls(record_id, None, deleted=reason)
+
+
+@dataclass(frozen=True)
+class DestRecord:
+    """The destination's current copy. ``can_delete`` is the syncing user's right to delete
+    it (always true in an own Outlook folder)."""
+
+    id: str
+    values: Values
+    modified: datetime | None = None
+    version: str | None = None
+    can_delete: bool = True
+    stamp: str | None = None
+
+
+@dataclass(frozen=True)
+class LegContext:
+    source_side: Side
+    policy: ConflictPolicy = ConflictPolicy.PIPELINER_WINS
+    two_way: bool = False
+
+    @property
+    def dest_side(self) -> Side:
+        return self.source_side.other
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to do for one source record.
+
+    ``fields`` are the exact table values to write (every key for CREATE and RESTORE).
+    ``agreed`` and ``link_state`` are recorded on the link once the write (if any) succeeded.
+    """
+
+    kind: Kind
+    source_id: str
+    dest_id: str | None = None
+    fields: Mapping[str, str | None] = field(default_factory=dict)
+    agreed: Mapping[str, str | None] | None = None
+    link_state: LinkState | None = None
+    conflicts: tuple[Conflict, ...] = ()
+    reason: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in WRITING_KINDS
+
+
+# --- linked records ----------------------------------------------------------------------------
+
+
+def plan_linked(
+    record: SourceRecord, link: Link, dest: DestRecord | None, ctx: LegContext
+) -> Action:
+    """The action for a record that already has a link."""
+    if record.values is None:
+        return _plan_tombstone(record, link, dest, ctx)
+    source = record.values
+    dest_id = link.id_on(ctx.dest_side)
+    back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
+    if dest is None:
+        if ctx.two_way and link.state is LinkState.ACTIVE and not changed_keys(source, link.agreed):
+            return Action(
+                Kind.SKIP, record.id, dest_id,
+                reason=f"{ctx.dest_side} copy deleted: its deletion reaches {ctx.source_side} "
+                "on the other leg",
+            )
+        return Action(
+            Kind.RESTORE, record.id, dest_id, fields=dict(source), agreed=dict(source),
+            link_state=back_in_scope, reason=f"{ctx.dest_side} copy was missing",
+        )
+    result = merge(
+        link.agreed, source, dest.values, source_side=ctx.source_side, policy=ctx.policy,
+        source_modified=record.modified, dest_modified=dest.modified,
+    )
+    if result.writes:
+        return Action(
+            Kind.UPDATE, record.id, dest.id, fields=result.writes, agreed=dict(source),
+            link_state=back_in_scope, conflicts=result.conflicts,
+        )
+    if result.conflicts:
+        return Action(
+            Kind.CONFLICT_RESOLVED, record.id, dest.id, agreed=dict(source),
+            link_state=back_in_scope, conflicts=result.conflicts,
+            reason=f"{ctx.dest_side} value kept",
+        )
+    echo = record.version is not None and record.version == link.version_on(ctx.source_side)
+    moved = bool(changed_keys(source, link.agreed))
+    return Action(
+        Kind.SKIP, record.id, dest.id, agreed=dict(source) if moved else None,
+        link_state=back_in_scope,
+        reason="echo of our own write" if echo else "no change to a mapped field",
+    )
+
+
+def _plan_tombstone(
+    record: SourceRecord, link: Link, dest: DestRecord | None, ctx: LegContext
+) -> Action:
+    src, dst = ctx.source_side, ctx.dest_side
+    dest_id = link.id_on(dst)
+    if link.state is LinkState.LEAVING and src is Side.OUTLOOK:
+        return Action(
+            Kind.FORGET, record.id, dest_id,
+            reason="Outlook copy removed because the contact left the scope; "
+            "never deleted in Pipeliner",
+        )
+    if dest is None:
+        return Action(Kind.FORGET, record.id, dest_id, reason="deleted on both sides")
+    if record.deleted is DeleteReason.OUT_OF_SCOPE:
+        return Action(
+            Kind.DELETE, record.id, dest.id, link_state=LinkState.LEAVING,
+            reason="left the sync scope: the Outlook copy is removed",
+        )
+    edited = sorted(changed_keys(link.agreed, dest.values))
+    if edited:
+        if src is Side.OUTLOOK:
+            return Action(
+                Kind.KEEP, record.id, dest.id, agreed=dict(dest.values),
+                link_state=LinkState.RESTORE_OUTLOOK,
+                reason=f"deleted in Outlook but edited in Pipeliner ({', '.join(edited)}): "
+                "the edit wins, the Outlook copy comes back",
+            )
+        if ctx.two_way:
+            return Action(
+                Kind.KEEP, record.id, dest.id,
+                reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
+                "the edit wins, the Pipeliner contact is restored from it",
+            )
+        return Action(
+            Kind.FORGET, record.id, dest.id,
+            reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
+            "the Outlook copy is kept and no longer synced",
+        )
+    if not dest.can_delete:
+        return Action(
+            Kind.REJECT, record.id, dest.id, agreed=dict(dest.values),
+            link_state=LinkState.RESTORE_OUTLOOK,
+            reason="deleted in Outlook, but the user may not delete this Pipeliner contact "
+            "(no contact deletion right, or delete-protected): the Outlook copy comes back",
+        )
+    return Action(Kind.DELETE, record.id, dest.id, reason=f"deleted in {src}")
+
+
+# --- a batch, with initial matching --------------------------------------------------------------
+
+
+def plan_batch(
+    records: Sequence[SourceRecord],
+    links: Mapping[str, Link],
+    dests: Mapping[str, DestRecord],
+    candidates: Iterable[DestRecord],
+    ctx: LegContext,
+) -> list[Action]:
+    """Actions for ``records`` in order.
+
+    ``links`` maps source ids to their links, ``dests`` maps destination ids to current copies
+    (a linked id missing from it is deleted), ``candidates`` are unlinked destination contacts
+    that may match unlinked records.
+    """
+    actions: dict[str, Action] = {}
+    unlinked: list[SourceRecord] = []
+    for record in records:
+        link = links.get(record.id)
+        if link is not None:
+            dest_id = link.id_on(ctx.dest_side)
+            dest = dests.get(dest_id) if dest_id is not None else None
+            actions[record.id] = plan_linked(record, link, dest, ctx)
+        elif record.values is None:
+            actions[record.id] = Action(Kind.SKIP, record.id, reason="never synced")
+        else:
+            unlinked.append(record)
+    actions.update(_plan_unlinked(unlinked, candidates, ctx))
+    return [actions[r.id] for r in records]
+
+
+def _stamp_key(record: SourceRecord, ctx: LegContext) -> str | None:
+    """What an Outlook stamp must equal to identify this record's counterpart."""
+    return record.id if ctx.source_side is Side.PIPELINER else record.stamp
+
+
+def _plan_unlinked(
+    records: Sequence[SourceRecord], candidates: Iterable[DestRecord], ctx: LegContext
+) -> dict[str, Action]:
+    by_id: dict[str, DestRecord] = {}
+    index = CandidateIndex()
+    for cand in candidates:
+        by_id[cand.id] = cand
+        # Pipeliner contacts are "stamped" with their own id: an Outlook stamp points at it.
+        stamp = cand.id if ctx.dest_side is Side.PIPELINER else cand.stamp
+        index.add(cand.id, cand.values, stamp)
+
+    actions: dict[str, Action] = {}
+    # Stamps are exact: they go first and take their candidate out of the pool.
+    for record in records:
+        assert record.values is not None
+        match = index.find({}, stamp_for=_stamp_key(record, ctx))
+        if match.by is MatchBy.STAMP and match.unique:
+            actions[record.id] = _link(record, by_id[match.unique], ctx, MatchBy.STAMP)
+            index.claim(match.unique)
+
+    rest = [r for r in records if r.id not in actions]
+    found = {r.id: index.find(r.values or {}) for r in rest}
+    claims = Counter(m.unique for m in found.values() if m.unique)
+    noun = f"{ctx.dest_side} contact"
+    for record in rest:
+        match = found[record.id]
+        if match.ambiguous:
+            actions[record.id] = Action(
+                Kind.REJECT, record.id,
+                reason=f"ambiguous match: {len(match.ids)} unlinked {noun}s share its {match.by} "
+                f"({', '.join(match.ids)}); link or merge them by hand",
+            )
+        elif match.unique and claims[match.unique] > 1:
+            actions[record.id] = Action(
+                Kind.REJECT, record.id, match.unique,
+                reason=f"ambiguous match: {claims[match.unique]} records match the same {noun} "
+                f"{match.unique} by {match.by}; link or merge them by hand",
+            )
+        elif match.unique:
+            assert match.by is not None
+            actions[record.id] = _link(record, by_id[match.unique], ctx, match.by)
+        else:
+            values = dict(record.values or {})
+            actions[record.id] = Action(Kind.CREATE, record.id, fields=values, agreed=values)
+    return actions
+
+
+def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) -> Action:
+    assert record.values is not None
+    result = merge(
+        None, record.values, dest.values, source_side=ctx.source_side, policy=ctx.policy,
+        source_modified=record.modified, dest_modified=dest.modified,
+    )
+    return Action(
+        Kind.LINK, record.id, dest.id, fields=result.writes, agreed=dict(record.values),
+        conflicts=result.conflicts, reason=f"matched an existing {ctx.dest_side} contact by {by}",
+    )
+
+
+# --- restores and the mass-delete guard --------------------------------------------------------
+
+
+def plan_restores(links: Iterable[Link], handled: Iterable[str] = ()) -> list[Action]:
+    """Outlook copies owed back (RESTORE_OUTLOOK links), for the Pipeliner -> Outlook leg.
+
+    ``handled`` are Pipeliner ids this run already planned from a fresh record.
+    """
+    done = set(handled)
+    return [
+        Action(
+            Kind.RESTORE, link.pipeliner_id, None, fields=dict(link.agreed),
+            agreed=dict(link.agreed), link_state=LinkState.ACTIVE,
+            reason="Outlook copy restored: it was deleted without the right to delete "
+            "the Pipeliner contact, or the Pipeliner contact was edited meanwhile",
+        )
+        for link in links
+        if link.state is LinkState.RESTORE_OUTLOOK and link.pipeliner_id not in done
+    ]
+
+
+#: Deleting this few contacts never trips the guard, however small the folder.
+MASS_DELETE_FLOOR = 3
+
+
+class MassDeleteRefused(RuntimeError):
+    """A run would delete too large a share of the linked contacts."""
+
+
+def check_mass_delete(
+    deletes: int, linked: int, max_ratio: float, *, allow: bool = False, dest: Side | None = None
+) -> None:
+    """Refuse a run whose deletes exceed ``max_ratio`` of the links (e.g. a side gone empty)."""
+    if not 0.0 <= max_ratio <= 1.0:
+        raise ValueError(f"max_delete_ratio must be between 0 and 1, got {max_ratio}")
+    if allow or deletes < MASS_DELETE_FLOOR or deletes <= max_ratio * linked:
+        return
+    where = f" in {dest}" if dest else ""
+    raise MassDeleteRefused(
+        f"refusing to delete {deletes} of {linked} linked contacts{where} "
+        f"({deletes / max(linked, 1):.0%} > max_delete_ratio {max_ratio:.0%}). If the source "
+        "really lost them, run again with allow_mass_delete=true; otherwise check the "
+        "source connection and scope settings. Nothing was deleted."
+    )

@@ -1,0 +1,77 @@
+"""The run report (DESIGN §4): counts and one line per failed or rejected record.
+
+Written as JSON for machines and as a short summary for people. It never holds a secret:
+only ids, table keys, counts and reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+#: The counters, in the order the summary prints them.
+COUNTERS = (
+    "read", "created", "updated", "deleted", "restored", "linked", "unchanged",
+    "conflicts", "rejected", "failed", "retried", "forgotten",
+)
+
+
+@dataclass(frozen=True)
+class RecordIssue:
+    """One record the run could not (or would not) write, and why."""
+
+    record_id: str
+    outcome: str
+    reason: str
+
+
+@dataclass
+class RunReport:
+    """Counts for one leg (``source`` -> ``dest``) of a run."""
+
+    source: str
+    dest: str
+    dry_run: bool = False
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    counts: Counter[str] = field(default_factory=Counter)
+    issues: list[RecordIssue] = field(default_factory=list)
+    error: str | None = None
+
+    def count(self, name: str, n: int = 1) -> None:
+        if name not in COUNTERS:
+            raise KeyError(f"unknown report counter {name!r}")
+        self.counts[name] += n
+
+    def issue(self, record_id: str, outcome: str, reason: str) -> None:
+        self.issues.append(RecordIssue(record_id, outcome, reason))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "leg": f"{self.source}->{self.dest}",
+            "dry_run": self.dry_run,
+            "started_at": self.started_at,
+            "counts": {name: self.counts[name] for name in COUNTERS},
+            "issues": [vars(i) for i in self.issues],
+            "error": self.error,
+        }
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{n} {name}" for name in COUNTERS if (n := self.counts[name]))
+        head = f"{self.source} -> {self.dest}{' (dry run)' if self.dry_run else ''}: "
+        lines = [head + (shown or "nothing to do")]
+        lines += [f"  {i.outcome} {i.record_id}: {i.reason}" for i in self.issues]
+        if self.error:
+            lines.append(f"  stopped: {self.error}")
+        return "\n".join(lines)
+
+    def write(self, path: str | Path) -> None:
+        """Write the JSON report atomically, so a reader never sees half a file."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+        tmp.replace(target)
