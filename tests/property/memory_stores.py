@@ -135,7 +135,9 @@ class Store:
             else:
                 out.append(
                     SourceRecord(
-                        record_id, self.values(record_id), modified=rec.modified,
+                        record_id,
+                        self.values(record_id),
+                        modified=rec.modified,
                         version=str(rec.version),
                         stamp=pipeliner_stamp(rec.raw) if self.side is Side.OUTLOOK else None,
                     )
@@ -147,7 +149,10 @@ class Store:
     def _dest_record(self, record_id: str) -> DestRecord:
         rec = self.records[record_id]
         return DestRecord(
-            record_id, self.values(record_id), modified=rec.modified, version=str(rec.version),
+            record_id,
+            self.values(record_id),
+            modified=rec.modified,
+            version=str(rec.version),
             can_delete=rec.can_delete,
             stamp=pipeliner_stamp(rec.raw) if self.side is Side.OUTLOOK else None,
         )

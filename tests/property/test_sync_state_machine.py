@@ -9,6 +9,7 @@ round writes nothing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import uuid
@@ -117,18 +118,33 @@ class SyncMachine(RuleBasedStateMachine):
     # -- Pipeliner user ----------------------------------------------------------------------------
 
     @rule(
-        first=st.sampled_from(FIRST), last=st.sampled_from(LAST),
-        company=st.sampled_from(COMPANY), email=st.sampled_from([*EMAIL1, None]),
+        first=st.sampled_from(FIRST),
+        last=st.sampled_from(LAST),
+        company=st.sampled_from(COMPANY),
+        email=st.sampled_from([*EMAIL1, None]),
         phone=TEXT,
     )
-    def p_create(self, first: str, last: str, company: str | None, email: str | None,
-                 phone: str | None) -> None:
-        values = {"first_name": first, "last_name": last, "company": company, "email1": email,
-                  "business_phone": phone}
+    def p_create(
+        self, first: str, last: str, company: str | None, email: str | None, phone: str | None
+    ) -> None:
+        values = {
+            "first_name": first,
+            "last_name": last,
+            "company": company,
+            "email1": email,
+            "business_phone": phone,
+        }
         if self._evidence_taken(values, set()):
             return
-        raw = {"first_name": first, "last_name": last, "quick_account_name": company,
-               "email1": email, "phone1": phone, "phone3": "fax-1", "email4": "keep@x.example"}
+        raw = {
+            "first_name": first,
+            "last_name": last,
+            "quick_account_name": company,
+            "email1": email,
+            "phone1": phone,
+            "phone3": "fax-1",
+            "email4": "keep@x.example",
+        }
         record_id = self.p.user_create(raw)
         self._log(Side.PIPELINER, record_id, values)
 
@@ -173,17 +189,29 @@ class SyncMachine(RuleBasedStateMachine):
     # -- Outlook user ---------------------------------------------------------------------------
 
     @rule(
-        first=st.sampled_from(FIRST), last=st.sampled_from(LAST),
-        company=st.sampled_from(COMPANY), email=st.sampled_from([*EMAIL1, None]), notes=TEXT,
+        first=st.sampled_from(FIRST),
+        last=st.sampled_from(LAST),
+        company=st.sampled_from(COMPANY),
+        email=st.sampled_from([*EMAIL1, None]),
+        notes=TEXT,
     )
-    def o_create(self, first: str, last: str, company: str | None, email: str | None,
-                 notes: str | None) -> None:
-        values = {"first_name": first, "last_name": last, "company": company, "email1": email,
-                  "notes": notes}
+    def o_create(
+        self, first: str, last: str, company: str | None, email: str | None, notes: str | None
+    ) -> None:
+        values = {
+            "first_name": first,
+            "last_name": last,
+            "company": company,
+            "email1": email,
+            "notes": notes,
+        }
         if self._evidence_taken(values, set()):
             return
-        raw: dict[str, Any] = {"businessPhones": ["", "+1 second line"], "birthday": "1990-01-01",
-                               "categories": ["Blue"]}
+        raw: dict[str, Any] = {
+            "businessPhones": ["", "+1 second line"],
+            "birthday": "1990-01-01",
+            "categories": ["Blue"],
+        }
         apply_graph_patch(raw, to_graph(values, raw, values.keys()))
         record_id = self.o.user_create(raw)
         self._log(Side.OUTLOOK, record_id, values)
@@ -230,7 +258,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.o.user_delete(record_id)
         self.tainted |= self._linked_twin(Side.OUTLOOK, record_id)
 
-    # -- sync ---------------------------------------------------------------------------------------
+    # -- sync -----------------------------------------------------------------------------------
 
     @rule(failures=st.sampled_from([0.0, 0.0, 0.3]))
     def sync(self, failures: float) -> None:
@@ -261,7 +289,7 @@ class SyncMachine(RuleBasedStateMachine):
             self.clean_rounds.append(self.round)
         return written
 
-    # -- the checks ---------------------------------------------------------------------------------
+    # -- the checks -----------------------------------------------------------------------------
 
     @invariant()
     def ledger_links_are_unique(self) -> None:
@@ -334,7 +362,7 @@ class SyncMachine(RuleBasedStateMachine):
     def _settled(self, history: list[Edit]) -> bool:
         """Every change of side in the history has a clean round in between (else it may be
         a conflict, which the policy decides)."""
-        for earlier, later in zip(history, history[1:], strict=False):
+        for earlier, later in itertools.pairwise(history):
             if earlier.side is later.side:
                 continue
             if not any(earlier.round < r <= later.round for r in self.clean_rounds):

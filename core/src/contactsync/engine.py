@@ -111,9 +111,15 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
 # --- the leg -------------------------------------------------------------------------------
 
 _COUNTER = {
-    Kind.CREATE: "created", Kind.UPDATE: "updated", Kind.RESTORE: "restored",
-    Kind.DELETE: "deleted", Kind.LINK: "linked", Kind.SKIP: "unchanged",
-    Kind.CONFLICT_RESOLVED: "unchanged", Kind.KEEP: "unchanged", Kind.FORGET: "forgotten",
+    Kind.CREATE: "created",
+    Kind.UPDATE: "updated",
+    Kind.RESTORE: "restored",
+    Kind.DELETE: "deleted",
+    Kind.LINK: "linked",
+    Kind.SKIP: "unchanged",
+    Kind.CONFLICT_RESOLVED: "unchanged",
+    Kind.KEEP: "unchanged",
+    Kind.FORGET: "forgotten",
     Kind.REJECT: "rejected",
 }
 
@@ -123,7 +129,10 @@ class SyncLeg:
     :meth:`finish` once."""
 
     def __init__(
-        self, ledger: ScopeLedger, destination: Destination, settings: LegSettings,
+        self,
+        ledger: ScopeLedger,
+        destination: Destination,
+        settings: LegSettings,
         report: RunReport | None = None,
     ) -> None:
         if destination.side is settings.source_side:
@@ -177,15 +186,23 @@ class SyncLeg:
             if restores:
                 links = self.ledger.get_many(Side.PIPELINER, [a.source_id for a in restores])
                 pairs = [
-                    (a, SourceRecord(a.source_id, a.fields, version=links[a.source_id].pipeliner_version))
+                    (
+                        a,
+                        SourceRecord(
+                            a.source_id, a.fields, version=links[a.source_id].pipeliner_version
+                        ),
+                    )
                     for a in restores
                 ]
                 self._execute(pairs, links)
         if self._deferred:
             try:
                 check_mass_delete(
-                    len(self._deferred), self._linked_at_start, self.settings.max_delete_ratio,
-                    allow=self.settings.allow_mass_delete, dest=self.dest.side,
+                    len(self._deferred),
+                    self._linked_at_start,
+                    self.settings.max_delete_ratio,
+                    allow=self.settings.allow_mass_delete,
+                    dest=self.dest.side,
                 )
             except Exception as exc:
                 self.report.error = str(exc)
@@ -204,7 +221,9 @@ class SyncLeg:
         linked = self.ledger.get_many(self.dest.side, [c.id for c in found])
         return [c for c in found if c.id not in linked]
 
-    def _execute(self, pairs: Sequence[tuple[Action, SourceRecord]], links: Mapping[str, Link]) -> None:
+    def _execute(
+        self, pairs: Sequence[tuple[Action, SourceRecord]], links: Mapping[str, Link]
+    ) -> None:
         writes: list[tuple[Action, SourceRecord]] = []
         for action, record in pairs:
             if action.writes and not self.settings.dry_run:
@@ -237,7 +256,9 @@ class SyncLeg:
         if new_links:
             self.ledger.put_many(new_links)
 
-    def _record_without_write(self, action: Action, record: SourceRecord, link: Link | None) -> None:
+    def _record_without_write(
+        self, action: Action, record: SourceRecord, link: Link | None
+    ) -> None:
         if action.kind is Kind.FORGET and link is not None:
             self.ledger.remove(link.pipeliner_id)
         elif link is not None and (action.agreed is not None or action.link_state is not None):
@@ -256,7 +277,9 @@ class SyncLeg:
             self.report.issue(record.id, "rejected", action.reason)
             if action.link_state is None:
                 # Not settled by a restore: try again next run (the user may fix the cause).
-                self.ledger.record_failure(self.src, record.id, record_to_payload(record), action.reason)
+                self.ledger.record_failure(
+                    self.src, record.id, record_to_payload(record), action.reason
+                )
             else:
                 self._cleared(record.id)
         else:
@@ -271,7 +294,10 @@ class SyncLeg:
         dest_id = result.dest_id or action.dest_id
         assert dest_id is not None, "a successful create must return the new id"
         ids = {f"{self.src}_id": record.id, f"{self.dest.side}_id": dest_id}
-        versions = {f"{self.src}_version": record.version, f"{self.dest.side}_version": result.version}
+        versions = {
+            f"{self.src}_version": record.version,
+            f"{self.dest.side}_version": result.version,
+        }
         agreed = action.agreed if action.agreed is not None else (link.agreed if link else {})
         state = action.link_state or (link.state if link else LinkState.ACTIVE)
         if action.kind is Kind.RESTORE:

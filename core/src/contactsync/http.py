@@ -196,7 +196,10 @@ def _origin(url: str) -> str:
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # out of range or not a number: equal to no real origin
+        return f"{scheme}://{host}:{parts.netloc.rpartition(':')[2]} (invalid port)"
     return f"{scheme}://{host}" + (f":{port}" if port else "")
 
 
@@ -436,12 +439,13 @@ class HttpClient:
         rng: random.Random | None = None,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        origin = _origin(base_url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "invalid" in origin:
             raise ValueError(
                 f"base_url must be an absolute http(s) URL, got {redact_url(base_url)!r}"
             )
         self.base_url = base_url.rstrip("/")
-        self.origin = _origin(base_url)
+        self.origin = origin
         self.policy = policy
         self._verify = verify
         self._auth = auth
@@ -636,15 +640,16 @@ class HttpClient:
         """Point ``call`` at a same-origin Location, as browsers and RFC 9110 do."""
         target = urljoin(call.url, response.headers["Location"])
         status = response.status_code
-        if _origin(target) != self.origin:
+        origin = _origin(target)
+        if origin != self.origin:
             raise RedirectRefused(
                 f"{call.describe()} answered {status} redirecting to {redact_url(target)}; "
-                f"refused to follow it to {_origin(target)}, another origin than {self.origin}, "
-                "so that credentials stay on the configured host. If that host is the right "
-                "one, configure it as the base URL.",
+                f"refused to follow it to {origin}, another origin than {self.origin}, so "
+                "that credentials stay on the configured host. If that host is the right one, "
+                "configure it as the base URL.",
                 method=call.method,
                 url=call.url,
-                target=_origin(target),
+                target=origin,
             )
         call.hops += 1
         if call.hops > MAX_REDIRECTS:
@@ -750,4 +755,4 @@ def _hint(status: int) -> str:
         return "a redirect without a usable Location"
     if status < 500:
         return "the server rejected the request; see the response"
-    return "the server failed, and the request is not safe to repeat automatically"
+    return "the server failed (retried only for 500/502/503/504 on retryable requests)"

@@ -1,7 +1,8 @@
 """Initial matching: link a contact to an existing, unlinked copy instead of duplicating it.
 
 Order of evidence (DESIGN §4): our own stamp (the Pipeliner id on an Outlook contact), then any
-shared e-mail address (case-insensitive), then first + last name + company. More than one
+shared e-mail address (case-insensitive), then first + last name + company — but only when one of
+the two has no e-mail address at all: same name, different addresses means two people. More than one
 candidate at the first level that finds any is ambiguous: it is reported and nothing is guessed.
 """
 
@@ -113,6 +114,13 @@ class CandidateIndex:
         if by_email:
             return Match(tuple(sorted(by_email)), MatchBy.EMAIL)
         key = name_key(values)
-        if key is not None and (found := self._by_name.get(key)):
+        mine = emails(values)
+        # Same name and company but different e-mail addresses are two people, not one.
+        found = (
+            {i for i in self._by_name.get(key, ()) if not (mine and self._evidence[i].emails)}
+            if key is not None
+            else set()
+        )
+        if found:
             return Match(tuple(sorted(found)), MatchBy.NAME)
         return NO_MATCH

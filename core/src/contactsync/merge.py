@@ -39,9 +39,7 @@ class ConflictPolicy(StrEnum):
             return cls(value)
         except ValueError:
             allowed = ", ".join(p.value for p in cls)
-            raise ValueError(
-                f"conflict_policy: {value!r} is not one of {allowed}"
-            ) from None
+            raise ValueError(f"conflict_policy: {value!r} is not one of {allowed}") from None
 
 
 @dataclass(frozen=True)

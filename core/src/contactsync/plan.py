@@ -132,37 +132,70 @@ def plan_linked(
         return _plan_tombstone(record, link, dest, ctx)
     source = record.values
     dest_id = link.id_on(ctx.dest_side)
+    if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
+        # Only Pipeliner can say a contact is back in scope; this copy is still to be removed.
+        return Action(
+            Kind.SKIP,
+            record.id,
+            dest_id,
+            reason="the contact left the sync scope: Outlook edits to its copy are not sent "
+            "to Pipeliner, and the copy is removed",
+        )
     back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
     if dest is None:
         if ctx.two_way and link.state is LinkState.ACTIVE and not changed_keys(source, link.agreed):
             return Action(
-                Kind.SKIP, record.id, dest_id,
+                Kind.SKIP,
+                record.id,
+                dest_id,
                 reason=f"{ctx.dest_side} copy deleted: its deletion reaches {ctx.source_side} "
                 "on the other leg",
             )
         return Action(
-            Kind.RESTORE, record.id, dest_id, fields=dict(source), agreed=dict(source),
-            link_state=back_in_scope, reason=f"{ctx.dest_side} copy was missing",
+            Kind.RESTORE,
+            record.id,
+            dest_id,
+            fields=dict(source),
+            agreed=dict(source),
+            link_state=back_in_scope,
+            reason=f"{ctx.dest_side} copy was missing",
         )
     result = merge(
-        link.agreed, source, dest.values, source_side=ctx.source_side, policy=ctx.policy,
-        source_modified=record.modified, dest_modified=dest.modified,
+        link.agreed,
+        source,
+        dest.values,
+        source_side=ctx.source_side,
+        policy=ctx.policy,
+        source_modified=record.modified,
+        dest_modified=dest.modified,
     )
     if result.writes:
         return Action(
-            Kind.UPDATE, record.id, dest.id, fields=result.writes, agreed=dict(source),
-            link_state=back_in_scope, conflicts=result.conflicts,
+            Kind.UPDATE,
+            record.id,
+            dest.id,
+            fields=result.writes,
+            agreed=dict(source),
+            link_state=back_in_scope,
+            conflicts=result.conflicts,
         )
     if result.conflicts:
         return Action(
-            Kind.CONFLICT_RESOLVED, record.id, dest.id, agreed=dict(source),
-            link_state=back_in_scope, conflicts=result.conflicts,
+            Kind.CONFLICT_RESOLVED,
+            record.id,
+            dest.id,
+            agreed=dict(source),
+            link_state=back_in_scope,
+            conflicts=result.conflicts,
             reason=f"{ctx.dest_side} value kept",
         )
     echo = record.version is not None and record.version == link.version_on(ctx.source_side)
     moved = bool(changed_keys(source, link.agreed))
     return Action(
-        Kind.SKIP, record.id, dest.id, agreed=dict(source) if moved else None,
+        Kind.SKIP,
+        record.id,
+        dest.id,
+        agreed=dict(source) if moved else None,
         link_state=back_in_scope,
         reason="echo of our own write" if echo else "no change to a mapped field",
     )
@@ -175,40 +208,56 @@ def _plan_tombstone(
     dest_id = link.id_on(dst)
     if link.state is LinkState.LEAVING and src is Side.OUTLOOK:
         return Action(
-            Kind.FORGET, record.id, dest_id,
+            Kind.FORGET,
+            record.id,
+            dest_id,
             reason="Outlook copy removed because the contact left the scope; "
             "never deleted in Pipeliner",
         )
     if dest is None:
         return Action(Kind.FORGET, record.id, dest_id, reason="deleted on both sides")
-    if record.deleted is DeleteReason.OUT_OF_SCOPE:
-        return Action(
-            Kind.DELETE, record.id, dest.id, link_state=LinkState.LEAVING,
-            reason="left the sync scope: the Outlook copy is removed",
-        )
     edited = sorted(changed_keys(link.agreed, dest.values))
+    if record.deleted is DeleteReason.OUT_OF_SCOPE and src is Side.PIPELINER:
+        lost = f"; its unsynced Outlook edits ({', '.join(edited)}) go with it" if edited else ""
+        return Action(
+            Kind.DELETE,
+            record.id,
+            dest.id,
+            link_state=LinkState.LEAVING,
+            reason=f"left the sync scope: the Outlook copy is removed{lost}",
+        )
     if edited:
         if src is Side.OUTLOOK:
             return Action(
-                Kind.KEEP, record.id, dest.id, agreed=dict(dest.values),
+                Kind.KEEP,
+                record.id,
+                dest.id,
+                agreed=dict(dest.values),
                 link_state=LinkState.RESTORE_OUTLOOK,
                 reason=f"deleted in Outlook but edited in Pipeliner ({', '.join(edited)}): "
                 "the edit wins, the Outlook copy comes back",
             )
         if ctx.two_way:
             return Action(
-                Kind.KEEP, record.id, dest.id,
+                Kind.KEEP,
+                record.id,
+                dest.id,
                 reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
                 "the edit wins, the Pipeliner contact is restored from it",
             )
         return Action(
-            Kind.FORGET, record.id, dest.id,
+            Kind.FORGET,
+            record.id,
+            dest.id,
             reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
             "the Outlook copy is kept and no longer synced",
         )
     if not dest.can_delete:
         return Action(
-            Kind.REJECT, record.id, dest.id, agreed=dict(dest.values),
+            Kind.REJECT,
+            record.id,
+            dest.id,
+            agreed=dict(dest.values),
             link_state=LinkState.RESTORE_OUTLOOK,
             reason="deleted in Outlook, but the user may not delete this Pipeliner contact "
             "(no contact deletion right, or delete-protected): the Outlook copy comes back",
@@ -281,13 +330,16 @@ def _plan_unlinked(
         match = found[record.id]
         if match.ambiguous:
             actions[record.id] = Action(
-                Kind.REJECT, record.id,
+                Kind.REJECT,
+                record.id,
                 reason=f"ambiguous match: {len(match.ids)} unlinked {noun}s share its {match.by} "
                 f"({', '.join(match.ids)}); link or merge them by hand",
             )
         elif match.unique and claims[match.unique] > 1:
             actions[record.id] = Action(
-                Kind.REJECT, record.id, match.unique,
+                Kind.REJECT,
+                record.id,
+                match.unique,
                 reason=f"ambiguous match: {claims[match.unique]} records match the same {noun} "
                 f"{match.unique} by {match.by}; link or merge them by hand",
             )
@@ -303,12 +355,22 @@ def _plan_unlinked(
 def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) -> Action:
     assert record.values is not None
     result = merge(
-        None, record.values, dest.values, source_side=ctx.source_side, policy=ctx.policy,
-        source_modified=record.modified, dest_modified=dest.modified,
+        None,
+        record.values,
+        dest.values,
+        source_side=ctx.source_side,
+        policy=ctx.policy,
+        source_modified=record.modified,
+        dest_modified=dest.modified,
     )
     return Action(
-        Kind.LINK, record.id, dest.id, fields=result.writes, agreed=dict(record.values),
-        conflicts=result.conflicts, reason=f"matched an existing {ctx.dest_side} contact by {by}",
+        Kind.LINK,
+        record.id,
+        dest.id,
+        fields=result.writes,
+        agreed=dict(record.values),
+        conflicts=result.conflicts,
+        reason=f"matched an existing {ctx.dest_side} contact by {by}",
     )
 
 
@@ -323,8 +385,12 @@ def plan_restores(links: Iterable[Link], handled: Iterable[str] = ()) -> list[Ac
     done = set(handled)
     return [
         Action(
-            Kind.RESTORE, link.pipeliner_id, None, fields=dict(link.agreed),
-            agreed=dict(link.agreed), link_state=LinkState.ACTIVE,
+            Kind.RESTORE,
+            link.pipeliner_id,
+            None,
+            fields=dict(link.agreed),
+            agreed=dict(link.agreed),
+            link_state=LinkState.ACTIVE,
             reason="Outlook copy restored: it was deleted without the right to delete "
             "the Pipeliner contact, or the Pipeliner contact was edited meanwhile",
         )
@@ -347,7 +413,8 @@ def check_mass_delete(
     """Refuse a run whose deletes exceed ``max_ratio`` of the links (e.g. a side gone empty)."""
     if not 0.0 <= max_ratio <= 1.0:
         raise ValueError(f"max_delete_ratio must be between 0 and 1, got {max_ratio}")
-    if allow or deletes < MASS_DELETE_FLOOR or deletes <= max_ratio * linked:
+    # Compare with a little slack: 0.29 * 100 is 28.999999999999996 in floating point.
+    if allow or deletes < MASS_DELETE_FLOOR or deletes <= max_ratio * linked + 1e-9:
         return
     where = f" in {dest}" if dest else ""
     raise MassDeleteRefused(

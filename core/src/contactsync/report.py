@@ -15,8 +15,18 @@ from typing import Any
 
 #: The counters, in the order the summary prints them.
 COUNTERS = (
-    "read", "created", "updated", "deleted", "restored", "linked", "unchanged",
-    "conflicts", "rejected", "failed", "retried", "forgotten",
+    "read",
+    "created",
+    "updated",
+    "deleted",
+    "restored",
+    "linked",
+    "unchanged",
+    "conflicts",
+    "rejected",
+    "failed",
+    "retried",
+    "forgotten",
 )
 
 

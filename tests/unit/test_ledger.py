@@ -1,0 +1,614 @@
+"""contactsync.ledger on a SQLite file and on a real PostgreSQL server.
+
+PostgreSQL comes from $CONTACTSYNC_TEST_PG_URL (default: trust auth on 127.0.0.1:5432, database
+`test`). Every PostgreSQL test gets a schema of its own, dropped afterwards; nothing else in the
+database is touched. Without a reachable server those tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url, text
+
+from contactsync import ledger as ledger_mod
+from contactsync.ledger import (
+    DEFAULT_LEDGER_PATH,
+    SCHEMA_VERSION,
+    Ledger,
+    LedgerConflict,
+    LedgerError,
+    LedgerLocked,
+    ScopeLedger,
+)
+from contactsync.link import Link, LinkState, ScopeKey, Side
+
+PG_URL_ENV = "CONTACTSYNC_TEST_PG_URL"
+PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+SPACE, MAILBOX, FOLDER = "space-1", "someone@example.com", "folder-1"
+
+
+def new_scope(user: str | None = None) -> ScopeKey:
+    return ScopeKey(user or f"user-{uuid.uuid4().hex[:10]}", SPACE, MAILBOX, FOLDER)
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    url = os.environ.get(PG_URL_ENV, PG_URL_DEFAULT)
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip(f"psycopg is not installed: cannot test PostgreSQL ({PG_URL_ENV})")
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL reachable at {shown} (set {PG_URL_ENV} to one): {exc}")
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh schema per test, reached through the URL's search_path."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"contactsync_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(pg_server), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    url = make_url(pg_server).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with psycopg.connect(_libpq(pg_server), autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "ledger.sqlite")  # a plain path, parents missing
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def make_ledger(ledger_url: str) -> Iterator[Callable[[], Ledger]]:
+    made: list[Ledger] = []
+
+    def make() -> Ledger:
+        made.append(Ledger(ledger_url))
+        return made[-1]
+
+    yield make
+    for ledger in made:
+        ledger.close()
+
+
+@pytest.fixture
+def ledger(make_ledger: Callable[[], Ledger]) -> Ledger:
+    return make_ledger()
+
+
+@pytest.fixture
+def run(ledger: Ledger) -> Iterator[ScopeLedger]:
+    with ledger.open_scope(new_scope(), owner="test") as scope_ledger:
+        yield scope_ledger
+
+
+def is_postgres(ledger: Ledger) -> bool:
+    return ledger.engine.dialect.name == "postgresql"
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes (a real second run, killed with SIGKILL)
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from contactsync.ledger import Ledger
+    from contactsync.link import Link, ScopeKey
+    mode, url, *parts = sys.argv[1:]
+    scope = ScopeKey(*parts)
+    run = Ledger(url).open_scope(scope, owner="child-run")
+    if mode == "hold":
+        print("locked", flush=True)
+    elif mode == "put":
+        run.put(Link("p-durable", "o-durable", {"first_name": "Zoë", "notes": None}))
+        print("put", flush=True)
+    elif mode == "many":
+        for i in range(200):
+            run.put(Link(f"p{i:04d}", f"o{i:04d}", {"n": str(i)}))
+        print(run.count_links(), flush=True)
+        sys.exit(0)
+    time.sleep(120)
+    """
+)
+
+
+def spawn(mode: str, url: str, scope: ScopeKey, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            mode,
+            url,
+            scope.user,
+            scope.space,
+            scope.mailbox,
+            scope.folder,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"child printed nothing within {timeout} s")
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.wait(timeout)
+        error = proc.stderr.read() if proc.stderr else ""
+        pytest.fail(f"child died (rc {proc.returncode}): {error}")
+    return line
+
+
+def sigkill(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def open_eventually(ledger: Ledger, scope: ScopeKey, timeout: float = 10) -> ScopeLedger:
+    """PostgreSQL frees a killed client's session lock once the server sees the socket close."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ledger.open_scope(scope)
+        except LedgerLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# Links
+
+
+def test_put_get_round_trip_keeps_unicode_none_and_versions(run: ScopeLedger):
+    link = Link(
+        "p-1",
+        "AAMkAGI2-o1",
+        {"first_name": "Zoë", "last_name": "Ñúñez 山田", "notes": None, "city": ""},
+        pipeliner_version="2024-05-01T10:00:00.123456Z",
+        outlook_version='W/"CQAAABYAAA=="',
+        state=LinkState.RESTORE_OUTLOOK,
+    )
+    run.put(link)
+    assert run.get(Side.PIPELINER, "p-1") == link
+    assert run.get(Side.OUTLOOK, "AAMkAGI2-o1") == link
+    assert run.get(Side.PIPELINER, "AAMkAGI2-o1") is None  # ids are looked up on their side
+    assert run.get(Side.OUTLOOK, "p-1") is None
+    assert run.get(Side.PIPELINER, "missing") is None
+
+
+def test_link_without_outlook_id_many_times(run: ScopeLedger):
+    run.put_many([Link(f"p{i}", None, state=LinkState.RESTORE_OUTLOOK) for i in range(3)])
+    assert run.count_links() == 3
+    assert run.get(Side.PIPELINER, "p1") == Link("p1", None, state=LinkState.RESTORE_OUTLOOK)
+
+
+def test_put_upserts_by_pipeliner_id(run: ScopeLedger):
+    run.put(Link("p-1", "o-1", {"first_name": "Ann"}, pipeliner_version="1"))
+    changed = Link("p-1", "o-2", {"first_name": "Anna"}, "2", "ck2", LinkState.LEAVING)
+    run.put(changed)
+    assert run.count_links() == 1
+    assert run.get(Side.PIPELINER, "p-1") == changed
+    assert run.get(Side.OUTLOOK, "o-2") == changed
+    assert run.get(Side.OUTLOOK, "o-1") is None
+
+
+def test_get_many_and_iter_links_page_through_large_scopes(run: ScopeLedger):
+    many = [Link(f"p{i:05d}", f"o{i:05d}", {"n": str(i)}) for i in range(1234)]
+    for i in range(0, len(many), 3):
+        many[i] = many[i].with_changes(state=LinkState.LEAVING)
+    run.put_many(many)
+
+    by_pl = run.get_many(Side.PIPELINER, [link.pipeliner_id for link in many] + ["nope"])
+    assert by_pl == {link.pipeliner_id: link for link in many}
+    wanted = [f"o{i:05d}" for i in range(0, 1234, 2)]
+    by_ol = run.get_many(Side.OUTLOOK, iter(wanted + wanted))  # any iterable, duplicates ok
+    assert sorted(by_ol) == wanted
+    assert by_ol["o00002"] == many[2]
+    assert run.get_many(Side.OUTLOOK, []) == {}
+
+    assert list(run.iter_links()) == many  # ordered by pipeliner id, across three pages
+    leaving = [link for link in many if link.state is LinkState.LEAVING]
+    assert list(run.iter_links(LinkState.LEAVING)) == leaving
+    assert list(run.iter_links(LinkState.RESTORE_OUTLOOK)) == []
+    assert run.count_links() == 1234
+
+
+def test_iter_links_allows_writes_while_iterating(run: ScopeLedger):
+    run.put_many([Link(f"p{i:04d}", f"o{i:04d}") for i in range(520)])
+    seen = []
+    for link in run.iter_links(LinkState.ACTIVE):  # pages of 500: writes land in both pages
+        if int(link.pipeliner_id[1:]) % 10 == 0:
+            run.put(link.with_changes(state=LinkState.LEAVING, outlook_version="v2"))
+        seen.append(link.pipeliner_id)
+    assert seen == [f"p{i:04d}" for i in range(520)]  # each link exactly once
+    leaving = list(run.iter_links(LinkState.LEAVING))
+    assert [link.pipeliner_id for link in leaving] == [f"p{i:04d}" for i in range(0, 520, 10)]
+    assert {link.outlook_version for link in leaving} == {"v2"}
+
+
+def test_remove(run: ScopeLedger):
+    run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
+    run.remove("p-1")
+    run.remove("never-there")
+    assert run.get(Side.PIPELINER, "p-1") is None
+    assert run.get(Side.OUTLOOK, "o-1") is None
+    assert [link.pipeliner_id for link in run.iter_links()] == ["p-2"]
+    run.put(Link("p-3", "o-1"))  # the Outlook id is free again
+    assert run.get(Side.OUTLOOK, "o-1") == Link("p-3", "o-1")
+
+
+def test_outlook_id_conflict_is_refused_and_first_link_kept(run: ScopeLedger):
+    first = Link("p-1", "o-1", {"first_name": "Ann"})
+    run.put(first)
+    with pytest.raises(LedgerConflict, match=r"o-1.*p-1.*p-2"):
+        run.put(Link("p-2", "o-1"))
+    assert run.get(Side.OUTLOOK, "o-1") == first
+    assert run.get(Side.PIPELINER, "p-2") is None
+    assert run.count_links() == 1
+
+
+def test_put_many_is_atomic(run: ScopeLedger):
+    run.put(Link("p-1", "o-1"))
+    with pytest.raises(LedgerConflict):
+        run.put_many([Link("p-2", "o-2"), Link("p-3", "o-3"), Link("p-4", "o-1")])
+    with pytest.raises(LedgerConflict, match="o-9"):  # two claims inside one batch
+        run.put_many([Link("p-5", "o-9"), Link("p-6", "o-9")])
+    assert [link.pipeliner_id for link in run.iter_links()] == ["p-1"]
+
+
+def test_put_many_may_move_an_outlook_id_within_the_batch(run: ScopeLedger):
+    run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
+    run.put_many([Link("p-1", "o-2"), Link("p-2", "o-1")])  # a swap
+    assert run.get(Side.OUTLOOK, "o-2") == Link("p-1", "o-2")
+    assert run.get(Side.OUTLOOK, "o-1") == Link("p-2", "o-1")
+    run.put_many([Link("p-9", "o-9"), Link("p-9", "o-10")])  # repeated id: the last one wins
+    assert run.get(Side.PIPELINER, "p-9") == Link("p-9", "o-10")
+
+
+def test_closed_scope_ledger_refuses_use(ledger: Ledger):
+    scope_ledger = ledger.open_scope(new_scope())
+    scope_ledger.close()
+    scope_ledger.close()  # idempotent
+    with pytest.raises(LedgerError, match="closed"):
+        scope_ledger.put(Link("p", "o"))
+
+
+# --------------------------------------------------------------------------------------------
+# Scoping
+
+
+def test_scopes_are_independent(ledger: Ledger):
+    alice, bob = new_scope("alice-" + uuid.uuid4().hex), new_scope("bob-" + uuid.uuid4().hex)
+    other_folder = ScopeKey(alice.user, SPACE, MAILBOX, "folder-2")
+    with (
+        ledger.open_scope(alice) as a,
+        ledger.open_scope(bob) as b,
+        ledger.open_scope(other_folder) as c,
+    ):
+        a.put(Link("p-1", "o-1", {"first_name": "Alice's"}))
+        b.put(Link("p-1", "o-1", {"first_name": "Bob's"}))  # same ids, other scope: no conflict
+        b.put(Link("p-2", "o-2"))
+        a.record_failure(Side.OUTLOOK, "o-7", {"x": "1"}, "400")
+
+        assert a.get(Side.PIPELINER, "p-1").agreed == {"first_name": "Alice's"}
+        assert b.get(Side.OUTLOOK, "o-1").agreed == {"first_name": "Bob's"}
+        assert a.get(Side.PIPELINER, "p-2") is None
+        assert a.get_many(Side.PIPELINER, ["p-1", "p-2"]).keys() == {"p-1"}
+        assert (a.count_links(), b.count_links(), c.count_links()) == (1, 2, 0)
+        assert list(c.iter_links()) == []
+        assert b.failures() == [] and c.failures() == []
+
+        b.remove("p-1")
+        b.clear_failure(Side.OUTLOOK, "o-7")
+        assert a.get(Side.PIPELINER, "p-1") is not None
+        assert len(a.failures()) == 1
+    assert {alice, bob} <= set(ledger.scopes())
+    assert other_folder not in ledger.scopes()  # no rows, so not listed
+
+
+# --------------------------------------------------------------------------------------------
+# Durability
+
+
+def test_put_is_visible_to_an_independent_engine_at_once(make_ledger: Callable[[], Ledger]):
+    writer = make_ledger()
+    scope = new_scope()
+    with writer.open_scope(scope) as run:
+        run.put(Link("p-1", "o-1", {"first_name": "Zoë"}))
+        with make_ledger().engine.connect() as conn:  # no lock needed to look at the rows
+            rows = conn.execute(
+                text(
+                    "SELECT outlook_id, agreed FROM links WHERE user_id = :u AND pipeliner_id = :p"
+                ),
+                {"u": scope.user, "p": "p-1"},
+            ).all()
+        assert rows == [("o-1", '{"first_name":"Zoë"}')]
+
+
+def test_link_survives_sigkill_right_after_put(ledger_url: str, ledger: Ledger, tmp_path: Path):
+    scope = new_scope()
+    child = spawn("put", ledger_url, scope, tmp_path)
+    try:
+        assert read_line(child) == "put"
+    finally:
+        sigkill(child)
+    with open_eventually(ledger, scope) as run:
+        assert run.get(Side.OUTLOOK, "o-durable") == Link(
+            "p-durable", "o-durable", {"first_name": "Zoë", "notes": None}
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Run lock
+
+
+def test_second_run_of_a_scope_fails_fast_naming_scope_and_holder(
+    make_ledger: Callable[[], Ledger],
+):
+    first, second = make_ledger(), make_ledger()
+    scope = new_scope()
+    with first.open_scope(scope, owner="meltano job nightly"):
+        for other in (second, first):  # another engine, and the same one
+            started = time.monotonic()
+            with pytest.raises(LedgerLocked) as refused:
+                other.open_scope(scope)
+            assert time.monotonic() - started < 1
+            message = str(refused.value)
+            assert str(scope) in message
+            assert f"pid {os.getpid()}" in message and "meltano job nightly" in message
+            assert "Wait for the other run to finish" in message
+            assert refused.value.scope == scope
+        with second.open_scope(new_scope()) as elsewhere:  # other scopes are not affected
+            elsewhere.put(Link("p", "o"))
+    with second.open_scope(scope) as again:  # released on exit
+        again.put(Link("p", "o"))
+
+
+def test_lock_of_a_killed_run_is_released(ledger_url: str, ledger: Ledger, tmp_path: Path):
+    scope = new_scope()
+    child = spawn("hold", ledger_url, scope, tmp_path)
+    try:
+        assert read_line(child) == "locked"
+        started = time.monotonic()
+        with pytest.raises(LedgerLocked) as refused:
+            ledger.open_scope(scope)
+        assert time.monotonic() - started < 1
+        assert f"pid {child.pid}" in str(refused.value) and "child-run" in str(refused.value)
+    finally:
+        sigkill(child)
+    timeout = 10 if is_postgres(ledger) else 0  # the kernel drops an flock at once
+    with open_eventually(ledger, scope, timeout=timeout) as run:
+        run.put(Link("p", "o"))
+
+
+def test_two_users_write_concurrently_without_blocking(
+    ledger_url: str, ledger: Ledger, tmp_path: Path
+):
+    scopes = [new_scope(), new_scope()]
+    with ledger.open_scope(new_scope()):  # a third run idles with its lock held meanwhile
+        started = time.monotonic()
+        children = [spawn("many", ledger_url, scope, tmp_path) for scope in scopes]
+        outputs = [child.communicate(timeout=60) for child in children]
+        elapsed = time.monotonic() - started
+    for child, (out, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+        assert out.strip() == "200"
+    assert elapsed < 30
+    for scope in scopes:
+        with ledger.open_scope(scope) as run:
+            assert run.count_links() == 200
+            assert run.get(Side.OUTLOOK, "o0199") == Link("p0199", "o0199", {"n": "199"})
+
+
+def test_threads_on_different_scopes_interleave(ledger: Ledger):
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with ledger.open_scope(new_scope()) as run:
+                for i in range(60):
+                    run.put(Link(f"p{i}", f"o{i}"))
+                    assert run.get(Side.PIPELINER, f"p{i}") is not None
+                assert run.count_links() == 60
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+
+
+class TestTableLock:
+    """The run_locks fallback for databases without flock or advisory locks."""
+
+    @pytest.fixture
+    def table_ledgers(
+        self, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+    ) -> tuple[Ledger, Ledger]:
+        monkeypatch.setattr(ledger_mod._TableRunLock, "ttl", timedelta(seconds=1))
+        pair = make_ledger(), make_ledger()
+        for one in pair:
+            one._lock_class = ledger_mod._TableRunLock
+        return pair
+
+    def test_fails_fast_and_releases(self, table_ledgers: tuple[Ledger, Ledger]):
+        first, second = table_ledgers
+        scope = new_scope()
+        with first.open_scope(scope, owner="one"):
+            time.sleep(0.6)  # the heartbeat keeps a live lock fresh beyond the TTL
+            with pytest.raises(LedgerLocked, match=r"(?s)" + str(scope) + ".*'one'.*expires"):
+                second.open_scope(scope)
+        with second.open_scope(scope):
+            pass
+
+    def test_stale_lock_is_taken_over_and_the_old_run_notices(
+        self, table_ledgers: tuple[Ledger, Ledger]
+    ):
+        first, second = table_ledgers
+        scope = new_scope()
+        stale = first.open_scope(scope)
+        stale._lock._stop.set()  # the run hangs: no more heartbeats  # type: ignore[union-attr]
+        with first.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE run_locks SET heartbeat_at = :t WHERE user_id = :u"),
+                {"t": datetime.now(UTC) - timedelta(seconds=5), "u": scope.user},
+            )
+        with second.open_scope(scope) as fresh:
+            fresh.put(Link("p", "o"))
+            stale._lock._last_beat -= timedelta(seconds=5)  # type: ignore[union-attr]
+            with pytest.raises(LedgerError, match="lost the run lock"):
+                stale.put(Link("p2", "o2"))
+
+
+# --------------------------------------------------------------------------------------------
+# Pending failures
+
+
+def test_failures_are_upserted_listed_and_cleared(run: ScopeLedger):
+    first = run.record_failure(Side.PIPELINER, "p-1", {"first_name": "Zoë"}, "HTTP 500")
+    assert first.attempts == 1 and first.first_failed_at == first.last_failed_at
+    again = run.record_failure(Side.PIPELINER, "p-1", {"first_name": "Zoé"}, "HTTP 429")
+    run.record_failure(Side.OUTLOOK, "p-1", {}, "400 ErrorInvalidProperty")  # other side's key
+
+    assert again.attempts == 2
+    assert again.first_failed_at == first.first_failed_at
+    assert again.last_failed_at >= first.last_failed_at
+    stored = run.failures(Side.PIPELINER)
+    assert stored == [again]
+    assert stored[0].payload == {"first_name": "Zoé"} and stored[0].reason == "HTTP 429"
+    assert stored[0].first_failed_at.tzinfo is not None
+    assert [(f.side, f.record_id) for f in run.failures()] == [
+        (Side.OUTLOOK, "p-1"),
+        (Side.PIPELINER, "p-1"),
+    ]
+
+    run.clear_failure(Side.PIPELINER, "p-1")
+    run.clear_failure(Side.PIPELINER, "never-failed")
+    assert [f.side for f in run.failures()] == [Side.OUTLOOK]
+    assert run.record_failure(Side.PIPELINER, "p-1", {}, "again").attempts == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Schema version
+
+
+def test_newer_schema_version_is_refused(make_ledger: Callable[[], Ledger]):
+    written = make_ledger()
+    with written.open_scope(new_scope()) as run:
+        run.put(Link("p", "o"))
+    with written.engine.begin() as conn:
+        stored = conn.execute(text("SELECT value FROM ledger_meta")).scalar_one()
+        assert stored == str(SCHEMA_VERSION)
+        conn.execute(text("UPDATE ledger_meta SET value = :v"), {"v": str(SCHEMA_VERSION + 1)})
+    with pytest.raises(LedgerError, match=rf"schema version {SCHEMA_VERSION + 1}.*Upgrade"):
+        make_ledger().open_scope(new_scope())
+
+
+def test_reopening_an_existing_ledger_keeps_its_rows(make_ledger: Callable[[], Ledger]):
+    scope = new_scope()
+    with make_ledger().open_scope(scope) as run:
+        run.put(Link("p", "o"))
+    with make_ledger().open_scope(scope) as run:
+        assert run.get(Side.PIPELINER, "p") == Link("p", "o")
+
+
+# --------------------------------------------------------------------------------------------
+# URLs and backend specifics
+
+
+def test_default_path_is_a_sqlite_file_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    with Ledger() as ledger:
+        with ledger.open_scope(new_scope()) as run:
+            run.put(Link("p", "o"))
+        assert (tmp_path / DEFAULT_LEDGER_PATH).is_file()
+        assert ledger.url == f"sqlite:///{tmp_path / DEFAULT_LEDGER_PATH}"
+        assert (tmp_path / DEFAULT_LEDGER_PATH).stat().st_mode & 0o077 == 0  # personal data
+        with ledger.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_sqlite_url_and_lock_files_beside_the_database(tmp_path: Path):
+    with Ledger(f"sqlite:///{tmp_path}/a/b/ledger.db") as ledger:
+        scope = new_scope()
+        with ledger.open_scope(scope, owner="me"):
+            lock_files = list((tmp_path / "a" / "b" / "ledger.db.locks").iterdir())
+            assert len(lock_files) == 1 and "owner 'me'" in lock_files[0].read_text()
+
+
+def test_in_memory_sqlite_works_for_one_process():
+    with Ledger("sqlite://") as ledger:
+        scope = new_scope()
+        with ledger.open_scope(scope) as run:
+            run.put(Link("p", "o"))
+            with pytest.raises(LedgerLocked):
+                ledger.open_scope(scope)
+        with ledger.open_scope(scope) as run:
+            assert run.count_links() == 1
+
+
+def test_postgres_urls_use_psycopg3_and_never_show_the_password():
+    for scheme in ("postgresql", "postgres"):
+        ledger = Ledger(f"{scheme}://sync:s3cret-pw@127.0.0.1:1/ledger")  # nothing listens
+        assert ledger.engine.url.drivername == "postgresql+psycopg"
+        assert "s3cret-pw" not in ledger.url and "s3cret-pw" not in repr(ledger)
+        with pytest.raises(LedgerError, match="cannot open the ledger") as failed:
+            ledger.open_scope(new_scope())
+        assert "s3cret-pw" not in str(failed.value)
+        ledger.close()
+
+
+def test_unparsable_url_does_not_echo_it():
+    with pytest.raises(LedgerError) as failed:
+        Ledger("postgresql://sync:s3cret-pw@host:notaport/db")
+    assert "s3cret-pw" not in str(failed.value)
