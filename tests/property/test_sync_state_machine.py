@@ -35,8 +35,7 @@ from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey, Side
 from contactsync.match import emails, name_key
 from contactsync.merge import ConflictPolicy
-
-from .memory_stores import Clock, Faults, Store, apply_graph_patch, stamp_of
+from tests.support.memory_stores import Clock, Faults, Store, apply_graph_patch, stamp_of
 
 FIRST = ["Ann", "Bo", "Chloé", "Dan"]
 LAST = ["Lee", "Ng", "Øster", "Park"]

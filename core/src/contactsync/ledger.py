@@ -178,7 +178,7 @@ def _scope_columns() -> list[Column[str]]:
 
 
 links = Table(
-    "links",
+    "contactsync_links",
     metadata,
     *_scope_columns(),
     Column("pipeliner_id", _ID, nullable=False),
@@ -196,7 +196,7 @@ links = Table(
 )
 
 failures = Table(
-    "failures",
+    "contactsync_failures",
     metadata,
     *_scope_columns(),
     Column("side", String(16), nullable=False),
@@ -210,7 +210,7 @@ failures = Table(
 )
 
 run_locks = Table(
-    "run_locks",
+    "contactsync_run_locks",
     metadata,
     Column("lock_key", String(64), primary_key=True),  # sha256 hex of the scope
     *_scope_columns(),
@@ -223,7 +223,7 @@ run_locks = Table(
 )
 
 ledger_meta = Table(
-    "ledger_meta",
+    "contactsync_ledger_meta",
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
@@ -241,7 +241,7 @@ _LINK_UPDATABLE: Final = (
 # SQLite (3.24+) and PostgreSQL share this upsert. Written as text because SQLAlchemy cannot
 # cache its ON CONFLICT constructs: compiling one per put cost more than the commit.
 _UPSERT_LINKS: Final = text(
-    f"INSERT INTO links ({', '.join(c.name for c in links.c)}) "
+    f"INSERT INTO {links.name} ({', '.join(c.name for c in links.c)}) "
     f"VALUES ({', '.join(':' + c.name for c in links.c)}) "
     f"ON CONFLICT ({', '.join([*_SCOPE, 'pipeliner_id'])}) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _LINK_UPDATABLE)

@@ -1,4 +1,4 @@
-"""In-memory Pipeliner and Outlook stores for the sync state machine.
+"""In-memory Pipeliner and Outlook stores for engine tests and the sync state machine.
 
 They hold records in each API's own shape (Pipeliner fields, Graph contacts with arrays,
 addresses and extended properties) so the real field table is exercised on every write, keep a

@@ -1,0 +1,197 @@
+"""The engine over in-memory stores and a real SQLite ledger: bookkeeping, not decisions
+(those are in test_plan.py)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from contactsync.engine import (
+    LegSettings,
+    SyncLeg,
+    WriteResult,
+    record_from_payload,
+    record_to_payload,
+)
+from contactsync.fieldmap import from_graph, from_pipeliner, pipeliner_stamp
+from contactsync.ledger import Ledger, ScopeLedger
+from contactsync.link import LinkState, ScopeKey, Side
+from contactsync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
+from tests.support.memory_stores import Clock, Faults, Store
+
+PL, OL = Side.PIPELINER, Side.OUTLOOK
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Iterator[ScopeLedger]:
+    with (
+        Ledger(str(tmp_path / "ledger.sqlite")) as led,
+        led.open_scope(ScopeKey("u1", "space", "mbx", "folder")) as scope,
+    ):
+        yield scope
+
+
+@pytest.fixture
+def stores() -> tuple[Store, Store]:
+    clock = Clock()
+    return (
+        Store(PL, clock, Faults(random.Random(1))),
+        Store(OL, clock, Faults(random.Random(2))),
+    )
+
+
+def person(n: int) -> dict:
+    return {"first_name": f"Ann{n}", "last_name": "Lee", "email1": f"ann{n}@corp.example"}
+
+
+def run_leg(ledger: ScopeLedger, source: Store, dest: Store, cursor: int = 0, **kw) -> SyncLeg:
+    leg = SyncLeg(ledger, dest, LegSettings(source.side, two_way=True, **kw))
+    leg.retry_failures()
+    leg.process(source.changes_since(cursor))
+    leg.finish()
+    return leg
+
+
+def seed_linked(ledger: ScopeLedger, p: Store, o: Store, n: int) -> list[str]:
+    ids = [p.user_create(person(i)) for i in range(n)]
+    run_leg(ledger, p, o)
+    return ids
+
+
+def test_create_records_the_link_versions_and_stamp(ledger, stores) -> None:
+    p, o = stores
+    pid = p.user_create({**person(1), "phone3": "fax"})
+    leg = run_leg(ledger, p, o)
+    link = ledger.get(PL, pid)
+    assert link is not None and link.outlook_id in o.live()
+    assert link.pipeliner_version == str(p.records[pid].version)
+    assert link.outlook_version == str(o.records[link.outlook_id].version)
+    assert dict(link.agreed) == from_pipeliner(p.records[pid].raw)
+    assert pipeliner_stamp(o.records[link.outlook_id].raw) == pid
+    assert leg.report.counts["created"] == 1 and leg.report.counts["read"] == 1
+
+
+def test_echo_of_our_write_writes_nothing_back(ledger, stores) -> None:
+    p, o = stores
+    seed_linked(ledger, p, o, 3)
+    writes = p.writes
+    leg = run_leg(ledger, o, p)
+    assert p.writes == writes
+    assert leg.report.counts["unchanged"] == 3
+
+
+def test_failed_write_is_stored_and_replayed_by_the_next_run(ledger, stores) -> None:
+    p, o = stores
+    pid = p.user_create(person(1))
+    o.faults.rate = 1.0
+    leg = run_leg(ledger, p, o)
+    assert leg.report.counts["failed"] == 1 and leg.report.counts["created"] == 0
+    [failure] = ledger.failures(PL)
+    assert failure.record_id == pid and "injected failure" in failure.reason
+    assert ledger.get(PL, pid) is None
+    o.faults.rate = 0.0
+    # The tap's cursor moved on: the record comes back only from the ledger.
+    leg = run_leg(ledger, p, o, cursor=p.seq)
+    assert leg.report.counts["retried"] == 1 and leg.report.counts["created"] == 1
+    assert ledger.failures(PL) == []
+    assert ledger.get(PL, pid) is not None and len(o.live()) == 1
+
+
+def test_failure_payload_round_trips() -> None:
+    record = SourceRecord("x", {"first_name": "Zoë"}, DeleteReason.DELETED, version="7", stamp="p")
+    assert record_from_payload(record_to_payload(record)) == record
+
+
+def test_mass_delete_guard_refuses_before_any_delete(ledger, stores) -> None:
+    p, o = stores
+    ids = seed_linked(ledger, p, o, 10)
+    cursor = p.seq
+    for pid in ids[:8]:
+        p.user_delete(pid)
+    with pytest.raises(MassDeleteRefused, match="allow_mass_delete"):
+        run_leg(ledger, p, o, cursor=cursor)
+    assert len(o.live()) == 10 and ledger.count_links() == 10
+    run_leg(ledger, p, o, cursor=cursor, allow_mass_delete=True)
+    assert len(o.live()) == 2 and ledger.count_links() == 2
+
+
+def test_dry_run_writes_nothing_and_records_nothing(ledger, stores) -> None:
+    p, o = stores
+    p.user_create(person(1))
+    leg = run_leg(ledger, p, o, dry_run=True)
+    assert leg.report.counts["created"] == 1 and leg.report.dry_run
+    assert o.records == {} and ledger.count_links() == 0 and ledger.failures() == []
+
+
+def test_scope_exit_marks_the_link_leaving_before_the_delete(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    oid = ledger.get(PL, pid).outlook_id
+    cursor = p.seq
+    p.user_set(pid, in_scope=False)
+    o.faults.rate = 1.0  # the Outlook delete fails: the run dies between intent and deed
+    run_leg(ledger, p, o, cursor=cursor)
+    assert ledger.get(PL, pid).state is LinkState.LEAVING
+    o.faults.rate = 0.0
+    # The user deletes the stale copy; its tombstone must never delete in Pipeliner.
+    o_cursor = o.seq
+    o.user_delete(oid)
+    run_leg(ledger, o, p, cursor=o_cursor)
+    assert not p.records[pid].deleted
+    assert ledger.get(PL, pid) is None
+
+
+def test_delete_without_rights_restores_the_outlook_copy(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    oid = ledger.get(PL, pid).outlook_id
+    p.records[pid].can_delete = False
+    o_cursor, p_cursor = o.seq, p.seq
+    o.user_delete(oid)
+    leg = run_leg(ledger, o, p, cursor=o_cursor)
+    assert not p.records[pid].deleted
+    assert leg.report.counts["rejected"] == 1
+    assert "may not delete" in leg.report.issues[0].reason
+    link = ledger.get(PL, pid)
+    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+    assert ledger.failures() == []  # settled by the restore, not retried as a failure
+    # The next Pipeliner -> Outlook leg brings the copy back, though Pipeliner did not change.
+    leg = run_leg(ledger, p, o, cursor=p_cursor)
+    link = ledger.get(PL, pid)
+    assert link.state is LinkState.ACTIVE and link.outlook_id in o.live()
+    assert from_graph(o.records[link.outlook_id].raw) == from_pipeliner(p.records[pid].raw)
+    assert leg.report.counts["restored"] == 1
+
+
+def test_ambiguous_match_is_retried_after_the_user_resolves_it(ledger, stores) -> None:
+    p, o = stores
+    first = o.user_create({"givenName": "Ann", "emailAddresses": [{"address": "ann@x.example"}]})
+    o.user_create({"givenName": "Ann", "emailAddresses": [{"address": "ANN@x.example"}]})
+    pid = p.user_create({"first_name": "Ann", "email1": "ann@x.example"})
+    leg = run_leg(ledger, p, o)
+    assert leg.report.counts["rejected"] == 1 and "ambiguous" in leg.report.issues[0].reason
+    assert len(o.live()) == 2 and ledger.get(PL, pid) is None
+    o.user_delete(first)
+    run_leg(ledger, p, o, cursor=p.seq)
+    assert ledger.get(PL, pid) is not None and len(o.live()) == 1 and ledger.failures() == []
+
+
+class _ShortDestination(Store):
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        return []
+
+
+def test_a_destination_losing_results_is_an_error(ledger, stores) -> None:
+    p, _ = stores
+    p.user_create(person(1))
+    short = _ShortDestination(OL, Clock(), Faults(random.Random(0)))
+    with pytest.raises(RuntimeError, match="result count"):
+        run_leg(ledger, p, short)
+
+
+def test_a_leg_needs_the_other_side_as_destination(ledger, stores) -> None:
+    p, _ = stores
+    with pytest.raises(ValueError, match="other side"):
+        SyncLeg(ledger, p, LegSettings(PL))
