@@ -362,7 +362,8 @@ def test_put_is_visible_to_an_independent_engine_at_once(make_ledger: Callable[[
         with make_ledger().engine.connect() as conn:  # no lock needed to look at the rows
             rows = conn.execute(
                 text(
-                    "SELECT outlook_id, agreed FROM contactsync_links WHERE user_id = :u AND pipeliner_id = :p"
+                    "SELECT outlook_id, agreed FROM contactsync_links"
+                    " WHERE user_id = :u AND pipeliner_id = :p"
                 ),
                 {"u": scope.user, "p": "p-1"},
             ).all()
@@ -546,7 +547,9 @@ def test_newer_schema_version_is_refused(make_ledger: Callable[[], Ledger]):
     with written.engine.begin() as conn:
         stored = conn.execute(text("SELECT value FROM contactsync_ledger_meta")).scalar_one()
         assert stored == str(SCHEMA_VERSION)
-        conn.execute(text("UPDATE contactsync_ledger_meta SET value = :v"), {"v": str(SCHEMA_VERSION + 1)})
+        conn.execute(
+            text("UPDATE contactsync_ledger_meta SET value = :v"), {"v": str(SCHEMA_VERSION + 1)}
+        )
     with pytest.raises(LedgerError, match=rf"schema version {SCHEMA_VERSION + 1}.*Upgrade"):
         make_ledger().open_scope(new_scope())
 

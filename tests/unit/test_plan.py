@@ -128,9 +128,7 @@ def run_row(row: Row) -> Action:
     if row.source is None:
         record = SourceRecord.tombstone(src_id, row.deleted)
     else:
-        record = SourceRecord(
-            src_id, row.source, modified=row.source_modified, version=row.version
-        )
+        record = SourceRecord(src_id, row.source, modified=row.source_modified, version=row.version)
     link = Link(
         P_ID, row.outlook_id, row.agreed, row.link_versions[0], row.link_versions[1], row.state
     )
@@ -196,7 +194,10 @@ def conflict_rows() -> list[Row]:
 
     def dest_wins(winner: Side | str) -> Expect:
         return Expect(
-            Kind.CONFLICT_RESOLVED, {}, SRC_TITLE, conflicts=(("job_title", winner),),
+            Kind.CONFLICT_RESOLVED,
+            {},
+            SRC_TITLE,
+            conflicts=(("job_title", winner),),
             reason="value kept",
         )
 
@@ -204,136 +205,419 @@ def conflict_rows() -> list[Row]:
     for side in (PL, OL):
         pipeliner_is_source = side is PL
         rows += [
-            Row("conflict pipeliner_wins", side, policy=PW, **common,
-                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL)),
-            Row("conflict outlook_wins", side, policy=OW, **common,
-                expect=dest_wins(OL) if pipeliner_is_source else source_wins(OL)),
-            Row("conflict newest_wins source newer", side, policy=NW, **common,
-                source_modified=LATER, dest_modified=EARLIER, expect=source_wins("source")),
-            Row("conflict newest_wins dest newer", side, policy=NW, **common,
-                source_modified=EARLIER, dest_modified=LATER, expect=dest_wins("dest")),
-            Row("conflict newest_wins tie goes to pipeliner", side, policy=NW, **common,
-                source_modified=T0, dest_modified=T0,
-                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL)),
-            Row("conflict newest_wins unknown time goes to pipeliner", side, policy=NW, **common,
-                source_modified=None, dest_modified=LATER,
-                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL)),
+            Row(
+                "conflict pipeliner_wins",
+                side,
+                policy=PW,
+                **common,
+                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL),
+            ),
+            Row(
+                "conflict outlook_wins",
+                side,
+                policy=OW,
+                **common,
+                expect=dest_wins(OL) if pipeliner_is_source else source_wins(OL),
+            ),
+            Row(
+                "conflict newest_wins source newer",
+                side,
+                policy=NW,
+                **common,
+                source_modified=LATER,
+                dest_modified=EARLIER,
+                expect=source_wins("source"),
+            ),
+            Row(
+                "conflict newest_wins dest newer",
+                side,
+                policy=NW,
+                **common,
+                source_modified=EARLIER,
+                dest_modified=LATER,
+                expect=dest_wins("dest"),
+            ),
+            Row(
+                "conflict newest_wins tie goes to pipeliner",
+                side,
+                policy=NW,
+                **common,
+                source_modified=T0,
+                dest_modified=T0,
+                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL),
+            ),
+            Row(
+                "conflict newest_wins unknown time goes to pipeliner",
+                side,
+                policy=NW,
+                **common,
+                source_modified=None,
+                dest_modified=LATER,
+                expect=source_wins(PL) if pipeliner_is_source else dest_wins(PL),
+            ),
             # The destination wins job_title, but the source's own edit to city still goes out.
-            Row("conflict lost plus a clean source edit", side, policy=OW if side is PL else PW,
-                source=SRC_TITLE_CITY, dest=DEST_TITLE,
-                expect=Expect(Kind.UPDATE, {"city": "Paris"}, SRC_TITLE_CITY,
-                              conflicts=(("job_title", "dest"),))),
+            Row(
+                "conflict lost plus a clean source edit",
+                side,
+                policy=OW if side is PL else PW,
+                source=SRC_TITLE_CITY,
+                dest=DEST_TITLE,
+                expect=Expect(
+                    Kind.UPDATE,
+                    {"city": "Paris"},
+                    SRC_TITLE_CITY,
+                    conflicts=(("job_title", "dest"),),
+                ),
+            ),
             # Source cleared the value, destination changed it: clearing is a value too.
-            Row("conflict source cleared, source wins", side, policy=PW if side is PL else OW,
-                source=SRC_TITLE_CLEARED, dest=DEST_TITLE,
-                expect=Expect(Kind.UPDATE, {"job_title": None}, SRC_TITLE_CLEARED,
-                              conflicts=(("job_title", "source"),))),
+            Row(
+                "conflict source cleared, source wins",
+                side,
+                policy=PW if side is PL else OW,
+                source=SRC_TITLE_CLEARED,
+                dest=DEST_TITLE,
+                expect=Expect(
+                    Kind.UPDATE,
+                    {"job_title": None},
+                    SRC_TITLE_CLEARED,
+                    conflicts=(("job_title", "source"),),
+                ),
+            ),
         ]
     return rows
 
 
 LIVE_ROWS: list[Row] = [
-    *both("unchanged", source=BASE, dest=BASE, version="v2", link_versions=("v1", "v1"),
-          expect=Expect(Kind.SKIP, reason="no change")),
-    Row("echo of our own write", PL, source=BASE, dest=BASE, version="v7",
-        link_versions=("v7", None), expect=Expect(Kind.SKIP, reason="echo")),
-    Row("echo of our own write", OL, source=BASE, dest=BASE, version="ck7",
-        link_versions=(None, "ck7"), expect=Expect(Kind.SKIP, reason="echo")),
+    *both(
+        "unchanged",
+        source=BASE,
+        dest=BASE,
+        version="v2",
+        link_versions=("v1", "v1"),
+        expect=Expect(Kind.SKIP, reason="no change"),
+    ),
+    Row(
+        "echo of our own write",
+        PL,
+        source=BASE,
+        dest=BASE,
+        version="v7",
+        link_versions=("v7", None),
+        expect=Expect(Kind.SKIP, reason="echo"),
+    ),
+    Row(
+        "echo of our own write",
+        OL,
+        source=BASE,
+        dest=BASE,
+        version="ck7",
+        link_versions=(None, "ck7"),
+        expect=Expect(Kind.SKIP, reason="echo"),
+    ),
     # The *other* side's version matching is no echo of this record.
-    Row("version of the other side is no echo", PL, source=BASE, dest=BASE, version="v7",
-        link_versions=(None, "v7"), expect=Expect(Kind.SKIP, reason="no change")),
-    *both("source-only change", source=SRC_EDIT, dest=BASE,
-          expect=Expect(Kind.UPDATE, {"job_title": "CTO", "city": "Paris"}, SRC_EDIT)),
-    *both("source cleared a value", source=SRC_CLEARED, dest=BASE,
-          expect=Expect(Kind.UPDATE, {"business_phone": None}, SRC_CLEARED)),
-    *both("destination-only change is kept", source=BASE, dest=DEST_EDIT,
-          expect=Expect(Kind.SKIP, agreed=UNCHANGED)),
-    *both("destination-only change, echo", source=BASE, dest=DEST_EDIT, version="v7",
-          link_versions=("v7", "v7"), expect=Expect(Kind.SKIP, agreed=UNCHANGED, reason="echo")),
-    *both("same change on both sides", source=BOTH_SAME, dest=BOTH_SAME,
-          expect=Expect(Kind.SKIP, agreed=BOTH_SAME)),
-    *both("different fields changed on both sides", source=SRC_TITLE, dest=DEST_EDIT,
-          expect=Expect(Kind.UPDATE, {"job_title": "CTO"}, SRC_TITLE)),
-    *both("all keys empty, unchanged", source=EMPTY, dest=EMPTY, agreed=EMPTY,
-          expect=Expect(Kind.SKIP)),
+    Row(
+        "version of the other side is no echo",
+        PL,
+        source=BASE,
+        dest=BASE,
+        version="v7",
+        link_versions=(None, "v7"),
+        expect=Expect(Kind.SKIP, reason="no change"),
+    ),
+    *both(
+        "source-only change",
+        source=SRC_EDIT,
+        dest=BASE,
+        expect=Expect(Kind.UPDATE, {"job_title": "CTO", "city": "Paris"}, SRC_EDIT),
+    ),
+    *both(
+        "source cleared a value",
+        source=SRC_CLEARED,
+        dest=BASE,
+        expect=Expect(Kind.UPDATE, {"business_phone": None}, SRC_CLEARED),
+    ),
+    *both(
+        "destination-only change is kept",
+        source=BASE,
+        dest=DEST_EDIT,
+        expect=Expect(Kind.SKIP, agreed=UNCHANGED),
+    ),
+    *both(
+        "destination-only change, echo",
+        source=BASE,
+        dest=DEST_EDIT,
+        version="v7",
+        link_versions=("v7", "v7"),
+        expect=Expect(Kind.SKIP, agreed=UNCHANGED, reason="echo"),
+    ),
+    *both(
+        "same change on both sides",
+        source=BOTH_SAME,
+        dest=BOTH_SAME,
+        expect=Expect(Kind.SKIP, agreed=BOTH_SAME),
+    ),
+    *both(
+        "different fields changed on both sides",
+        source=SRC_TITLE,
+        dest=DEST_EDIT,
+        expect=Expect(Kind.UPDATE, {"job_title": "CTO"}, SRC_TITLE),
+    ),
+    *both(
+        "all keys empty, unchanged",
+        source=EMPTY,
+        dest=EMPTY,
+        agreed=EMPTY,
+        expect=Expect(Kind.SKIP),
+    ),
     *conflict_rows(),
     # -- destination copy gone ----------------------------------------------------------------
-    *both("copy gone, two-way, source unchanged", source=BASE, dest=None,
-          expect=Expect(Kind.SKIP, reason="other leg")),
-    *both("copy gone, two-way, source edited", source=SRC_EDIT, dest=None,
-          expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT, reason="missing")),
-    Row("copy gone, one-way, source unchanged", PL, source=BASE, dest=None, two_way=False,
-        expect=Expect(Kind.RESTORE, BASE, BASE)),
-    Row("copy gone, one-way, source edited", PL, source=SRC_EDIT, dest=None, two_way=False,
-        expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT)),
-    Row("restore owed (RESTORE_OUTLOOK), two-way", PL, source=BASE, dest=None,
-        state=RESTORE_OUTLOOK, outlook_id=None,
-        expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE, dest_id=None)),
-    Row("restore owed (RESTORE_OUTLOOK), edited meanwhile", PL, source=SRC_EDIT, dest=None,
-        state=RESTORE_OUTLOOK, outlook_id=None,
-        expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT, link_state=ACTIVE, dest_id=None)),
+    *both(
+        "copy gone, two-way, source unchanged",
+        source=BASE,
+        dest=None,
+        expect=Expect(Kind.SKIP, reason="other leg"),
+    ),
+    *both(
+        "copy gone, two-way, source edited",
+        source=SRC_EDIT,
+        dest=None,
+        expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT, reason="missing"),
+    ),
+    Row(
+        "copy gone, one-way, source unchanged",
+        PL,
+        source=BASE,
+        dest=None,
+        two_way=False,
+        expect=Expect(Kind.RESTORE, BASE, BASE),
+    ),
+    Row(
+        "copy gone, one-way, source edited",
+        PL,
+        source=SRC_EDIT,
+        dest=None,
+        two_way=False,
+        expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT),
+    ),
+    Row(
+        "restore owed (RESTORE_OUTLOOK), two-way",
+        PL,
+        source=BASE,
+        dest=None,
+        state=RESTORE_OUTLOOK,
+        outlook_id=None,
+        expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE, dest_id=None),
+    ),
+    Row(
+        "restore owed (RESTORE_OUTLOOK), edited meanwhile",
+        PL,
+        source=SRC_EDIT,
+        dest=None,
+        state=RESTORE_OUTLOOK,
+        outlook_id=None,
+        expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT, link_state=ACTIVE, dest_id=None),
+    ),
     # -- back in scope after LEAVING ------------------------------------------------------------
-    Row("back in scope, copy present, unchanged", PL, source=BASE, dest=BASE, state=LEAVING,
-        expect=Expect(Kind.SKIP, link_state=ACTIVE)),
-    Row("back in scope, copy present, edited", PL, source=SRC_EDIT, dest=BASE, state=LEAVING,
-        expect=Expect(Kind.UPDATE, {"job_title": "CTO", "city": "Paris"}, SRC_EDIT,
-                      link_state=ACTIVE)),
-    Row("back in scope, copy already removed", PL, source=BASE, dest=None, state=LEAVING,
-        expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE)),
+    Row(
+        "back in scope, copy present, unchanged",
+        PL,
+        source=BASE,
+        dest=BASE,
+        state=LEAVING,
+        expect=Expect(Kind.SKIP, link_state=ACTIVE),
+    ),
+    Row(
+        "back in scope, copy present, edited",
+        PL,
+        source=SRC_EDIT,
+        dest=BASE,
+        state=LEAVING,
+        expect=Expect(
+            Kind.UPDATE, {"job_title": "CTO", "city": "Paris"}, SRC_EDIT, link_state=ACTIVE
+        ),
+    ),
+    Row(
+        "back in scope, copy already removed",
+        PL,
+        source=BASE,
+        dest=None,
+        state=LEAVING,
+        expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE),
+    ),
 ]
 
 
 TOMBSTONE_ROWS: list[Row] = [
-    *both("tombstone, copy already gone", source=None, dest=None,
-          expect=Expect(Kind.FORGET, reason="both sides")),
+    *both(
+        "tombstone, copy already gone",
+        source=None,
+        dest=None,
+        expect=Expect(Kind.FORGET, reason="both sides"),
+    ),
     # -- deleted in Pipeliner -----------------------------------------------------------------
-    Row("pipeliner deleted, outlook unchanged, two-way", PL, source=None, dest=BASE,
-        expect=Expect(Kind.DELETE, reason="deleted in pipeliner")),
-    Row("pipeliner deleted, outlook unchanged, one-way", PL, source=None, dest=BASE,
-        two_way=False, expect=Expect(Kind.DELETE, reason="deleted in pipeliner")),
-    Row("pipeliner deleted, outlook edited, two-way", PL, source=None, dest=DEST_EDIT,
-        expect=Expect(Kind.KEEP, reason="edited in Outlook (mobile_phone)")),
-    Row("pipeliner deleted, outlook edited, one-way", PL, source=None, dest=DEST_EDIT,
-        two_way=False, expect=Expect(Kind.FORGET, reason="copy is kept")),
-    Row("pipeliner deleted while LEAVING, outlook unchanged", PL, source=None, dest=BASE,
-        state=LEAVING, expect=Expect(Kind.DELETE, reason="deleted in pipeliner")),
+    Row(
+        "pipeliner deleted, outlook unchanged, two-way",
+        PL,
+        source=None,
+        dest=BASE,
+        expect=Expect(Kind.DELETE, reason="deleted in pipeliner"),
+    ),
+    Row(
+        "pipeliner deleted, outlook unchanged, one-way",
+        PL,
+        source=None,
+        dest=BASE,
+        two_way=False,
+        expect=Expect(Kind.DELETE, reason="deleted in pipeliner"),
+    ),
+    Row(
+        "pipeliner deleted, outlook edited, two-way",
+        PL,
+        source=None,
+        dest=DEST_EDIT,
+        expect=Expect(Kind.KEEP, reason="edited in Outlook (mobile_phone)"),
+    ),
+    Row(
+        "pipeliner deleted, outlook edited, one-way",
+        PL,
+        source=None,
+        dest=DEST_EDIT,
+        two_way=False,
+        expect=Expect(Kind.FORGET, reason="copy is kept"),
+    ),
+    Row(
+        "pipeliner deleted while LEAVING, outlook unchanged",
+        PL,
+        source=None,
+        dest=BASE,
+        state=LEAVING,
+        expect=Expect(Kind.DELETE, reason="deleted in pipeliner"),
+    ),
     # -- deleted in Outlook -------------------------------------------------------------------
-    Row("outlook deleted, pipeliner unchanged, with rights", OL, source=None, dest=BASE,
-        expect=Expect(Kind.DELETE, reason="deleted in outlook")),
-    Row("outlook deleted, pipeliner unchanged, without rights", OL, source=None, dest=BASE,
+    Row(
+        "outlook deleted, pipeliner unchanged, with rights",
+        OL,
+        source=None,
+        dest=BASE,
+        expect=Expect(Kind.DELETE, reason="deleted in outlook"),
+    ),
+    Row(
+        "outlook deleted, pipeliner unchanged, without rights",
+        OL,
+        source=None,
+        dest=BASE,
         can_delete=False,
-        expect=Expect(Kind.REJECT, agreed=BASE, link_state=RESTORE_OUTLOOK,
-                      reason="may not delete")),
-    Row("outlook deleted, pipeliner edited", OL, source=None, dest=SRC_EDIT,
-        expect=Expect(Kind.KEEP, agreed=SRC_EDIT, link_state=RESTORE_OUTLOOK,
-                      reason="edited in Pipeliner (city, job_title)")),
-    Row("outlook deleted, pipeliner edited, without rights", OL, source=None, dest=SRC_EDIT,
+        expect=Expect(
+            Kind.REJECT, agreed=BASE, link_state=RESTORE_OUTLOOK, reason="may not delete"
+        ),
+    ),
+    Row(
+        "outlook deleted, pipeliner edited",
+        OL,
+        source=None,
+        dest=SRC_EDIT,
+        expect=Expect(
+            Kind.KEEP,
+            agreed=SRC_EDIT,
+            link_state=RESTORE_OUTLOOK,
+            reason="edited in Pipeliner (city, job_title)",
+        ),
+    ),
+    Row(
+        "outlook deleted, pipeliner edited, without rights",
+        OL,
+        source=None,
+        dest=SRC_EDIT,
         can_delete=False,
-        expect=Expect(Kind.KEEP, agreed=SRC_EDIT, link_state=RESTORE_OUTLOOK,
-                      reason="edit wins")),
+        expect=Expect(Kind.KEEP, agreed=SRC_EDIT, link_state=RESTORE_OUTLOOK, reason="edit wins"),
+    ),
     # -- scope exit -----------------------------------------------------------------------------
-    Row("scope exit, outlook unchanged", PL, source=None, dest=BASE, deleted=OUT_OF_SCOPE,
-        expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope")),
-    Row("scope exit, outlook edited", PL, source=None, dest=DEST_EDIT, deleted=OUT_OF_SCOPE,
-        expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope")),
-    Row("scope exit, one-way", PL, source=None, dest=BASE, deleted=OUT_OF_SCOPE,
-        two_way=False, expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope")),
-    Row("scope exit, copy already gone", PL, source=None, dest=None, deleted=OUT_OF_SCOPE,
-        expect=Expect(Kind.FORGET)),
-    Row("scope exit while a restore is owed", PL, source=None, dest=None, deleted=OUT_OF_SCOPE,
-        state=RESTORE_OUTLOOK, outlook_id=None, expect=Expect(Kind.FORGET, dest_id=None)),
-    Row("pipeliner deleted while a restore is owed", PL, source=None, dest=None,
-        state=RESTORE_OUTLOOK, outlook_id=None, expect=Expect(Kind.FORGET, dest_id=None)),
+    Row(
+        "scope exit, outlook unchanged",
+        PL,
+        source=None,
+        dest=BASE,
+        deleted=OUT_OF_SCOPE,
+        expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope"),
+    ),
+    Row(
+        "scope exit, outlook edited",
+        PL,
+        source=None,
+        dest=DEST_EDIT,
+        deleted=OUT_OF_SCOPE,
+        expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope"),
+    ),
+    Row(
+        "scope exit, one-way",
+        PL,
+        source=None,
+        dest=BASE,
+        deleted=OUT_OF_SCOPE,
+        two_way=False,
+        expect=Expect(Kind.DELETE, link_state=LEAVING, reason="scope"),
+    ),
+    Row(
+        "scope exit, copy already gone",
+        PL,
+        source=None,
+        dest=None,
+        deleted=OUT_OF_SCOPE,
+        expect=Expect(Kind.FORGET),
+    ),
+    Row(
+        "scope exit while a restore is owed",
+        PL,
+        source=None,
+        dest=None,
+        deleted=OUT_OF_SCOPE,
+        state=RESTORE_OUTLOOK,
+        outlook_id=None,
+        expect=Expect(Kind.FORGET, dest_id=None),
+    ),
+    Row(
+        "pipeliner deleted while a restore is owed",
+        PL,
+        source=None,
+        dest=None,
+        state=RESTORE_OUTLOOK,
+        outlook_id=None,
+        expect=Expect(Kind.FORGET, dest_id=None),
+    ),
     # -- the Outlook tombstone of a LEAVING link never deletes in Pipeliner ----------------------
-    Row("outlook tombstone of LEAVING link, with rights", OL, source=None, dest=BASE,
-        state=LEAVING, expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner")),
-    Row("outlook tombstone of LEAVING link, without rights", OL, source=None, dest=BASE,
-        state=LEAVING, can_delete=False,
-        expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner")),
-    Row("outlook tombstone of LEAVING link, pipeliner edited", OL, source=None, dest=SRC_EDIT,
-        state=LEAVING, expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner")),
-    Row("outlook tombstone of LEAVING link, pipeliner gone", OL, source=None, dest=None,
-        state=LEAVING, expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner")),
+    Row(
+        "outlook tombstone of LEAVING link, with rights",
+        OL,
+        source=None,
+        dest=BASE,
+        state=LEAVING,
+        expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner"),
+    ),
+    Row(
+        "outlook tombstone of LEAVING link, without rights",
+        OL,
+        source=None,
+        dest=BASE,
+        state=LEAVING,
+        can_delete=False,
+        expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner"),
+    ),
+    Row(
+        "outlook tombstone of LEAVING link, pipeliner edited",
+        OL,
+        source=None,
+        dest=SRC_EDIT,
+        state=LEAVING,
+        expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner"),
+    ),
+    Row(
+        "outlook tombstone of LEAVING link, pipeliner gone",
+        OL,
+        source=None,
+        dest=None,
+        state=LEAVING,
+        expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner"),
+    ),
 ]
 
 
@@ -368,9 +652,7 @@ def test_outlook_record_of_a_leaving_link_never_brings_it_back_in_scope() -> Non
     after = link.with_changes(
         state=first.link_state or link.state, agreed=first.agreed or link.agreed
     )
-    second = plan_linked(
-        SourceRecord.tombstone(O_ID), after, DestRecord(P_ID, DEST_EDIT), ctx
-    )
+    second = plan_linked(SourceRecord.tombstone(O_ID), after, DestRecord(P_ID, DEST_EDIT), ctx)
     assert second.kind is not Kind.DELETE
 
 
@@ -421,16 +703,25 @@ class MatchCase:
 
 def summary(action: Action) -> tuple[object, ...]:
     return (
-        action.kind, action.source_id, action.dest_id, dict(action.fields),
-        None if action.agreed is None else dict(action.agreed), action.conflicts,
+        action.kind,
+        action.source_id,
+        action.dest_id,
+        dict(action.fields),
+        None if action.agreed is None else dict(action.agreed),
+        action.conflicts,
         action.link_state,
     )
 
 
 def exp_summary(exp: Exp) -> tuple[object, ...]:
     return (
-        exp.kind, exp.source_id, exp.dest_id, dict(exp.fields),
-        None if exp.agreed is None else dict(exp.agreed), exp.conflicts, exp.link_state,
+        exp.kind,
+        exp.source_id,
+        exp.dest_id,
+        dict(exp.fields),
+        None if exp.agreed is None else dict(exp.agreed),
+        exp.conflicts,
+        exp.link_state,
     )
 
 
@@ -461,206 +752,370 @@ STAMPED_OLD = vals(first_name="Ada", last_name="King", email1="countess@example.
 
 
 def conflicts(rows: tuple[tuple[str, str, str], ...], winner: Side, *, flip: bool = False):
-    return tuple(
-        Conflict(key, b if flip else a, a if flip else b, winner) for key, a, b in rows
-    )
+    return tuple(Conflict(key, b if flip else a, a if flip else b, winner) for key, a, b in rows)
 
 
 def match_cases() -> list[MatchCase]:
     cases = [
         # -- by e-mail (case-insensitive) --------------------------------------------------------
         MatchCase(
-            "email, pipeliner_wins", PL,
-            (SourceRecord(P_ID, BASE),), (DestRecord("o-7", OUT_ADA),),
-            (Exp(Kind.LINK, P_ID, "o-7",
-                 {"company": "Analytical Engines", "job_title": "Mathematician",
-                  "business_phone": "+44 20 7946 0000", "email1": "ada@example.com",
-                  "notes": "Met at the\nRoyal Society"},
-                 BASE, conflicts(ADA_CONFLICTS_P_SOURCE, PL), reason=("email",)),),
+            "email, pipeliner_wins",
+            PL,
+            (SourceRecord(P_ID, BASE),),
+            (DestRecord("o-7", OUT_ADA),),
+            (
+                Exp(
+                    Kind.LINK,
+                    P_ID,
+                    "o-7",
+                    {
+                        "company": "Analytical Engines",
+                        "job_title": "Mathematician",
+                        "business_phone": "+44 20 7946 0000",
+                        "email1": "ada@example.com",
+                        "notes": "Met at the\nRoyal Society",
+                    },
+                    BASE,
+                    conflicts(ADA_CONFLICTS_P_SOURCE, PL),
+                    reason=("email",),
+                ),
+            ),
         ),
         MatchCase(
-            "email, outlook_wins", PL,
-            (SourceRecord(P_ID, BASE),), (DestRecord("o-7", OUT_ADA),),
-            (Exp(Kind.LINK, P_ID, "o-7",
-                 {"company": "Analytical Engines", "business_phone": "+44 20 7946 0000",
-                  "notes": "Met at the\nRoyal Society"},
-                 BASE, conflicts(ADA_CONFLICTS_P_SOURCE, OL), reason=("email",)),),
+            "email, outlook_wins",
+            PL,
+            (SourceRecord(P_ID, BASE),),
+            (DestRecord("o-7", OUT_ADA),),
+            (
+                Exp(
+                    Kind.LINK,
+                    P_ID,
+                    "o-7",
+                    {
+                        "company": "Analytical Engines",
+                        "business_phone": "+44 20 7946 0000",
+                        "notes": "Met at the\nRoyal Society",
+                    },
+                    BASE,
+                    conflicts(ADA_CONFLICTS_P_SOURCE, OL),
+                    reason=("email",),
+                ),
+            ),
             policy=OW,
         ),
         MatchCase(
-            "email, newest_wins, outlook newer", PL,
+            "email, newest_wins, outlook newer",
+            PL,
             (SourceRecord(P_ID, BASE, modified=EARLIER),),
             (DestRecord("o-7", OUT_ADA, modified=LATER),),
-            (Exp(Kind.LINK, P_ID, "o-7",
-                 {"company": "Analytical Engines", "business_phone": "+44 20 7946 0000",
-                  "notes": "Met at the\nRoyal Society"},
-                 BASE, conflicts(ADA_CONFLICTS_P_SOURCE, OL)),),
+            (
+                Exp(
+                    Kind.LINK,
+                    P_ID,
+                    "o-7",
+                    {
+                        "company": "Analytical Engines",
+                        "business_phone": "+44 20 7946 0000",
+                        "notes": "Met at the\nRoyal Society",
+                    },
+                    BASE,
+                    conflicts(ADA_CONFLICTS_P_SOURCE, OL),
+                ),
+            ),
             policy=NW,
         ),
         MatchCase(
-            "email, pipeliner_wins", OL,
-            (SourceRecord(O_ID, OUT_ADA),), (DestRecord("p-7", BASE),),
-            (Exp(Kind.LINK, O_ID, "p-7", {"mobile_phone": "+44 7700 900000"}, OUT_ADA,
-                 conflicts(ADA_CONFLICTS_P_SOURCE, PL, flip=True), reason=("email",)),),
+            "email, pipeliner_wins",
+            OL,
+            (SourceRecord(O_ID, OUT_ADA),),
+            (DestRecord("p-7", BASE),),
+            (
+                Exp(
+                    Kind.LINK,
+                    O_ID,
+                    "p-7",
+                    {"mobile_phone": "+44 7700 900000"},
+                    OUT_ADA,
+                    conflicts(ADA_CONFLICTS_P_SOURCE, PL, flip=True),
+                    reason=("email",),
+                ),
+            ),
         ),
         MatchCase(
-            "email, outlook_wins", OL,
-            (SourceRecord(O_ID, OUT_ADA),), (DestRecord("p-7", BASE),),
-            (Exp(Kind.LINK, O_ID, "p-7",
-                 {"job_title": "Countess", "mobile_phone": "+44 7700 900000",
-                  "email1": "ADA@Example.COM"},
-                 OUT_ADA, conflicts(ADA_CONFLICTS_P_SOURCE, OL, flip=True)),),
+            "email, outlook_wins",
+            OL,
+            (SourceRecord(O_ID, OUT_ADA),),
+            (DestRecord("p-7", BASE),),
+            (
+                Exp(
+                    Kind.LINK,
+                    O_ID,
+                    "p-7",
+                    {
+                        "job_title": "Countess",
+                        "mobile_phone": "+44 7700 900000",
+                        "email1": "ADA@Example.COM",
+                    },
+                    OUT_ADA,
+                    conflicts(ADA_CONFLICTS_P_SOURCE, OL, flip=True),
+                ),
+            ),
             policy=OW,
         ),
         MatchCase(
-            "email in another slot", PL,
-            (SourceRecord("p-2", ALAN),), (DestRecord("o-2", ALAN_2),),
-            (Exp(Kind.LINK, "p-2", "o-2", {"email1": "alan@example.org"}, ALAN,
-                 reason=("email",)),),
+            "email in another slot",
+            PL,
+            (SourceRecord("p-2", ALAN),),
+            (DestRecord("o-2", ALAN_2),),
+            (
+                Exp(
+                    Kind.LINK, "p-2", "o-2", {"email1": "alan@example.org"}, ALAN, reason=("email",)
+                ),
+            ),
         ),
         MatchCase(
-            "identical contact links without writing", OL,
-            (SourceRecord(O_ID, BASE),), (DestRecord("p-7", BASE),),
+            "identical contact links without writing",
+            OL,
+            (SourceRecord(O_ID, BASE),),
+            (DestRecord("p-7", BASE),),
             (Exp(Kind.LINK, O_ID, "p-7", {}, BASE),),
         ),
         MatchCase(
-            "email beats name", PL,
+            "email beats name",
+            PL,
             (SourceRecord(P_ID, BASE),),
-            (DestRecord("o-name", vals(first_name="Ada", last_name="Lovelace",
-                                       company="Analytical Engines")),
-             DestRecord("o-mail", vals(email1="ada@example.com"))),
-            (Exp(Kind.LINK, P_ID, "o-mail",
-                 {k: v for k, v in BASE.items() if v and k != "email1"}, BASE,
-                 reason=("email",)),),
+            (
+                DestRecord(
+                    "o-name",
+                    vals(first_name="Ada", last_name="Lovelace", company="Analytical Engines"),
+                ),
+                DestRecord("o-mail", vals(email1="ada@example.com")),
+            ),
+            (
+                Exp(
+                    Kind.LINK,
+                    P_ID,
+                    "o-mail",
+                    {k: v for k, v in BASE.items() if v and k != "email1"},
+                    BASE,
+                    reason=("email",),
+                ),
+            ),
         ),
         # -- by first + last name + company ------------------------------------------------------
         MatchCase(
-            "name and company", PL,
-            (SourceRecord("p-3", GRACE),), (DestRecord("o-3", OUT_GRACE),),
-            (Exp(Kind.LINK, "p-3", "o-3", {"job_title": "Rear Admiral"}, GRACE,
-                 reason=("name",)),),
+            "name and company",
+            PL,
+            (SourceRecord("p-3", GRACE),),
+            (DestRecord("o-3", OUT_GRACE),),
+            (Exp(Kind.LINK, "p-3", "o-3", {"job_title": "Rear Admiral"}, GRACE, reason=("name",)),),
         ),
         MatchCase(
-            "name and company", OL,
-            (SourceRecord("o-3", OUT_GRACE),), (DestRecord("p-3", GRACE),),
-            (Exp(Kind.LINK, "o-3", "p-3", {"home_phone": "+1 555 0199"}, OUT_GRACE,
-                 reason=("name",)),),
+            "name and company",
+            OL,
+            (SourceRecord("o-3", OUT_GRACE),),
+            (DestRecord("p-3", GRACE),),
+            (
+                Exp(
+                    Kind.LINK,
+                    "o-3",
+                    "p-3",
+                    {"home_phone": "+1 555 0199"},
+                    OUT_GRACE,
+                    reason=("name",),
+                ),
+            ),
         ),
         MatchCase(
-            "name and company ignore letter case", PL,
-            (SourceRecord("p-3", GRACE),), (DestRecord("o-3", OUT_GRACE_CASED),),
-            (Exp(Kind.LINK, "p-3", "o-3",
-                 {"first_name": "Grace", "last_name": "Hopper", "company": "US Navy",
-                  "job_title": "Rear Admiral"}, GRACE,
-                 (Conflict("first_name", "Grace", "grace", PL),
-                  Conflict("last_name", "Hopper", "HOPPER", PL),
-                  Conflict("company", "US Navy", "us navy", PL)), reason=("name",)),),
+            "name and company ignore letter case",
+            PL,
+            (SourceRecord("p-3", GRACE),),
+            (DestRecord("o-3", OUT_GRACE_CASED),),
+            (
+                Exp(
+                    Kind.LINK,
+                    "p-3",
+                    "o-3",
+                    {
+                        "first_name": "Grace",
+                        "last_name": "Hopper",
+                        "company": "US Navy",
+                        "job_title": "Rear Admiral",
+                    },
+                    GRACE,
+                    (
+                        Conflict("first_name", "Grace", "grace", PL),
+                        Conflict("last_name", "Hopper", "HOPPER", PL),
+                        Conflict("company", "US Navy", "us navy", PL),
+                    ),
+                    reason=("name",),
+                ),
+            ),
         ),
         MatchCase(
-            "same name, other company: no match", PL,
-            (SourceRecord("p-3", GRACE),), (DestRecord("o-3", OUT_GRACE_OTHER_CO),),
+            "same name, other company: no match",
+            PL,
+            (SourceRecord("p-3", GRACE),),
+            (DestRecord("o-3", OUT_GRACE_OTHER_CO),),
             (Exp(Kind.CREATE, "p-3", None, GRACE, GRACE),),
         ),
         # -- by stamp (the Pipeliner id on the Outlook contact) --------------------------------
         MatchCase(
-            "stamp beats an e-mail match to another contact", PL,
+            "stamp beats an e-mail match to another contact",
+            PL,
             (SourceRecord(P_ID, BASE),),
-            (DestRecord("o-mail", vals(email1="ada@example.com")),
-             DestRecord("o-stamp", STAMPED_OLD, stamp=P_ID)),
-            (Exp(Kind.LINK, P_ID, "o-stamp",
-                 {k: v for k, v in BASE.items() if v and k != "first_name"}, BASE,
-                 (Conflict("last_name", "Lovelace", "King", PL),
-                  Conflict("email1", "ada@example.com", "countess@example.com", PL)),
-                 reason=("stamp",)),),
+            (
+                DestRecord("o-mail", vals(email1="ada@example.com")),
+                DestRecord("o-stamp", STAMPED_OLD, stamp=P_ID),
+            ),
+            (
+                Exp(
+                    Kind.LINK,
+                    P_ID,
+                    "o-stamp",
+                    {k: v for k, v in BASE.items() if v and k != "first_name"},
+                    BASE,
+                    (
+                        Conflict("last_name", "Lovelace", "King", PL),
+                        Conflict("email1", "ada@example.com", "countess@example.com", PL),
+                    ),
+                    reason=("stamp",),
+                ),
+            ),
         ),
         MatchCase(
-            "stamp beats an e-mail match to another contact", OL,
+            "stamp beats an e-mail match to another contact",
+            OL,
             (SourceRecord(O_ID, STAMPED_OLD, stamp="p-9"),),
-            (DestRecord("p-8", vals(email1="countess@example.com")),
-             DestRecord("p-9", BASE)),
-            (Exp(Kind.LINK, O_ID, "p-9", {}, STAMPED_OLD,
-                 (Conflict("last_name", "King", "Lovelace", PL),
-                  Conflict("email1", "countess@example.com", "ada@example.com", PL)),
-                 reason=("stamp",)),),
+            (DestRecord("p-8", vals(email1="countess@example.com")), DestRecord("p-9", BASE)),
+            (
+                Exp(
+                    Kind.LINK,
+                    O_ID,
+                    "p-9",
+                    {},
+                    STAMPED_OLD,
+                    (
+                        Conflict("last_name", "King", "Lovelace", PL),
+                        Conflict("email1", "countess@example.com", "ada@example.com", PL),
+                    ),
+                    reason=("stamp",),
+                ),
+            ),
         ),
         MatchCase(
-            "stamp of a Pipeliner contact that is no candidate: e-mail decides", OL,
+            "stamp of a Pipeliner contact that is no candidate: e-mail decides",
+            OL,
             (SourceRecord(O_ID, STAMPED_OLD, stamp="p-gone"),),
             (DestRecord("p-8", vals(email1="countess@example.com")),),
-            (Exp(Kind.LINK, O_ID, "p-8",
-                 {"first_name": "Ada", "last_name": "King"}, STAMPED_OLD, reason=("email",)),),
+            (
+                Exp(
+                    Kind.LINK,
+                    O_ID,
+                    "p-8",
+                    {"first_name": "Ada", "last_name": "King"},
+                    STAMPED_OLD,
+                    reason=("email",),
+                ),
+            ),
         ),
         MatchCase(
-            "a stamped copy is claimed before e-mail matching", PL,
+            "a stamped copy is claimed before e-mail matching",
+            PL,
             (SourceRecord("p-1", BASE), SourceRecord("p-2", STAMPED_OLD)),
             (DestRecord("o-2", edit(STAMPED_OLD, email2="ada@example.com"), stamp="p-2"),),
-            (Exp(Kind.CREATE, "p-1", None, BASE, BASE),
-             Exp(Kind.LINK, "p-2", "o-2", {}, STAMPED_OLD, reason=("stamp",))),
+            (
+                Exp(Kind.CREATE, "p-1", None, BASE, BASE),
+                Exp(Kind.LINK, "p-2", "o-2", {}, STAMPED_OLD, reason=("stamp",)),
+            ),
         ),
         # -- ambiguity ---------------------------------------------------------------------------
         MatchCase(
-            "two candidates share the e-mail", PL,
+            "two candidates share the e-mail",
+            PL,
             (SourceRecord(P_ID, BASE),),
-            (DestRecord("o-a", vals(email1="ada@example.com")),
-             DestRecord("o-b", vals(email2="Ada@Example.com"))),
+            (
+                DestRecord("o-a", vals(email1="ada@example.com")),
+                DestRecord("o-b", vals(email2="Ada@Example.com")),
+            ),
             (Exp(Kind.REJECT, P_ID, None, reason=("ambiguous", "o-a", "o-b")),),
         ),
         MatchCase(
-            "two candidates share the e-mail", OL,
+            "two candidates share the e-mail",
+            OL,
             (SourceRecord(O_ID, OUT_ADA),),
-            (DestRecord("p-a", vals(email1="ada@example.com")),
-             DestRecord("p-b", vals(email3="ada@EXAMPLE.com"))),
+            (
+                DestRecord("p-a", vals(email1="ada@example.com")),
+                DestRecord("p-b", vals(email3="ada@EXAMPLE.com")),
+            ),
             (Exp(Kind.REJECT, O_ID, None, reason=("ambiguous", "p-a", "p-b")),),
         ),
         MatchCase(
-            "two candidates share name and company", PL,
+            "two candidates share name and company",
+            PL,
             (SourceRecord("p-3", GRACE),),
             (DestRecord("o-a", OUT_GRACE), DestRecord("o-b", OUT_GRACE_CASED)),
             (Exp(Kind.REJECT, "p-3", None, reason=("ambiguous", "o-a", "o-b")),),
         ),
         MatchCase(
-            "two e-mails match two candidates", PL,
+            "two e-mails match two candidates",
+            PL,
             (SourceRecord("p-4", edit(ALAN, email2="ada@example.com")),),
             (DestRecord("o-a", ALAN), DestRecord("o-b", vals(email1="ada@example.com"))),
             (Exp(Kind.REJECT, "p-4", None, reason=("ambiguous",)),),
         ),
         MatchCase(
-            "two records match the same candidate", PL,
+            "two records match the same candidate",
+            PL,
             (SourceRecord("p-1", BASE), SourceRecord("p-2", vals(email2="ADA@example.com"))),
             (DestRecord("o-1", OUT_ADA),),
-            (Exp(Kind.REJECT, "p-1", "o-1", reason=("ambiguous", "2 records")),
-             Exp(Kind.REJECT, "p-2", "o-1", reason=("ambiguous", "2 records"))),
+            (
+                Exp(Kind.REJECT, "p-1", "o-1", reason=("ambiguous", "2 records")),
+                Exp(Kind.REJECT, "p-2", "o-1", reason=("ambiguous", "2 records")),
+            ),
         ),
         MatchCase(
-            "two records match the same candidate", OL,
+            "two records match the same candidate",
+            OL,
             (SourceRecord("o-1", GRACE), SourceRecord("o-2", OUT_GRACE_CASED)),
             (DestRecord("p-3", GRACE),),
-            (Exp(Kind.REJECT, "o-1", "p-3", reason=("2 records",)),
-             Exp(Kind.REJECT, "o-2", "p-3", reason=("2 records",))),
+            (
+                Exp(Kind.REJECT, "o-1", "p-3", reason=("2 records",)),
+                Exp(Kind.REJECT, "o-2", "p-3", reason=("2 records",)),
+            ),
         ),
         # -- nothing to match --------------------------------------------------------------------
         *[
             MatchCase(
-                "no candidate: create", side,
-                (SourceRecord(sid, BASE),), (DestRecord("x-9", LINUS),),
+                "no candidate: create",
+                side,
+                (SourceRecord(sid, BASE),),
+                (DestRecord("x-9", LINUS),),
                 (Exp(Kind.CREATE, sid, None, BASE, BASE),),
             )
             for side, sid in ((PL, P_ID), (OL, O_ID))
         ],
         *[
             MatchCase(
-                "unlinked tombstone", side, (SourceRecord.tombstone(sid),),
-                (DestRecord("x-9", BASE),), (Exp(Kind.SKIP, sid, reason=("never synced",)),),
+                "unlinked tombstone",
+                side,
+                (SourceRecord.tombstone(sid),),
+                (DestRecord("x-9", BASE),),
+                (Exp(Kind.SKIP, sid, reason=("never synced",)),),
             )
             for side, sid in ((PL, P_ID), (OL, O_ID))
         ],
         MatchCase(
-            "unlinked scope-exit tombstone", PL, (SourceRecord.tombstone(P_ID, OUT_OF_SCOPE),),
-            (), (Exp(Kind.SKIP, P_ID, reason=("never synced",)),),
+            "unlinked scope-exit tombstone",
+            PL,
+            (SourceRecord.tombstone(P_ID, OUT_OF_SCOPE),),
+            (),
+            (Exp(Kind.SKIP, P_ID, reason=("never synced",)),),
         ),
         # -- a mixed batch keeps the order of its records ----------------------------------------
         MatchCase(
-            "mixed batch keeps record order", PL,
+            "mixed batch keeps record order",
+            PL,
             (
                 SourceRecord("p-new", LINUS),
                 SourceRecord("p-gone", None, deleted=DELETED),
@@ -673,8 +1128,13 @@ def match_cases() -> list[MatchCase]:
             (
                 Exp(Kind.CREATE, "p-new", None, LINUS, LINUS),
                 Exp(Kind.SKIP, "p-gone", reason=("never synced",)),
-                Exp(Kind.UPDATE, "p-linked", "o-linked", {"job_title": "CTO", "city": "Paris"},
-                    SRC_EDIT),
+                Exp(
+                    Kind.UPDATE,
+                    "p-linked",
+                    "o-linked",
+                    {"job_title": "CTO", "city": "Paris"},
+                    SRC_EDIT,
+                ),
                 Exp(Kind.LINK, "p-ada", "o-ada", {}, BASE),
                 Exp(Kind.RESTORE, "p-copy-deleted", "o-copy-deleted", SRC_EDIT, SRC_EDIT),
                 Exp(Kind.DELETE, "p-dead", "o-dead"),
@@ -687,7 +1147,8 @@ def match_cases() -> list[MatchCase]:
             dests=(DestRecord("o-linked", BASE), DestRecord("o-dead", BASE)),
         ),
         MatchCase(
-            "linked records never take a candidate", OL,
+            "linked records never take a candidate",
+            OL,
             (SourceRecord("o-linked", BASE), SourceRecord("o-new", BASE)),
             (DestRecord("p-cand", BASE),),
             (Exp(Kind.SKIP, "o-linked", "p-linked"), Exp(Kind.LINK, "o-new", "p-cand", {}, BASE)),
@@ -720,9 +1181,7 @@ def test_match_case_ids_are_unique() -> None:
 
 def test_plan_batch_accepts_a_one_shot_candidate_iterable() -> None:
     ctx = LegContext(PL)
-    actions = plan_batch(
-        [SourceRecord(P_ID, BASE)], {}, {}, iter([DestRecord("o-7", BASE)]), ctx
-    )
+    actions = plan_batch([SourceRecord(P_ID, BASE)], {}, {}, iter([DestRecord("o-7", BASE)]), ctx)
     assert [(a.kind, a.dest_id) for a in actions] == [(Kind.LINK, "o-7")]
 
 
@@ -740,10 +1199,16 @@ RESTORE_LINKS = (
 @pytest.mark.parametrize(
     ("handled", "expected"),
     [
-        pytest.param((), [("p-owed-1", BASE), ("p-handled", BASE), ("p-owed-2", SRC_EDIT)],
-                     id="every owed restore, in link order"),
-        pytest.param(("p-handled", "p-active"), [("p-owed-1", BASE), ("p-owed-2", SRC_EDIT)],
-                     id="ids planned from a fresh record are skipped"),
+        pytest.param(
+            (),
+            [("p-owed-1", BASE), ("p-handled", BASE), ("p-owed-2", SRC_EDIT)],
+            id="every owed restore, in link order",
+        ),
+        pytest.param(
+            ("p-handled", "p-active"),
+            [("p-owed-1", BASE), ("p-owed-2", SRC_EDIT)],
+            id="ids planned from a fresh record are skipped",
+        ),
         pytest.param(("p-owed-1", "p-handled", "p-owed-2"), [], id="all handled"),
     ],
 )
@@ -767,10 +1232,17 @@ def test_plan_restores_without_links() -> None:
     ("deletes", "linked", "ratio", "allow", "refused"),
     [
         pytest.param(0, 0, 0.0, False, False, id="nothing to delete"),
-        pytest.param(MASS_DELETE_FLOOR - 1, MASS_DELETE_FLOOR - 1, 0.0, False, False,
-                     id="below the floor, everything, ratio 0"),
-        pytest.param(MASS_DELETE_FLOOR, MASS_DELETE_FLOOR, 0.5, False, True,
-                     id="at the floor, whole folder"),
+        pytest.param(
+            MASS_DELETE_FLOOR - 1,
+            MASS_DELETE_FLOOR - 1,
+            0.0,
+            False,
+            False,
+            id="below the floor, everything, ratio 0",
+        ),
+        pytest.param(
+            MASS_DELETE_FLOOR, MASS_DELETE_FLOOR, 0.5, False, True, id="at the floor, whole folder"
+        ),
         pytest.param(3, 100, 0.0, False, True, id="ratio 0 refuses any delete above the floor"),
         pytest.param(5, 10, 0.5, False, False, id="exactly at the ratio"),
         pytest.param(6, 10, 0.5, False, True, id="one over the ratio"),
@@ -780,10 +1252,20 @@ def test_plan_restores_without_links() -> None:
         pytest.param(3, 30, 0.1, False, False, id="exactly at ratio 0.1"),
         pytest.param(7, 10, 0.7, False, False, id="exactly at ratio 0.7"),
         pytest.param(
-            29, 100, 0.29, False, False, id="exactly at ratio 0.29",
+            29,
+            100,
+            0.29,
+            False,
+            False,
+            id="exactly at ratio 0.29",
         ),
         pytest.param(
-            57, 100, 0.57, False, False, id="exactly at ratio 0.57",
+            57,
+            100,
+            0.57,
+            False,
+            False,
+            id="exactly at ratio 0.57",
         ),
     ],
 )
@@ -799,14 +1281,17 @@ def test_mass_delete_message_names_counts_and_the_way_out() -> None:
     with pytest.raises(MassDeleteRefused) as info:
         check_mass_delete(6, 10, 0.5, dest=OL)
     message = str(info.value)
-    for part in ("6 of 10", "in outlook", "allow_mass_delete", "max_delete_ratio",
-                 "Nothing was deleted"):
+    for part in (
+        "6 of 10",
+        "in outlook",
+        "allow_mass_delete",
+        "max_delete_ratio",
+        "Nothing was deleted",
+    ):
         assert part in message
 
 
-@pytest.mark.parametrize(
-    "ratio", [-0.01, 1.01, 2, math.nan, math.inf], ids=lambda r: f"ratio={r}"
-)
+@pytest.mark.parametrize("ratio", [-0.01, 1.01, 2, math.nan, math.inf], ids=lambda r: f"ratio={r}")
 @pytest.mark.parametrize("allow", [False, True], ids=["strict", "allow"])
 def test_invalid_max_delete_ratio(ratio, allow) -> None:
     with pytest.raises(ValueError, match="max_delete_ratio"):
@@ -817,9 +1302,7 @@ def test_invalid_max_delete_ratio(ratio, allow) -> None:
 
 
 def test_writing_kinds() -> None:
-    assert {
-        Kind.CREATE, Kind.UPDATE, Kind.RESTORE, Kind.DELETE, Kind.LINK
-    } == WRITING_KINDS
+    assert {Kind.CREATE, Kind.UPDATE, Kind.RESTORE, Kind.DELETE, Kind.LINK} == WRITING_KINDS
     for kind in Kind:
         assert Action(kind, "x").writes is (kind in WRITING_KINDS)
 
@@ -847,8 +1330,15 @@ _STATE = st.sampled_from([ACTIVE, LEAVING])
 
 @settings(max_examples=150, deadline=None)
 @given(
-    agreed=_TABLE, source=_TABLE, dest=_TABLE, policy=_POLICY, side=_SIDE, state=_STATE,
-    two_way=st.booleans(), s_time=_TIME, d_time=_TIME,
+    agreed=_TABLE,
+    source=_TABLE,
+    dest=_TABLE,
+    policy=_POLICY,
+    side=_SIDE,
+    state=_STATE,
+    two_way=st.booleans(),
+    s_time=_TIME,
+    d_time=_TIME,
 )
 def test_merge_never_overwrites_a_destination_only_edit(
     agreed, source, dest, policy, side, state, two_way, s_time, d_time
@@ -885,8 +1375,13 @@ def _leg(side: Side, values: dict, agreed: dict, policy: ConflictPolicy, times: 
 
 @settings(max_examples=150, deadline=None)
 @given(
-    agreed=_TABLE, p_values=_TABLE, o_values=_TABLE, policy=_POLICY, first=_SIDE,
-    p_time=_TIME, o_time=_TIME,
+    agreed=_TABLE,
+    p_values=_TABLE,
+    o_values=_TABLE,
+    policy=_POLICY,
+    first=_SIDE,
+    p_time=_TIME,
+    o_time=_TIME,
 )
 def test_one_two_way_round_converges_and_the_next_writes_nothing(
     agreed, p_values, o_values, policy, first, p_time, o_time

@@ -84,8 +84,10 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"expected a string, got {type(value).__name__}")
         value = str(value)
-    text = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    # Controls go before NFC: one between a letter and its accent would keep them apart.
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    text = unicodedata.normalize("NFC", text)
     if multiline:
         text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
     else:
@@ -99,6 +101,10 @@ def normalize_values(values: Mapping[str, object]) -> dict[str, str | None]:
     if unknown:
         raise KeyError(f"not field-table keys: {', '.join(sorted(unknown))}")
     return {f.key: normalize(values.get(f.key), multiline=f.multiline) for f in FIELDS}
+
+
+def _normalized(values: Mapping[str, object], key: str) -> str | None:
+    return normalize(values.get(key), multiline=BY_KEY[key].multiline)
 
 
 def empty_values() -> dict[str, str | None]:
@@ -151,7 +157,7 @@ def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str,
     target's decision, since it needs an API lookup.
     """
     selected = KEYS if keys is None else tuple(keys)
-    return {BY_KEY[k].pipeliner: values.get(k) or "" for k in selected}
+    return {BY_KEY[k].pipeliner: _normalized(values, k) or "" for k in selected}
 
 
 # --- Graph -----------------------------------------------------------------------------------
@@ -306,10 +312,10 @@ def to_graph(
     selected = KEYS if keys is None else tuple(keys)
     body: dict[str, Any] = {}
     for key in selected:
-        _GRAPH[key][1](body, current, values.get(key))
+        _GRAPH[key][1](body, current, _normalized(values, key))
     before = from_graph(current) if current else None
     after = dict(before or empty_values())
-    after.update({k: values.get(k) for k in selected})
+    after.update({k: _normalized(values, k) for k in selected})
     shown = current.get("displayName")
     derived = before is not None and normalize(shown) in (None, normalize(display_name(before)))
     body["displayName"] = display_name(after) if not current or derived else shown

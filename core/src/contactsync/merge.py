@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from contactsync.fieldmap import KEYS, Values
@@ -72,9 +72,17 @@ def conflict_winner(
         return Side.PIPELINER
     if policy is ConflictPolicy.OUTLOOK_WINS:
         return Side.OUTLOOK
-    if source_modified is None or dest_modified is None or source_modified == dest_modified:
+    if source_modified is None or dest_modified is None:
         return Side.PIPELINER
-    return source_side if source_modified > dest_modified else source_side.other
+    source_at, dest_at = _aware(source_modified), _aware(dest_modified)
+    if source_at == dest_at:
+        return Side.PIPELINER
+    return source_side if source_at > dest_at else source_side.other
+
+
+def _aware(moment: datetime) -> datetime:
+    """Both APIs speak UTC; a naive timestamp is taken as UTC rather than failing the compare."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def merge(
