@@ -17,6 +17,7 @@ $(STAMP): Makefile constraints.txt requirements-dev.txt core/pyproject.toml sand
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## make test: ruff, then the whole suite (unit, contract, property, sandbox).
 test: lint

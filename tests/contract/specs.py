@@ -92,8 +92,11 @@ def graph_definitions() -> list[str]:
 
 def validate_graph(instance: Any, definition: str = "contact") -> None:
     """Validate a Graph resource (`contact`, `contactFolder`, `emailAddress`…)."""
-    _check(Draft202012Validator(_graph_ref(definition), registry=_graph_registry()), instance,
-           f"Graph {definition}")
+    _check(
+        Draft202012Validator(_graph_ref(definition), registry=_graph_registry()),
+        instance,
+        f"Graph {definition}",
+    )
 
 
 def validate_graph_collection(body: Any, definition: str = "contact") -> None:
@@ -112,8 +115,11 @@ def validate_graph_collection(body: Any, definition: str = "contact") -> None:
             "@odata.deltaLink": {"type": "string"},
         },
     }
-    _check(Draft202012Validator(schema, registry=_graph_registry()), body,
-           f"Graph collection of {definition}")
+    _check(
+        Draft202012Validator(schema, registry=_graph_registry()),
+        body,
+        f"Graph collection of {definition}",
+    )
 
 
 def _graph_ref(definition: str) -> dict[str, Any]:
@@ -145,8 +151,9 @@ def pipeliner_paths() -> list[str]:
     return sorted(pipeliner_document()["paths"])
 
 
-def pipeliner_schema(schema_name: str, expand: str | Iterable[str] = (),
-                     closed: bool = True) -> dict[str, Any]:
+def pipeliner_schema(
+    schema_name: str, expand: str | Iterable[str] = (), closed: bool = True
+) -> dict[str, Any]:
     """A schema for `components.schemas[schema_name]`, with `expand`ed relations."""
     document = pipeliner_document(closed)
     if schema_name not in document["components"]["schemas"]:
@@ -159,12 +166,19 @@ def pipeliner_schema(schema_name: str, expand: str | Iterable[str] = (),
 
 
 def validate_pipeliner_schema(
-    instance: Any, schema_name: str, *, expand: str | Iterable[str] = (), closed: bool = True,
+    instance: Any,
+    schema_name: str,
+    *,
+    expand: str | Iterable[str] = (),
+    closed: bool = True,
 ) -> None:
     """Validate an entity (e.g. one `Contact`) against `components.schemas[schema_name]`."""
     schema = pipeliner_schema(schema_name, expand, closed)
-    _check(Draft202012Validator(schema, registry=_pipeliner_registry(closed)), instance,
-           f"Pipeliner {schema_name}")
+    _check(
+        Draft202012Validator(schema, registry=_pipeliner_registry(closed)),
+        instance,
+        f"Pipeliner {schema_name}",
+    )
 
 
 def pipeliner_operation(method: str, path_template: str) -> dict[str, Any]:
@@ -186,8 +200,13 @@ def pipeliner_operation(method: str, path_template: str) -> dict[str, Any]:
 
 
 def pipeliner_response_schema(
-    method: str, path_template: str, status: int | str, *, expand: str | Iterable[str] = (),
-    closed: bool = True, strict_status: bool = False,
+    method: str,
+    path_template: str,
+    status: int | str,
+    *,
+    expand: str | Iterable[str] = (),
+    closed: bool = True,
+    strict_status: bool = False,
 ) -> dict[str, Any]:
     """The JSON schema of a response body (see the module docstring for undocumented errors)."""
     document = pipeliner_document(closed)
@@ -199,7 +218,9 @@ def pipeliner_response_schema(
         if strict_status or int(code) < 400:
             raise ContractViolation(
                 f"{method.upper()} {_document_path(path_template)} does not document status "
-                f"{code} (documented: {sorted(responses)})", [])
+                f"{code} (documented: {sorted(responses)})",
+                [],
+            )
         return pipeliner_schema("Error", closed=closed)
     schema = _absolute_refs(copy.deepcopy(_json_media(response.get("content", {}), code)))
     if 200 <= int(code) < 300:
@@ -213,14 +234,24 @@ def pipeliner_response_schema(
 
 
 def validate_pipeliner_response(
-    method: str, path_template: str, status: int | str, body: Any, *,
-    expand: str | Iterable[str] = (), closed: bool = True, strict_status: bool = False,
+    method: str,
+    path_template: str,
+    status: int | str,
+    body: Any,
+    *,
+    expand: str | Iterable[str] = (),
+    closed: bool = True,
+    strict_status: bool = False,
 ) -> None:
     """Validate a response body of a documented operation, wrapper included."""
-    schema = pipeliner_response_schema(method, path_template, status, expand=expand,
-                                       closed=closed, strict_status=strict_status)
-    _check(Draft202012Validator(schema, registry=_pipeliner_registry(closed)), body,
-           f"Pipeliner {method.upper()} {_document_path(path_template)} -> {status}")
+    schema = pipeliner_response_schema(
+        method, path_template, status, expand=expand, closed=closed, strict_status=strict_status
+    )
+    _check(
+        Draft202012Validator(schema, registry=_pipeliner_registry(closed)),
+        body,
+        f"Pipeliner {method.upper()} {_document_path(path_template)} -> {status}",
+    )
 
 
 def pipeliner_request_schema(method: str, path_template: str) -> dict[str, Any]:
@@ -233,7 +264,11 @@ def pipeliner_request_schema(method: str, path_template: str) -> dict[str, Any]:
 
 
 def validate_pipeliner_request(
-    method: str, path_template: str, body: Any, *, closed: bool = True,
+    method: str,
+    path_template: str,
+    body: Any,
+    *,
+    closed: bool = True,
 ) -> None:
     """Validate a request body our client is about to send (readOnly fields refused)."""
     schema = pipeliner_request_schema(method, path_template)
@@ -246,8 +281,18 @@ def validate_pipeliner_request(
 _HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
-_SCHEMA_ONES = ("items", "additionalProperties", "not", "contains", "if", "then", "else",
-                "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+_SCHEMA_ONES = (
+    "items",
+    "additionalProperties",
+    "not",
+    "contains",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+)
 
 
 @cache
@@ -360,8 +405,8 @@ def _expand_refs(document: dict[str, Any], schema: Any, tree: dict[str, Any]) ->
         return schema
     ref = schema.get("$ref", "")
     prefix = f"{PIPELINER_URI}#/components/schemas/"
-    if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] != "Error":
-        return _expanded_component(document, ref[len(prefix):], tree)
+    if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] != "Error":
+        return _expanded_component(document, ref[len(prefix) :], tree)
     return {key: _expand_refs(document, value, tree) for key, value in schema.items()}
 
 
@@ -378,8 +423,11 @@ def _expanded_component(document: dict[str, Any], name: str, tree: dict[str, Any
             raise KeyError(f"{name}.{relation} is not a relation in the spec, cannot expand it")
         target = found.group(1)
         if target in components:
-            entity = (_expanded_component(document, target, subtree) if subtree
-                      else _component_ref(target))
+            entity = (
+                _expanded_component(document, target, subtree)
+                if subtree
+                else _component_ref(target)
+            )
         elif subtree:
             raise KeyError(f"cannot expand inside {target}: the pruned spec does not define it")
         else:  # the pruned spec leaves this entity out: any object
@@ -389,7 +437,10 @@ def _expanded_component(document: dict[str, Any], name: str, tree: dict[str, Any
 
 
 def _refuse_read_only(
-    validator: Any, read_only: Any, instance: Any, schema: Mapping[str, Any],
+    validator: Any,
+    read_only: Any,
+    instance: Any,
+    schema: Mapping[str, Any],
 ) -> Iterator[ValidationError]:
     if read_only is True:
         yield ValidationError("is readOnly in the vendor schema: a client must not send it")
@@ -399,8 +450,10 @@ _RequestValidator = validators.extend(Draft202012Validator, {"readOnly": _refuse
 
 
 def _check(validator: Any, instance: Any, what: str) -> None:
-    errors = sorted(validator.iter_errors(instance),
-                    key=lambda e: ([str(p) for p in e.absolute_path], e.message))
+    errors = sorted(
+        validator.iter_errors(instance),
+        key=lambda e: ([str(p) for p in e.absolute_path], e.message),
+    )
     if not errors:
         return
     leaves = [leaf for error in errors for leaf in _leaves(error)]
@@ -426,7 +479,8 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     plausible = [
-        subs for subs in branches.values()
+        subs
+        for subs in branches.values()
         if not any(sub.validator == "type" and not sub.relative_path for sub in subs)
     ]
     if len(plausible) != 1:

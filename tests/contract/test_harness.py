@@ -23,16 +23,16 @@ from .specs import (
 # microsoftgraph/microsoft-graph-docs-contrib @ 333f38b751ec0a703b3324939bcd72dd5f397760).
 GRAPH_DOCS_SAMPLE_CONTACT = {
     "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('48d31887-5fad-4d73-a9f5"
-                      "-3c356e68a038')/contacts/$entity",
+    "-3c356e68a038')/contacts/$entity",
     "@odata.etag": 'W/"EQAAABYAAAAiIsqMbYjsT5e/T7KzowPTAAAYc8Bf"',
     "id": "AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OABGAAAAAAAiQ8W967B7TKBjgx9rVEURBw"
-          "AiIsqMbYjsT5e-T7KzowPTAAAAAAEOAAAiIsqMbYjsT5e-T7KzowPTAAAYbuK-AAA=",
+    "AiIsqMbYjsT5e-T7KzowPTAAAAAAEOAAAiIsqMbYjsT5e-T7KzowPTAAAYbuK-AAA=",
     "createdDateTime": "2017-09-04T15:54:01Z",
     "lastModifiedDateTime": "2017-09-04T15:54:02Z",
     "changeKey": "EQAAABYAAAAiIsqMbYjsT5e/T7KzowPTAAAYc8Bf",
     "categories": [],
     "parentFolderId": "AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OAAuAAAAAAAiQ8W967B7T"
-                      "KBjgx9rVEURAQAiIsqMbYjsT5e-T7KzowPTAAAAAAEOAAA=",
+    "KBjgx9rVEURAQAiIsqMbYjsT5e-T7KzowPTAAAAAAEOAAA=",
     "birthday": None,
     "fileAs": "",
     "displayName": "Alex Wilber",
@@ -107,17 +107,27 @@ def contact_list(*contacts, **page_info):
     return {
         "success": True,
         "data": list(contacts),
-        "page_info": {"start_cursor": "WyJhIl0=", "end_cursor": "WyJiIl0=",
-                      "has_previous_page": False, "has_next_page": False, **page_info},
+        "page_info": {
+            "start_cursor": "WyJhIl0=",
+            "end_cursor": "WyJiIl0=",
+            "has_previous_page": False,
+            "has_next_page": False,
+            **page_info,
+        },
     }
 
 
 def account():
     return {
-        "id": ACCOUNT_ID, "is_delete_protected": False, "name": "Fabrikam",
-        "formatted_name": "Fabrikam", "owner_id": OWNER_ID, "is_favorite": False,
+        "id": ACCOUNT_ID,
+        "is_delete_protected": False,
+        "name": "Fabrikam",
+        "formatted_name": "Fabrikam",
+        "owner_id": OWNER_ID,
+        "is_favorite": False,
         "account_type": f"{SPACE}/entities/AccountTypes/22222222-3333-4444-8555-666666666666",
-        "owner": f"{SPACE}/entities/Clients/{OWNER_ID}", "unit": f"{SPACE}/entities/SalesUnits/x",
+        "owner": f"{SPACE}/entities/Clients/{OWNER_ID}",
+        "unit": f"{SPACE}/entities/SalesUnits/x",
     }
 
 
@@ -158,14 +168,17 @@ def test_graph_docs_sample_contact_is_valid():
     validate_graph(GRAPH_DOCS_SAMPLE_CONTACT, "contact")
 
 
-@pytest.mark.parametrize(("change", "where"), [
-    ({"givenName": 5}, "$.givenName"),
-    ({"businessPhones": None}, "$.businessPhones"),
-    ({"businessPhones": ["+1 555 0100", 7]}, "$.businessPhones[1]"),
-    ({"emailAddresses": [{"address": "a@b.example", "type": "work"}]}, "$.emailAddresses[0]"),
-    ({"businessAddress": {"street": "1 Main St", "zip": "12345"}}, "$.businessAddress"),
-    ({"id": None}, "$.id"),
-])
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"givenName": 5}, "$.givenName"),
+        ({"businessPhones": None}, "$.businessPhones"),
+        ({"businessPhones": ["+1 555 0100", 7]}, "$.businessPhones[1]"),
+        ({"emailAddresses": [{"address": "a@b.example", "type": "work"}]}, "$.emailAddresses[0]"),
+        ({"businessAddress": {"street": "1 Main St", "zip": "12345"}}, "$.businessAddress"),
+        ({"id": None}, "$.id"),
+    ],
+)
 def test_graph_contact_violations_name_the_failing_element(change, where):
     contact = {**copy.deepcopy(GRAPH_DOCS_SAMPLE_CONTACT), **change}
     with pytest.raises(ContractViolation) as caught:
@@ -175,10 +188,12 @@ def test_graph_contact_violations_name_the_failing_element(change, where):
 
 
 def test_graph_other_definitions_and_collections():
-    validate_graph({"id": "AQMk", "displayName": "Pipeliner", "parentFolderId": "AQMj"},
-                   "contactFolder")
-    validate_graph({"id": "String 0x3A1F", "value": "+1 555 0199"},
-                   "singleValueLegacyExtendedProperty")
+    validate_graph(
+        {"id": "AQMk", "displayName": "Pipeliner", "parentFolderId": "AQMj"}, "contactFolder"
+    )
+    validate_graph(
+        {"id": "String 0x3A1F", "value": "+1 555 0199"}, "singleValueLegacyExtendedProperty"
+    )
     with pytest.raises(ContractViolation):
         validate_graph({"displayName": 3}, "contactFolder")
     with pytest.raises(KeyError, match="contactFolder"):
@@ -208,23 +223,28 @@ def test_contact_list_response_is_valid():
     full = "/api/v100/rest/spaces/{space_id}/entities/Contacts?first=100"
     validate_pipeliner_response("get", full, "200", contact_list(pipeliner_contact()))
     single = {"success": True, "data": pipeliner_contact()}
-    validate_pipeliner_response("GET", "/api/v100/rest/spaces/<space_id>/entities/Contacts/<id>",
-                                200, single)
+    validate_pipeliner_response(
+        "GET", "/api/v100/rest/spaces/<space_id>/entities/Contacts/<id>", 200, single
+    )
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (contact_list(pipeliner_contact(first_name=5)), r"at \$\.data\[0\]\.first_name: 5 is not"),
-    (contact_list(pipeliner_contact(share_mode=9)), r"at \$\.data\[0\]\.share_mode"),
-    (contact_list(pipeliner_contact(sharing_clients="x")), r"\$\.data\[0\]\.sharing_clients"),
-    (contact_list({k: v for k, v in pipeliner_contact().items() if k != "id"}),
-     r"at \$\.data\[0\]: 'id' is a required property"),
-    (contact_list(pipeliner_contact(job_title="CEO")), r"'job_title' was unexpected"),
-    (contact_list(pipeliner_contact(), has_next_page="no"),
-     r"at \$\.page_info\.has_next_page"),
-    ({"success": True}, r"'data' is a required property"),
-    ({"success": True, "data": {"id": CONTACT_ID}}, r"at \$\.data: .* is not of type 'array'"),
-    ([], r"is not of type 'object'"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (contact_list(pipeliner_contact(first_name=5)), r"at \$\.data\[0\]\.first_name: 5 is not"),
+        (contact_list(pipeliner_contact(share_mode=9)), r"at \$\.data\[0\]\.share_mode"),
+        (contact_list(pipeliner_contact(sharing_clients="x")), r"\$\.data\[0\]\.sharing_clients"),
+        (
+            contact_list({k: v for k, v in pipeliner_contact().items() if k != "id"}),
+            r"at \$\.data\[0\]: 'id' is a required property",
+        ),
+        (contact_list(pipeliner_contact(job_title="CEO")), r"'job_title' was unexpected"),
+        (contact_list(pipeliner_contact(), has_next_page="no"), r"at \$\.page_info\.has_next_page"),
+        ({"success": True}, r"'data' is a required property"),
+        ({"success": True, "data": {"id": CONTACT_ID}}, r"at \$\.data: .* is not of type 'array'"),
+        ([], r"is not of type 'object'"),
+    ],
+)
 def test_wrong_contact_list_responses_are_rejected(body, message):
     with pytest.raises(ContractViolation, match=message):
         validate_pipeliner_response("GET", "/entities/Contacts", 200, body)
@@ -237,53 +257,77 @@ def test_open_mode_allows_undocumented_fields():
 
 
 def test_error_bodies_documented_and_undocumented():
-    error = {"success": False, "http_status": 404, "code": 404, "name": "ERROR_ENTITY_NOT_FOUND",
-             "message": "Contact not found"}
+    error = {
+        "success": False,
+        "http_status": 404,
+        "code": 404,
+        "name": "ERROR_ENTITY_NOT_FOUND",
+        "message": "Contact not found",
+    }
     validate_pipeliner_response("GET", "/entities/Contacts/{id}", 404, error)
     throttled = {**error, "http_status": 429, "name": "TOO_MANY_REQUESTS"}
     validate_pipeliner_response("GET", "/entities/Contacts", 429, throttled)
     with pytest.raises(ContractViolation, match="'http_status' is a required property"):
         validate_pipeliner_response("GET", "/entities/Contacts", 401, {"success": False})
     with pytest.raises(ContractViolation, match="does not document status 429"):
-        validate_pipeliner_response("GET", "/entities/Contacts", 429, throttled,
-                                    strict_status=True)
+        validate_pipeliner_response("GET", "/entities/Contacts", 429, throttled, strict_status=True)
     with pytest.raises(ContractViolation, match="does not document status 204"):
         validate_pipeliner_response("DELETE", "/entities/Contacts/{id}", 204, None)
 
 
 def test_batch_responses_mix_ids_and_errors():
-    error = {"success": False, "http_status": 400, "code": 117, "name": "ERROR_PARAMETER_INVALID",
-             "message": "bad email"}
+    error = {
+        "success": False,
+        "http_status": 400,
+        "code": 117,
+        "name": "ERROR_PARAMETER_INVALID",
+        "message": "bad email",
+    }
     body = {"success": True, "data": [CONTACT_ID, error]}
     validate_pipeliner_response("POST", "/entities/Contacts/batch-modify", 200, body)
-    validate_pipeliner_response("POST", "/entities/Contacts/batch-delete", 200,
-                                {"success": True, "data": [CONTACT_ID]})
+    validate_pipeliner_response(
+        "POST", "/entities/Contacts/batch-delete", 200, {"success": True, "data": [CONTACT_ID]}
+    )
     with pytest.raises(ContractViolation, match=r"at \$\.data\[0\]"):
-        validate_pipeliner_response("POST", "/entities/Contacts/batch-modify", 200,
-                                    {"success": True, "data": [42]})
+        validate_pipeliner_response(
+            "POST", "/entities/Contacts/batch-modify", 200, {"success": True, "data": [42]}
+        )
     # The report names the branch that fits: an object item is judged as an Error.
-    with pytest.raises(ContractViolation,
-                       match=r"at \$\.data\[1\]: 'http_status' is a required property"):
-        validate_pipeliner_response("POST", "/entities/Contacts/batch-modify", 200,
-                                    {"success": True, "data": [CONTACT_ID, {"success": False}]})
+    with pytest.raises(
+        ContractViolation, match=r"at \$\.data\[1\]: 'http_status' is a required property"
+    ):
+        validate_pipeliner_response(
+            "POST",
+            "/entities/Contacts/batch-modify",
+            200,
+            {"success": True, "data": [CONTACT_ID, {"success": False}]},
+        )
 
 
 def test_expanded_relations_validate_as_their_entities():
     expanded = pipeliner_contact(primary_account=account())
     with pytest.raises(ContractViolation, match=r"at \$\.data\[0\]\.primary_account"):
         validate_pipeliner_response("GET", "/entities/Contacts", 200, contact_list(expanded))
-    validate_pipeliner_response("GET", "/entities/Contacts", 200, contact_list(expanded),
-                                expand="primary_account")
+    validate_pipeliner_response(
+        "GET", "/entities/Contacts", 200, contact_list(expanded), expand="primary_account"
+    )
     validate_pipeliner_schema(expanded, "Contact", expand=["primary_account"])
 
     broken = pipeliner_contact(primary_account={**account(), "name": 3})
     with pytest.raises(ContractViolation, match=r"\$\.data\[0\]\.primary_account\.name"):
-        validate_pipeliner_response("GET", "/entities/Contacts", 200, contact_list(broken),
-                                    expand="primary_account")
+        validate_pipeliner_response(
+            "GET", "/entities/Contacts", 200, contact_list(broken), expand="primary_account"
+        )
 
-    relation = {"id": "r1", "is_delete_protected": False, "account": account(),
-                "contact": f"{SPACE}/entities/Contacts/{CONTACT_ID}", "account_id": ACCOUNT_ID,
-                "contact_id": CONTACT_ID, "is_primary": True}
+    relation = {
+        "id": "r1",
+        "is_delete_protected": False,
+        "account": account(),
+        "contact": f"{SPACE}/entities/Contacts/{CONTACT_ID}",
+        "account_id": ACCOUNT_ID,
+        "contact_id": CONTACT_ID,
+        "is_primary": True,
+    }
     nested = pipeliner_contact(account_relations=[relation])
     validate_pipeliner_schema(nested, "Contact", expand="account_relations.account")
     with pytest.raises(ContractViolation):
@@ -305,24 +349,34 @@ def test_request_schemas_are_found_under_both_media_type_spellings():
 
 
 def test_request_bodies_are_validated():
-    validate_pipeliner_request("POST", "/entities/Contacts",
-                               {"owner_id": OWNER_ID, "first_name": "Ada", "position": "CTO"})
+    validate_pipeliner_request(
+        "POST", "/entities/Contacts", {"owner_id": OWNER_ID, "first_name": "Ada", "position": "CTO"}
+    )
     validate_pipeliner_request("PATCH", "/entities/Contacts/{id}", {"phone1": "+1 555 0101"})
-    validate_pipeliner_request("POST", "/entities/Contacts/batch-modify",
-                               [{"id": CONTACT_ID, "email1": "a@b.example"},
-                                {"owner_id": OWNER_ID, "last_name": "New"}])
+    validate_pipeliner_request(
+        "POST",
+        "/entities/Contacts/batch-modify",
+        [{"id": CONTACT_ID, "email1": "a@b.example"}, {"owner_id": OWNER_ID, "last_name": "New"}],
+    )
     validate_pipeliner_request("POST", "/entities/Contacts/batch-delete", [CONTACT_ID])
 
 
-@pytest.mark.parametrize(("method", "path", "body", "message"), [
-    ("POST", "/entities/Contacts", {"first_name": "Ada"}, "'owner_id' is a required property"),
-    ("POST", "/entities/Contacts", {"owner_id": OWNER_ID, "modified": "2026-01-01T00:00:00"},
-     r"at \$\.modified: is readOnly"),
-    ("PATCH", "/entities/Contacts/{id}", {"job_title": "CTO"}, "'job_title' was unexpected"),
-    ("PATCH", "/entities/Contacts/{id}", {"email1": ["a@b.example"]}, r"at \$\.email1"),
-    ("POST", "/entities/Contacts/batch-modify", {"id": CONTACT_ID}, "is not of type 'array'"),
-    ("POST", "/entities/Contacts/batch-delete", [7], r"at \$\[0\]"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("POST", "/entities/Contacts", {"first_name": "Ada"}, "'owner_id' is a required property"),
+        (
+            "POST",
+            "/entities/Contacts",
+            {"owner_id": OWNER_ID, "modified": "2026-01-01T00:00:00"},
+            r"at \$\.modified: is readOnly",
+        ),
+        ("PATCH", "/entities/Contacts/{id}", {"job_title": "CTO"}, "'job_title' was unexpected"),
+        ("PATCH", "/entities/Contacts/{id}", {"email1": ["a@b.example"]}, r"at \$\.email1"),
+        ("POST", "/entities/Contacts/batch-modify", {"id": CONTACT_ID}, "is not of type 'array'"),
+        ("POST", "/entities/Contacts/batch-delete", [7], r"at \$\[0\]"),
+    ],
+)
 def test_wrong_request_bodies_are_rejected(method, path, body, message):
     with pytest.raises(ContractViolation, match=message):
         validate_pipeliner_request(method, path, body)
@@ -341,7 +395,8 @@ def test_openapi_nullable_becomes_a_type_union():
     schema = {"properties": {"a": {"type": "string", "nullable": True, "enum": ["x"]}}}
     specs._normalize(schema, closed=True)
     assert schema == {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "properties": {"a": {"type": ["string", "null"], "enum": ["x", None]}},
     }
     assert "nullable" not in json.dumps(specs.pipeliner_document())

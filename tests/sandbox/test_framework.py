@@ -83,8 +83,7 @@ def test_tls_verifies_with_the_sandbox_ca_only(sb, http, url, capfd):
         with pytest.raises(requests.exceptions.SSLError):
             untrusting.get(f"{url}/echo/items", timeout=5)
     with pytest.raises(urllib.error.URLError) as caught:
-        urllib.request.urlopen(f"{url}/echo/items", context=ssl.create_default_context(),
-                               timeout=5)
+        urllib.request.urlopen(f"{url}/echo/items", context=ssl.create_default_context(), timeout=5)
     assert isinstance(caught.value.reason, ssl.SSLCertVerificationError)
 
     trusting = ssl.create_default_context(cafile=str(sb.ca_path))
@@ -105,8 +104,9 @@ def test_ca_is_created_once_and_reused(tmp_path):
         assert again.info()["ca_path"] == str(first.ca_path)
         with requests.Session() as session:
             session.trust_env = False
-            reply = session.get(f"{again.url('echo')}/echo/items", verify=str(first.ca_path),
-                                timeout=5)
+            reply = session.get(
+                f"{again.url('echo')}/echo/items", verify=str(first.ca_path), timeout=5
+            )
             assert reply.status_code == 200
     assert first.ca_path.read_bytes() == ca_pem
     assert first.key_path.read_bytes() == key_pem
@@ -229,8 +229,10 @@ def test_counters_per_route_template_and_reset(echo, http, url):
 
     log = echo.requests()
     assert [(r["method"], r["path"], r["status"]) for r in log] == [
-        ("GET", "/echo/items/1", 200), ("GET", "/echo/items/404", 404),
-        ("GET", "/echo/items", 200), ("GET", "/nowhere", 404),
+        ("GET", "/echo/items/1", 200),
+        ("GET", "/echo/items/404", 404),
+        ("GET", "/echo/items", 200),
+        ("GET", "/nowhere", 404),
     ]
 
     reset = echo.reset_counters()
@@ -359,17 +361,20 @@ def test_path_prefix_and_method_scope_a_fault(echo, http, url):
     assert http.put(f"{url}/echo/items/7", json={}).status_code == 201
 
 
-@pytest.mark.parametrize("spec", [
-    {"kind": "teapot"},
-    {"kind": "429", "count": 0},
-    {"kind": "5xx", "status": 404},
-    {"kind": "latency"},
-    {"kind": "latency", "seconds": -1},
-    {"kind": "drop", "count": "2"},
-    {"kind": "drop", "path_prefix": "echo"},
-    {"kind": "drop", "bogus": 1},
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "teapot"},
+        {"kind": "429", "count": 0},
+        {"kind": "5xx", "status": 404},
+        {"kind": "latency"},
+        {"kind": "latency", "seconds": -1},
+        {"kind": "drop", "count": "2"},
+        {"kind": "drop", "path_prefix": "echo"},
+        {"kind": "drop", "bogus": 1},
+        ["not", "an", "object"],
+    ],
+)
 def test_invalid_fault_specs_are_refused(http, url, spec):
     reply = http.post(f"{url}/_sandbox/faults", json=spec)
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "BadRequest"
@@ -406,7 +411,11 @@ def test_cli_serve_prints_info_serves_and_stops_on_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTSYNC_")}
     process = subprocess.Popen(
         [*_console_script(), "serve", "--free-ports", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     try:
         line = _read_line(process.stdout, timeout=15)
@@ -415,8 +424,9 @@ def test_cli_serve_prints_info_serves_and_stops_on_sigterm(tmp_path):
         assert info["ca_path"] == str((tmp_path / "state" / "ca.pem").resolve())
         with requests.Session() as session:
             session.trust_env = False
-            reply = session.get(f"{info['urls']['echo']}/echo/items", verify=info["ca_path"],
-                                timeout=5)
+            reply = session.get(
+                f"{info['urls']['echo']}/echo/items", verify=info["ca_path"], timeout=5
+            )
         assert reply.status_code == 200
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)

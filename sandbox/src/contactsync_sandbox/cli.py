@@ -33,8 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = require_loopback(args.host)
     except NonLoopbackHostError as exc:
         parser.error(str(exc))
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
-                        level=logging.WARNING)
+    logging.basicConfig(
+        stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", level=logging.WARNING
+    )
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return _serve(host, args.state_dir, args.free_ports)
 
@@ -75,16 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     ports = ", ".join(f"{name} {port}" for name, port in DEFAULT_PORTS.items())
     serve = commands.add_parser(
-        "serve", help="run the emulators in the foreground",
+        "serve",
+        help="run the emulators in the foreground",
         description=f"Run the emulators in the foreground on 127.0.0.1 (default ports: {ports}). "
         "The first stdout line is a JSON object with the URLs and the CA path.",
     )
-    serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
-                       help="where the local CA lives (default: ./.sandbox)")
-    serve.add_argument("--free-ports", action="store_true",
-                       help="bind free ports instead of the fixed defaults")
-    serve.add_argument("--host", default=LOOPBACK,
-                       help="loopback address to bind (default and only sensible value: 127.0.0.1)")
+    serve.add_argument(
+        "--state-dir",
+        default=str(DEFAULT_STATE_DIR),
+        help="where the local CA lives (default: ./.sandbox)",
+    )
+    serve.add_argument(
+        "--free-ports", action="store_true", help="bind free ports instead of the fixed defaults"
+    )
+    serve.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="loopback address to bind (default and only sensible value: 127.0.0.1)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     commands.add_parser("default-seed", help="print the default seed (users, keys, ids) as JSON")
     return parser

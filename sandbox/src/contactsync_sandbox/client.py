@@ -63,28 +63,43 @@ class SandboxControl:
         return self._call("POST", "/faults", json=body)
 
     def burst_429(
-        self, count: int, retry_after: float | None, path_prefix: str | None = None,
+        self,
+        count: int,
+        retry_after: float | None,
+        path_prefix: str | None = None,
         method: str | None = None,
     ) -> dict[str, Any]:
-        return self.add_fault("429", count=count, retry_after=retry_after,
-                              path_prefix=path_prefix, method=method)
+        return self.add_fault(
+            "429", count=count, retry_after=retry_after, path_prefix=path_prefix, method=method
+        )
 
     def fail_5xx(
-        self, count: int, status: int = 503, path_prefix: str | None = None,
+        self,
+        count: int,
+        status: int = 503,
+        path_prefix: str | None = None,
         method: str | None = None,
     ) -> dict[str, Any]:
-        return self.add_fault("5xx", count=count, status=status, path_prefix=path_prefix,
-                              method=method)
+        return self.add_fault(
+            "5xx", count=count, status=status, path_prefix=path_prefix, method=method
+        )
 
     def latency(
-        self, seconds: float, path_prefix: str | None = None, method: str | None = None,
+        self,
+        seconds: float,
+        path_prefix: str | None = None,
+        method: str | None = None,
         count: int | None = None,
     ) -> dict[str, Any]:
-        return self.add_fault("latency", seconds=seconds, path_prefix=path_prefix,
-                              method=method, count=count)
+        return self.add_fault(
+            "latency", seconds=seconds, path_prefix=path_prefix, method=method, count=count
+        )
 
     def drop(
-        self, count: int, path_prefix: str | None = None, method: str | None = None,
+        self,
+        count: int,
+        path_prefix: str | None = None,
+        method: str | None = None,
     ) -> dict[str, Any]:
         return self.add_fault("drop", count=count, path_prefix=path_prefix, method=method)
 
@@ -92,8 +107,9 @@ class SandboxControl:
         self._call("DELETE", "/faults")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, self.control_url + path, timeout=self.timeout,
-                                        **kwargs)
+        response = self.session.request(
+            method, self.control_url + path, timeout=self.timeout, **kwargs
+        )
         if response.status_code >= 400:
             raise SandboxControlError(
                 f"{method} {self.control_url}{path} -> {response.status_code}: {response.text}"

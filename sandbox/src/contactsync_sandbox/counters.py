@@ -58,7 +58,13 @@ class RequestCounters:
         return time.monotonic()
 
     def finished(
-        self, endpoint: str, status: int | str, started: float, *, method: str, path: str,
+        self,
+        endpoint: str,
+        status: int | str,
+        started: float,
+        *,
+        method: str,
+        path: str,
         query: str = "",
     ) -> None:
         """Record the outcome (an HTTP status or `DROPPED`) of a request counted by `started`."""
@@ -68,16 +74,18 @@ class RequestCounters:
                 stats.in_flight -= 1
                 stats.statuses[str(status)] += 1
             self._seq += 1
-            self._log.append({
-                "seq": self._seq,
-                "endpoint": endpoint,
-                "method": method,
-                "path": path,
-                "query": query,
-                "status": status,
-                "started": round(started, 6),
-                "duration_ms": round((now - started) * 1000, 3),
-            })
+            self._log.append(
+                {
+                    "seq": self._seq,
+                    "endpoint": endpoint,
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "status": status,
+                    "started": round(started, 6),
+                    "duration_ms": round((now - started) * 1000, 3),
+                }
+            )
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -88,27 +88,36 @@ class FaultInjector:
         self._ids = itertools.count(1)
 
     def burst_429(
-        self, count: int, retry_after: float | None, path_prefix: str | None = None,
+        self,
+        count: int,
+        retry_after: float | None,
+        path_prefix: str | None = None,
         method: str | None = None,
     ) -> Fault:
         """Answer the next `count` matching requests 429, with `Retry-After` unless None."""
         if retry_after is not None:
             retry_after = _non_negative(retry_after, "retry_after")
-        return self._add(FaultKind.TOO_MANY_REQUESTS, _count(count), path_prefix, method,
-                         retry_after=retry_after)
+        return self._add(
+            FaultKind.TOO_MANY_REQUESTS, _count(count), path_prefix, method, retry_after=retry_after
+        )
 
     def fail_5xx(
-        self, count: int, status: int = 503, path_prefix: str | None = None,
+        self,
+        count: int,
+        status: int = 503,
+        path_prefix: str | None = None,
         method: str | None = None,
     ) -> Fault:
         """Answer the next `count` matching requests with a 5xx `status`."""
         if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
             raise FaultSpecError(f"status must be an integer 500..599, got {status!r}")
-        return self._add(FaultKind.SERVER_ERROR, _count(count), path_prefix, method,
-                         status=status)
+        return self._add(FaultKind.SERVER_ERROR, _count(count), path_prefix, method, status=status)
 
     def latency(
-        self, seconds: float, path_prefix: str | None = None, method: str | None = None,
+        self,
+        seconds: float,
+        path_prefix: str | None = None,
+        method: str | None = None,
         count: int | None = None,
     ) -> Fault:
         """Delay matching requests by `seconds` (the next `count`, or all until cleared)."""
@@ -176,11 +185,21 @@ class FaultInjector:
             return Verdict(delay=delay, fault=chosen)
 
     def _add(
-        self, kind: FaultKind, remaining: int | None, path_prefix: str | None,
-        method: str | None, **params: Any,
+        self,
+        kind: FaultKind,
+        remaining: int | None,
+        path_prefix: str | None,
+        method: str | None,
+        **params: Any,
     ) -> Fault:
-        fault = Fault(id=0, kind=kind, remaining=remaining, path_prefix=_prefix(path_prefix),
-                      method=_method(method), **params)
+        fault = Fault(
+            id=0,
+            kind=kind,
+            remaining=remaining,
+            path_prefix=_prefix(path_prefix),
+            method=_method(method),
+            **params,
+        )
         with self._lock:
             fault.id = next(self._ids)
             self._faults.append(fault)

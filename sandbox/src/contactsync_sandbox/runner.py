@@ -57,8 +57,12 @@ class Sandbox:
     """
 
     def __init__(
-        self, state_dir: Path | str = DEFAULT_STATE_DIR, *, free_ports: bool = False,
-        host: str = LOOPBACK, emulators: Iterable[str] | None = None,
+        self,
+        state_dir: Path | str = DEFAULT_STATE_DIR,
+        *,
+        free_ports: bool = False,
+        host: str = LOOPBACK,
+        emulators: Iterable[str] | None = None,
         ports: Mapping[str, int] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -84,8 +88,9 @@ class Sandbox:
                 spec = REGISTRY[name]
                 port = 0 if self.free_ports else self._ports.get(name, spec.default_port)
                 emulator = spec.factory()
-                server = ServerThread(emulator, port=port, host=self.host, ssl_context=context,
-                                      name=name)
+                server = ServerThread(
+                    emulator, port=port, host=self.host, ssl_context=context, name=name
+                )
                 server.start()
                 self.emulators[name], self.servers[name] = emulator, server
         except BaseException:

@@ -49,7 +49,11 @@ class ApiError(Exception):
     """Raised by handlers; answered through `Emulator.error_response` (the service's format)."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
@@ -111,8 +115,9 @@ class Emulator:
         for rule in own:
             if not rule.rule.startswith(CONTROL_PREFIX + "/"):
                 raise ValueError(f"control route {rule.rule!r} must live under {CONTROL_PREFIX}/")
-        self._control = Map([*self._base_control_rules(), *own], strict_slashes=False,
-                            merge_slashes=False)
+        self._control = Map(
+            [*self._base_control_rules(), *own], strict_slashes=False, merge_slashes=False
+        )
         with self.lock:
             self.seed(self.default_seed())
 
@@ -143,7 +148,11 @@ class Emulator:
         return {}
 
     def error_response(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         """An error in the emulated service's own format; the default is Graph-like."""
         return self.json_response({"error": {"code": code, "message": message}}, status, headers)
@@ -154,17 +163,23 @@ class Emulator:
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = format_retry_after(fault.retry_after)
-            return self.error_response(429, "TooManyRequests",
-                                       "Too many requests (sandbox fault).", headers)
+            return self.error_response(
+                429, "TooManyRequests", "Too many requests (sandbox fault).", headers
+            )
         status = fault.status or 503
-        return self.error_response(status, "ServiceUnavailable" if status == 503 else
-                                   "InternalServerError", f"HTTP {status} (sandbox fault).")
+        return self.error_response(
+            status,
+            "ServiceUnavailable" if status == 503 else "InternalServerError",
+            f"HTTP {status} (sandbox fault).",
+        )
 
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
     def json_response(
-        data: Any, status: int = 200, headers: Mapping[str, str] | None = None,
+        data: Any,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
         mimetype: str = "application/json",
     ) -> Response:
         body = json.dumps(data, ensure_ascii=False, default=str)
@@ -221,11 +236,20 @@ class Emulator:
             status = response.status_code
             return response
         finally:
-            self.counters.finished(endpoint, status, started, method=request.method,
-                                   path=request.path, query=request.query_string.decode("latin-1"))
+            self.counters.finished(
+                endpoint,
+                status,
+                started,
+                method=request.method,
+                path=request.path,
+                query=request.query_string.decode("latin-1"),
+            )
 
     def _answer(
-        self, request: Request, handler: Handler | None, values: dict[str, Any],
+        self,
+        request: Request,
+        handler: Handler | None,
+        values: dict[str, Any],
         routing_error: HTTPException | None,
     ) -> Response:
         verdict = self.faults.next_for(request.method, request.path)
@@ -237,9 +261,12 @@ class Emulator:
             return self.fault_response(verdict.fault)
         if isinstance(routing_error, MethodNotAllowed):
             allowed = ", ".join(sorted(routing_error.valid_methods or ()))
-            return self.error_response(405, "MethodNotAllowed",
-                                       f"{request.method} is not allowed on {request.path}",
-                                       {"Allow": allowed})
+            return self.error_response(
+                405,
+                "MethodNotAllowed",
+                f"{request.method} is not allowed on {request.path}",
+                {"Allow": allowed},
+            )
         if routing_error is not None or handler is None:
             return self.error_response(404, "NotFound", f"no route for {request.path}")
         try:
@@ -290,8 +317,9 @@ class Emulator:
             return self._control_error(404, "NotFound", f"no control route {request.path}")
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or ()))
-            return self._control_error(405, "MethodNotAllowed", f"{request.method} not allowed",
-                                       {"Allow": allowed})
+            return self._control_error(
+                405, "MethodNotAllowed", f"{request.method} not allowed", {"Allow": allowed}
+            )
         except (ApiError, FaultSpecError, ValueError) as exc:
             if isinstance(exc, ApiError):
                 return self._control_error(exc.status, exc.code, exc.message)
@@ -300,7 +328,11 @@ class Emulator:
             return self._control_error(exc.code or 500, type(exc).__name__, exc.description or "")
 
     def _control_error(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         return self.json_response({"error": {"code": code, "message": message}}, status, headers)
 
@@ -375,15 +407,23 @@ class _RequestHandler(WSGIRequestHandler):
             super().handle()
 
     def connection_dropped(
-        self, error: BaseException, environ: WSGIEnvironment | None = None,
+        self,
+        error: BaseException,
+        environ: WSGIEnvironment | None = None,
     ) -> None:
         self.close_connection = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Sparingly: failures (incl. injected faults) at INFO, the rest only with --verbose.
         level = logging.INFO if str(code)[:1] in ("4", "5") else logging.DEBUG
-        log.log(level, "%s %s %s %s", getattr(self.server.app, "name", "?"), self.command,
-                self.path, code)
+        log.log(
+            level,
+            "%s %s %s %s",
+            getattr(self.server.app, "name", "?"),
+            self.command,
+            self.path,
+            code,
+        )
 
     def log(self, type: str, message: str, *args: Any) -> None:
         level = logging.WARNING if type in ("error", "warning") else logging.DEBUG
@@ -408,8 +448,13 @@ class ServerThread:
     """
 
     def __init__(
-        self, app: Callable[..., Any], *, port: int = 0, host: str = LOOPBACK,
-        ssl_context: ssl.SSLContext | None = None, name: str | None = None,
+        self,
+        app: Callable[..., Any],
+        *,
+        port: int = 0,
+        host: str = LOOPBACK,
+        ssl_context: ssl.SSLContext | None = None,
+        name: str | None = None,
     ) -> None:
         self.app = app
         self.host = require_loopback(host)
@@ -455,16 +500,26 @@ class ServerThread:
                 error.errno = exc.errno
                 raise error from exc
             listener.listen(128)
-            server = _Server(self.host, self.requested_port, self.app, handler=_RequestHandler,
-                             ssl_context=self.ssl_context, fd=listener.fileno())
+            server = _Server(
+                self.host,
+                self.requested_port,
+                self.app,
+                handler=_RequestHandler,
+                ssl_context=self.ssl_context,
+                fd=listener.fileno(),
+            )
         finally:
             listener.close()  # werkzeug dup()ed the descriptor
         if self.ssl_context is not None:
             # Handshake in the request thread (see _RequestHandler.setup), not in accept().
             server.socket.do_handshake_on_connect = False  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"sandbox-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"sandbox-{self.name}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

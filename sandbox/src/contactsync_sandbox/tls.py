@@ -68,8 +68,10 @@ def load_or_create_ca(state_dir: Path | str = DEFAULT_STATE_DIR) -> LocalCA:
                     f"{cert_path.name} and {key_path.name} to generate a new one"
                 ) from exc
         else:
-            ca = trustme.CA(organization_name="contactsync sandbox",
-                            organization_unit_name="contactsync sandbox local CA")
+            ca = trustme.CA(
+                organization_name="contactsync sandbox",
+                organization_unit_name="contactsync sandbox local CA",
+            )
             _write_private(key_path, ca.private_key_pem.bytes())
             _write_atomic(cert_path, ca.cert_pem.bytes(), mode=0o644)
     return LocalCA(ca=ca, ca_path=cert_path, key_path=key_path)
