@@ -195,3 +195,33 @@ def test_a_leg_needs_the_other_side_as_destination(ledger, stores) -> None:
     p, _ = stores
     with pytest.raises(ValueError, match="other side"):
         SyncLeg(ledger, p, LegSettings(PL))
+
+
+def test_a_delete_held_for_the_guard_survives_a_crash_before_the_end(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    cursor = p.seq
+    p.user_delete(pid)
+    leg = SyncLeg(ledger, o, LegSettings(PL, two_way=True))
+    leg.process(p.changes_since(cursor))  # the run dies here: finish() never comes
+    assert len(o.live()) == 1
+    # The tap's state moved on, so only the ledger still knows about the tombstone.
+    leg = run_leg(ledger, p, o, cursor=p.seq)
+    assert o.live() == {} and ledger.get(PL, pid) is None and ledger.failures() == []
+    assert leg.report.counts["deleted"] == 1
+
+
+def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    cursor = p.seq
+    p.user_delete(pid)
+    leg = SyncLeg(ledger, o, LegSettings(PL, two_way=True))
+    leg.process(p.changes_since(cursor))
+    p.records[pid].deleted = False  # restored in Pipeliner before the leg ended
+    p.user_patch(pid, {"city": "Oslo"})
+    leg.process(p.changes_since(cursor))
+    leg.finish()
+    link = ledger.get(PL, pid)
+    assert link.outlook_id in o.live() and ledger.failures() == []
+    assert from_graph(o.records[link.outlook_id].raw)["city"] == "Oslo"

@@ -6,7 +6,8 @@ the very code the targets run. Durability rules:
 
 * a link is recorded as soon as the write that created it returned (one transaction per batch);
 * a failed write is stored with its source record and replayed by the next run;
-* deletes wait for the end of the leg, so the mass-delete guard sees the whole run first;
+* deletes wait for the end of the leg, so the mass-delete guard sees the whole run first; they
+  wait in the ledger's pending work, so a crash before the end cannot forget them;
 * a contact leaving the scope is marked LEAVING before its Outlook copy is deleted, so the
   Outlook tombstone that follows can never become a Pipeliner delete, even after a crash.
 """
@@ -110,6 +111,9 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
 
 # --- the leg -------------------------------------------------------------------------------
 
+#: Why a tombstone sits in the ledger's pending work until the leg ends.
+DEFERRED_DELETE = "delete held until the end of the run for the mass-delete guard"
+
 _COUNTER = {
     Kind.CREATE: "created",
     Kind.UPDATE: "updated",
@@ -143,7 +147,7 @@ class SyncLeg:
         self.src = settings.source_side
         self.report = report or RunReport(str(self.src), str(destination.side), settings.dry_run)
         self._linked_at_start = ledger.count_links()
-        self._deferred: list[tuple[Action, SourceRecord]] = []
+        self._deferred: dict[str, tuple[Action, SourceRecord]] = {}
         self._handled: set[str] = set()
         self._failed_before = {f.record_id for f in ledger.failures(self.src)}
 
@@ -164,6 +168,8 @@ class SyncLeg:
             return
         self.report.count("read", len(batch))
         self._handled.update(r.id for r in batch)
+        for record in batch:  # a newer record of the same contact supersedes a pending delete
+            self._deferred.pop(record.id, None)
         links = self.ledger.get_many(self.src, [r.id for r in batch])
         linked_dest = [i for link in links.values() if (i := link.id_on(self.dest.side))]
         dests = self.dest.fetch(linked_dest) if linked_dest else {}
@@ -174,7 +180,10 @@ class SyncLeg:
         now: list[tuple[Action, SourceRecord]] = []
         for action in actions:
             pair = (action, by_id[action.source_id])
-            (self._deferred if action.kind is Kind.DELETE else now).append(pair)
+            if action.kind is Kind.DELETE:
+                self._defer(*pair)
+            else:
+                now.append(pair)
         self._execute(now, links)
 
     def finish(self) -> RunReport:
@@ -207,12 +216,22 @@ class SyncLeg:
             except Exception as exc:
                 self.report.error = str(exc)
                 raise
-            links = self.ledger.get_many(self.src, [a.source_id for a, _ in self._deferred])
-            self._execute(self._deferred, links)
-            self._deferred = []
+            deletes = list(self._deferred.values())
+            links = self.ledger.get_many(self.src, [a.source_id for a, _ in deletes])
+            self._execute(deletes, links)
+            self._deferred = {}
         return self.report
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _defer(self, action: Action, record: SourceRecord) -> None:
+        """Hold a delete for the guard, durably: the target may emit Singer state (and so the
+        tap may never send this tombstone again) before the leg finishes."""
+        self._deferred[record.id] = (action, record)
+        if not self.settings.dry_run:
+            payload = record_to_payload(record)
+            self.ledger.record_failure(self.src, record.id, payload, DEFERRED_DELETE)
+            self._failed_before.add(record.id)
 
     def _unlinked_candidates(self, records: Sequence[SourceRecord]) -> list[DestRecord]:
         if not records:
