@@ -4,15 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# Every installable package of the repository, installed editable into the project venv.
+PACKAGES := core sandbox tap-pipeliner-contacts target-pipeliner-contacts
 
 .PHONY: install test lint unit sandbox demo constraints clean
 
 install: $(STAMP)
 
-$(STAMP): Makefile constraints.txt requirements-dev.txt core/pyproject.toml sandbox/pyproject.toml
+$(STAMP): Makefile constraints.txt requirements-dev.txt $(PACKAGES:%=%/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "contactsync needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -c constraints.txt -r requirements-dev.txt -e ./core -e ./sandbox
+	$(PIP) install -c constraints.txt -r requirements-dev.txt $(PACKAGES:%=-e ./%)
 	@touch $@
 
 lint: install

@@ -1,0 +1,162 @@
+"""Pipeliner as the destination of a sync leg: the engine's ``Destination`` over the API client.
+
+Writes go in batches of up to 100 (``batch-modify`` / ``batch-delete`` / ``batch-restore`` with
+``rollback-method=1``), so one bad record never sinks the others. New contacts are owned by the
+syncing user. The company goes to an existing Account of that name (case-insensitive) as primary
+account when there is exactly one, else to ``quick_account_name``; Accounts are never created.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from contactsync.engine import WriteResult
+from contactsync.fieldmap import from_pipeliner, to_pipeliner
+from contactsync.link import Side
+from contactsync.match import emails, name_key
+from contactsync.pipeliner_api import (
+    BatchItemResult,
+    PipelinerAuthError,
+    PipelinerClient,
+    PipelinerError,
+    ResolvedUser,
+)
+from contactsync.pipeliner_records import parse_time
+from contactsync.plan import Action, DestRecord, Kind, SourceRecord
+from contactsync.scope import ContactSharing, SyncScope, can_delete, relation
+
+log = logging.getLogger("contactsync.pipeliner")
+
+
+class PipelinerDestination:
+    """Reads and writes the syncing user's Pipeliner contacts for the engine."""
+
+    side = Side.PIPELINER
+
+    def __init__(self, client: PipelinerClient, user: ResolvedUser, scope: SyncScope) -> None:
+        self.client = client
+        self.user = user
+        self.scope = scope
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _dest_record(self, contact: Mapping[str, Any]) -> DestRecord:
+        sharing = ContactSharing.from_api(contact)
+        rel = relation(sharing, self.user.sync_user)
+        return DestRecord(
+            contact["id"],
+            from_pipeliner(contact),
+            modified=parse_time(contact.get("modified")),
+            version=str(contact.get("revision")) if contact.get("revision") is not None else None,
+            can_delete=can_delete(sharing, self.user.sync_user, rel),
+        )
+
+    def _in_scope(self, contact: Mapping[str, Any]) -> bool:
+        if contact.get("is_deleted"):
+            return False
+        return self.scope.includes(relation(ContactSharing.from_api(contact), self.user.sync_user))
+
+    def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
+        found = self.client.get_contacts(ids)
+        return {i: self._dest_record(c) for i, c in found.items() if not c.get("is_deleted")}
+
+    def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
+        """Contacts in the user's scope sharing an e-mail, else a name, with the records."""
+        found: dict[str, Mapping[str, Any]] = {}
+        for record in records:
+            values = record.values or {}
+            hits: list[Mapping[str, Any]] = []
+            for address in sorted(emails(values)):
+                hits += self.client.find_contacts(email=address)
+            if not hits and name_key(values) is not None:
+                hits = self.client.find_contacts(
+                    first_name=values.get("first_name"), last_name=values.get("last_name")
+                )
+            found.update((c["id"], c) for c in hits if self._in_scope(c))
+            # A stamp names the contact outright: in scope or not, it is the counterpart.
+            stamped = self.client.get_contact(record.stamp) if record.stamp else None
+            if stamped and not stamped.get("is_deleted"):
+                found[stamped["id"]] = stamped
+        return [self._dest_record(c) for c in found.values()]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        results: dict[int, WriteResult] = {}
+        modify: list[tuple[int, dict[str, Any]]] = []
+        deletes: list[tuple[int, str]] = []
+        restores: list[tuple[int, str]] = []
+        for index, action in enumerate(actions):
+            if action.kind is Kind.DELETE:
+                deletes.append((index, action.dest_id or ""))
+            elif action.kind is Kind.RESTORE and action.dest_id:
+                restores.append((index, action.dest_id))
+            else:
+                modify.append((index, self._item(action, action.dest_id)))
+
+        for (index, contact_id), outcome in zip(
+            restores, self._batch(self.client.batch_restore, [i for _, i in restores]), strict=True
+        ):
+            if outcome.ok:
+                modify.append((index, self._item(actions[index], contact_id)))
+            else:  # gone for good: bring it back as a new contact
+                log.info("could not restore Pipeliner contact %s (%s)", contact_id, outcome.error)
+                modify.append((index, self._item(actions[index], None)))
+        for (index, contact_id), outcome in zip(
+            deletes, self._batch(self.client.batch_delete, [i for _, i in deletes]), strict=True
+        ):
+            results[index] = self._result(actions[index], outcome, contact_id)
+
+        items = [item for _, item in modify]
+        for (index, item), outcome in zip(
+            modify, self._batch(self.client.batch_modify, items), strict=True
+        ):
+            result = self._result(actions[index], outcome, item.get("id"))
+            results[index] = result
+            if result.ok and actions[index].kind is not Kind.DELETE:
+                self._link_account(actions[index], result.dest_id)
+        return [results[i] for i in range(len(actions))]
+
+    def _item(self, action: Action, target: str | None) -> dict[str, Any]:
+        """The batch-modify item: only the fields to write; creates are owned by the user."""
+        full = action.kind in (Kind.CREATE, Kind.RESTORE) or target is None
+        item: dict[str, Any] = to_pipeliner(action.fields, None if full else action.fields.keys())
+        if target:
+            item["id"] = target
+        else:
+            item["owner_id"] = self.user.client["id"]
+        return item
+
+    @staticmethod
+    def _batch(call: Any, items: Sequence[Any]) -> list[BatchItemResult]:
+        """One batch call; a request that failed for good fails each of its items (they are
+        retried by the next run) instead of the whole run."""
+        if not items:
+            return []
+        try:
+            return list(call(items))
+        except PipelinerAuthError:
+            raise  # no item can succeed: stop the run with the message that says what to fix
+        except PipelinerError as exc:
+            log.warning("Pipeliner batch of %d failed: %s", len(items), exc)
+            return [BatchItemResult(i, False, None, str(exc)) for i in range(len(items))]
+
+    @staticmethod
+    def _result(action: Action, outcome: BatchItemResult, known_id: str | None) -> WriteResult:
+        if outcome.ok:
+            return WriteResult(action.source_id, True, outcome.id or known_id)
+        return WriteResult(action.source_id, False, known_id, error=outcome.error)
+
+    def _link_account(self, action: Action, contact_id: str | None) -> None:
+        """Make the Account named like the company the primary account, if exactly one exists."""
+        company = action.fields.get("company")
+        if not company or not contact_id:
+            return
+        try:
+            account_id = self.client.find_accounts([company]).get(company.casefold())
+            if account_id:
+                self.client.set_primary_account(contact_id, account_id)
+        except PipelinerError as exc:  # the company is in quick_account_name already
+            log.warning("could not link contact %s to account %r: %s", contact_id, company, exc)

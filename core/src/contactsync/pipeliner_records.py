@@ -1,0 +1,157 @@
+"""Contacts in Pipeliner's vocabulary as Singer records: what the tap emits, what the target reads.
+
+One record shape for both directions, so ``tap-pipeliner-contacts | target-pipeliner-contacts``
+composes and any other tap can feed the target by using the same field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from contactsync.fieldmap import BY_KEY, from_pipeliner
+from contactsync.plan import DeleteReason, SourceRecord
+from contactsync.scope import ContactSharing, SyncUser, can_delete, relation
+
+#: Pipeliner fields of the table, in table order (company is ``quick_account_name``).
+TABLE_FIELDS: tuple[str, ...] = tuple(f.pipeliner for f in BY_KEY.values())
+
+#: Why a tombstone was emitted; ``out_of_scope`` only ever removes the Outlook copy.
+DELETED_REASON = "_sync_deleted_reason"
+SOURCE_ID = "_source_id"
+SOURCE_VERSION = "_source_version"
+SOURCE_MODIFIED = "_source_modified"
+
+_STRING = {"type": ["string", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_SHARES = {
+    "type": ["array", "null"],
+    "items": {
+        "type": "object",
+        "properties": {
+            "client_id": _STRING,
+            "unit_id": _STRING,
+            "role": {"type": ["integer", "null"]},
+        },
+    },
+}
+
+#: JSON schema of a contact record as the tap emits it.
+CONTACT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": ["string", "null"]},
+        **{name: _STRING for name in TABLE_FIELDS},
+        "primary_account_id": _STRING,
+        "primary_account_name": _STRING,
+        "owner_id": _STRING,
+        "unit_id": _STRING,
+        "share_mode": {"type": ["integer", "null"]},
+        "sharing_clients": _SHARES,
+        "sharing_units": _SHARES,
+        "is_deleted": {"type": ["boolean", "null"]},
+        "is_delete_protected": {"type": ["boolean", "null"]},
+        "created": _TIME,
+        "modified": _TIME,
+        "revision": {"type": ["integer", "null"]},
+        "_sync_user_relation": {
+            "type": ["string", "null"],
+            "enum": ["owner", "editor", "viewer", "none", None],
+        },
+        "_sync_user_can_delete": {"type": ["boolean", "null"]},
+        "_sdc_deleted_at": _TIME,
+    },
+}
+
+#: What a record from another system adds, for target-pipeliner-contacts (e.g. from the mapper).
+SOURCE_PROPERTIES: dict[str, Any] = {
+    DELETED_REASON: {"type": ["string", "null"], "enum": ["deleted", "out_of_scope", None]},
+    SOURCE_ID: _STRING,
+    SOURCE_VERSION: _STRING,
+    SOURCE_MODIFIED: _TIME,
+}
+
+
+def _shares(items: Any, key: str) -> list[dict[str, Any]]:
+    return [
+        {key: item.get(key), "role": item.get("role")}
+        for item in items or ()
+        if isinstance(item, Mapping) and not item.get("is_deleted")
+    ]
+
+
+def tap_record(contact: Mapping[str, Any], user: SyncUser) -> dict[str, Any]:
+    """A Pipeliner API contact (read with ``expand=primary_account,sharing_*``) as a record,
+    with the syncing user's relation to it and their right to delete it."""
+    sharing = ContactSharing.from_api(contact)
+    rel = relation(sharing, user)
+    record: dict[str, Any] = {name: contact.get(name) for name in TABLE_FIELDS}
+    account = contact.get("primary_account")
+    record.update(
+        id=contact["id"],
+        primary_account_id=contact.get("primary_account_id"),
+        primary_account_name=account.get("name") if isinstance(account, Mapping) else None,
+        owner_id=contact.get("owner_id"),
+        unit_id=contact.get("unit_id"),
+        share_mode=contact.get("share_mode"),
+        sharing_clients=_shares(contact.get("sharing_clients"), "client_id"),
+        sharing_units=_shares(contact.get("sharing_units"), "unit_id"),
+        is_deleted=bool(contact.get("is_deleted")),
+        is_delete_protected=contact.get("is_delete_protected"),
+        created=contact.get("created"),
+        modified=contact.get("modified"),
+        revision=contact.get("revision"),
+        _sync_user_relation=rel.value,
+        _sync_user_can_delete=can_delete(sharing, user, rel),
+    )
+    if record["is_deleted"]:
+        record["_sdc_deleted_at"] = contact.get("modified")
+    return record
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime ("Z" accepted); None when absent or garbage."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def source_record(record: Mapping[str, Any]) -> SourceRecord:
+    """A record in Pipeliner's vocabulary, as the engine sees it.
+
+    Keyed by ``_source_id`` (a record from another system, linked through the ledger) or else by
+    the Pipeliner ``id``; an ``id`` is also the stamp that finds the contact on the first write.
+    """
+    key = record.get(SOURCE_ID) or record.get("id")
+    if not key:
+        raise ValueError("a contact record needs `_source_id` or `id`")
+    # A Pipeliner id on the record is the strongest evidence of its counterpart.
+    stamp = record.get("id") or None
+    version = record.get(SOURCE_VERSION)
+    if version is None and record.get("revision") is not None:
+        version = str(record["revision"])
+    modified = parse_time(record.get(SOURCE_MODIFIED) or record.get("modified"))
+    if record.get("_sdc_deleted_at") or record.get("is_deleted"):
+        reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
+        return SourceRecord(str(key), None, reason, modified, version, stamp)
+    return SourceRecord(str(key), from_pipeliner(record), None, modified, version, stamp)
+
+
+__all__ = [
+    "CONTACT_SCHEMA",
+    "DELETED_REASON",
+    "SOURCE_ID",
+    "SOURCE_PROPERTIES",
+    "TABLE_FIELDS",
+    "parse_time",
+    "source_record",
+    "tap_record",
+]

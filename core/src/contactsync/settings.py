@@ -1,0 +1,161 @@
+"""The plugins' settings, declared once as JSON schema so every plugin documents them alike.
+
+Plain dictionaries (no Singer import): the taps, targets and mapper assemble their
+``config_jsonschema`` from these groups, and ``--about`` prints them. Secrets carry
+``"secret": true`` and ``"writeOnly": true``, which singer-sdk and Meltano treat as sensitive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from contactsync.http import HttpPolicy
+from contactsync.pipeliner_api import PipelinerSettings
+
+Schema = dict[str, Any]
+
+
+def _string(description: str, **extra: Any) -> Schema:
+    return {"type": ["string"], "description": description, **extra}
+
+
+def _secret(description: str) -> Schema:
+    return _string(description, secret=True, writeOnly=True)
+
+
+PIPELINER_CONNECTION: Mapping[str, Schema] = {
+    "service_url": _string(
+        "Pipeliner API service URL, e.g. https://eu-central.api.pipelinersales.com "
+        "(https; plain http only for a loopback sandbox)."
+    ),
+    "space_id": _string("Pipeliner space id."),
+    "api_username": _string("Username of the space's API application keys."),
+    "api_password": _secret("Password of the space's API application keys."),
+    "ca_bundle": _string("Path to a PEM bundle of CAs to trust instead of the system's."),
+}
+
+SYNC_USER: Mapping[str, Schema] = {
+    "user_id": _string("Pipeliner Client id of the user whose contacts are synced."),
+    "user_email": _string("E-mail of that user (used when user_id is not set)."),
+}
+
+HTTP_LIMITS: Mapping[str, Schema] = {
+    "max_attempts": {
+        "type": ["integer"],
+        "minimum": 1,
+        "default": 6,
+        "description": "Attempts per request, retries included (429, 5xx, dropped connections).",
+    },
+    "request_budget_seconds": {
+        "type": ["number"],
+        "exclusiveMinimum": 0,
+        "default": 300,
+        "description": "Longest time one request may take, retries and waits included.",
+    },
+    "max_concurrency": {
+        "type": ["integer"],
+        "minimum": 1,
+        "default": 4,
+        "description": "Requests in flight at once per host.",
+    },
+    "rate_per_second": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "description": "Requests per second per host (unset: no limit of our own).",
+    },
+}
+
+LINK_SCOPE: Mapping[str, Schema] = {
+    "mailbox": _string(
+        "Outlook mailbox of the sync (user id, UPN, or 'me'); part of the link scope.",
+        default="me",
+    ),
+    "folder": _string(
+        "Outlook contacts folder (display name or id); part of the link scope.",
+        default="Pipeliner",
+    ),
+}
+
+SYNC_WRITES: Mapping[str, Schema] = {
+    "ledger_url": _string(
+        "Where links live: a SQLAlchemy URL (postgresql://...) or a SQLite file path. "
+        "Default: .contactsync/ledger.sqlite in the working directory.",
+        secret=True,
+        writeOnly=True,
+    ),
+    "conflict_policy": {
+        "type": ["string"],
+        "enum": ["pipeliner_wins", "outlook_wins", "newest_wins"],
+        "default": "pipeliner_wins",
+        "description": "Who wins when both sides changed the same field differently.",
+    },
+    "max_delete_ratio": {
+        "type": ["number"],
+        "minimum": 0,
+        "maximum": 1,
+        "default": 0.5,
+        "description": "Refuse a run that would delete more than this share of linked contacts.",
+    },
+    "allow_mass_delete": {
+        "type": ["boolean"],
+        "default": False,
+        "description": "Let a run exceed max_delete_ratio (after checking the source is right).",
+    },
+    "dry_run": {
+        "type": ["boolean"],
+        "default": False,
+        "description": "Plan and report, write nothing.",
+    },
+    "report_path": _string("Where to write the run report as JSON (default: none)."),
+}
+
+
+def schema(*groups: Mapping[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    """A config JSON schema made of ``groups``."""
+    properties: Schema = {}
+    for group in groups:
+        properties.update(group)
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+def http_policy(config: Mapping[str, Any]) -> HttpPolicy:
+    """The HTTP policy from the request-limit settings."""
+    return HttpPolicy(
+        max_attempts=int(config.get("max_attempts") or 6),
+        total_budget=float(config.get("request_budget_seconds") or 300),
+        max_concurrency=int(config.get("max_concurrency") or 4),
+        rate_per_second=config.get("rate_per_second"),
+    )
+
+
+def pipeliner_settings(config: Mapping[str, Any]) -> PipelinerSettings:
+    """Connection settings from a plugin config; errors name the setting to fix."""
+    return PipelinerSettings(
+        service_url=config.get("service_url") or "",
+        space_id=config.get("space_id") or "",
+        api_username=config.get("api_username") or "",
+        api_password=config.get("api_password") or "",
+        ca_bundle=config.get("ca_bundle"),
+        page_size=int(config.get("page_size") or 100),
+        policy=http_policy(config),
+    )
+
+
+class SettingError(ValueError):
+    """A setting is missing or wrong; the message names it and says what to do."""
+
+
+SYNC_SCOPE: Mapping[str, Schema] = {
+    "sync_type": {
+        "type": ["string"],
+        "enum": ["one_way_your_contacts", "one_way_all_contacts", "two_way_your_contacts"],
+        "default": "two_way_your_contacts",
+        "description": "What is synced, and which way (see the README's table).",
+    },
+    "sync_option": {
+        "type": ["string", "null"],
+        "enum": ["owner", "owner_or_editor", None],
+        "description": "For the 'your contacts' types: owned contacts only, or owned + editor.",
+    },
+}

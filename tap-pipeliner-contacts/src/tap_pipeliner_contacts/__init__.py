@@ -1,0 +1,1 @@
+"""tap-pipeliner-contacts: Pipeliner CRM contacts as a Singer stream."""

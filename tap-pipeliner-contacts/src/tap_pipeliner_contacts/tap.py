@@ -1,0 +1,79 @@
+"""The tap: one stream, ``contacts``, incremental on ``modified``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Stream, Tap
+
+from contactsync import settings as cs
+from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
+from contactsync.pipeliner_records import CONTACT_SCHEMA, tap_record
+
+
+class ContactsStream(Stream):
+    """Contacts changed since the bookmark, deleted ones as tombstones (``_sdc_deleted_at``).
+
+    Read in ``modified`` order with the primary account and sharing expanded in the same
+    request, so each page of 100 costs one request.
+    """
+
+    name = "contacts"
+    primary_keys = ("id",)
+    replication_key = "modified"
+    is_sorted = True
+    schema = CONTACT_SCHEMA
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        tap: TapPipelinerContacts = self._tap  # type: ignore[assignment]
+        since = self.get_starting_timestamp(context)
+        user = tap.sync_user.sync_user
+        for contact in tap.client.iter_contacts(modified_since=since, include_deleted=True):
+            yield tap_record(contact, user)
+
+
+class TapPipelinerContacts(Tap):
+    """Pipeliner CRM contacts, with the syncing user's relation to each (owner, editor, …)."""
+
+    name = "tap-pipeliner-contacts"
+    config_jsonschema = cs.schema(
+        cs.PIPELINER_CONNECTION,
+        cs.SYNC_USER,
+        {
+            "start_date": {
+                "type": ["string"],
+                "format": "date-time",
+                "description": "Read contacts modified since then on the first run (default: all).",
+            },
+            "page_size": {
+                "type": ["integer"],
+                "minimum": 1,
+                "maximum": 100,
+                "default": 100,
+                "description": "Contacts per request (the API allows at most 100).",
+            },
+        },
+        cs.HTTP_LIMITS,
+        required=("service_url", "space_id", "api_username", "api_password"),
+    )
+
+    @cached_property
+    def client(self) -> PipelinerClient:
+        return PipelinerClient(cs.pipeliner_settings(self.config))
+
+    @cached_property
+    def sync_user(self) -> ResolvedUser:
+        if not (self.config.get("user_id") or self.config.get("user_email")):
+            raise cs.SettingError("set user_id or user_email: whose contacts are synced?")
+        return self.client.resolve_user(
+            user_id=self.config.get("user_id"), email=self.config.get("user_email")
+        )
+
+    def discover_streams(self) -> list[Stream]:
+        return [ContactsStream(self)]
+
+
+if __name__ == "__main__":
+    TapPipelinerContacts.cli()

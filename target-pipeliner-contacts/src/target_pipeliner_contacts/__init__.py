@@ -1,0 +1,1 @@
+"""target-pipeliner-contacts: contacts written into Pipeliner CRM through the contactsync engine."""

@@ -1,0 +1,128 @@
+"""Run our Singer plugins as real processes against the sandbox, and act in Pipeliner as a user."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contactsync_sandbox.client import SandboxControl
+from contactsync_sandbox.seed import default_seed
+
+BIN = Path(sys.executable).parent
+PIPELINER = default_seed()["pipeliner"]
+USERS = {u["email"].split("@")[0]: u["id"] for u in PIPELINER["users"]}
+UNITS = {u["name"]: u["id"] for u in PIPELINER["units"]}
+ACCOUNTS = {a["name"]: a["id"] for a in PIPELINER["accounts"]}
+
+
+@dataclass
+class PluginRun:
+    """What one plugin process did: exit code, Singer messages on stdout, log on stderr."""
+
+    returncode: int
+    messages: list[dict[str, Any]]
+    stderr: str
+
+    def records(self, stream: str = "contacts") -> list[dict[str, Any]]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        states = [m["value"] for m in self.messages if m["type"] == "STATE"]
+        return states[-1] if states else None
+
+
+def run_plugin(
+    executable: str,
+    config: Mapping[str, Any],
+    workdir: Path,
+    *,
+    stdin: Iterable[Mapping[str, Any]] | None = None,
+    state: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 120,
+) -> PluginRun:
+    """Run ``executable`` from the project venv as a separate process, like Meltano would."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{executable}.config.json"
+    config_path.write_text(json.dumps(config))
+    cmd = [str(BIN / executable), "--config", str(config_path), *args]
+    if state is not None:
+        state_path = workdir / f"{executable}.state.json"
+        state_path.write_text(json.dumps(state))
+        cmd += ["--state", str(state_path)]
+    lines = "".join(json.dumps(m) + "\n" for m in stdin) if stdin is not None else None
+    proc = subprocess.run(
+        cmd,
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=workdir,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return PluginRun(proc.returncode, messages, proc.stderr)
+
+
+def singer_stream(records: Iterable[Mapping[str, Any]], schema: Mapping[str, Any]) -> list[dict]:
+    """SCHEMA + RECORD messages of the ``contacts`` stream."""
+    messages: list[dict[str, Any]] = [
+        {"type": "SCHEMA", "stream": "contacts", "schema": schema, "key_properties": []}
+    ]
+    messages += [{"type": "RECORD", "stream": "contacts", "record": dict(r)} for r in records]
+    return messages
+
+
+@dataclass
+class PipelinerActor:
+    """A person using Pipeliner (through the sandbox's control API), and a reader of its state."""
+
+    control: SandboxControl
+    seeded: dict[str, Any] = field(default_factory=dict)
+
+    def seed(self, contacts: Sequence[Mapping[str, Any]] = (), **extra: Any) -> None:
+        """The default identities and accounts, and exactly these contacts."""
+        seed = {k: v for k, v in PIPELINER.items() if k != "demo_contacts"}
+        self.control.seed({**seed, "contacts": list(contacts), **extra})
+        self.control.reset_counters()
+        self.control.clear_faults()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self.control._call(method, f"/pipeliner{path}", json=body)
+
+    def create(self, user: str, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", f"/users/{USERS[user]}/contacts", fields)
+
+    def edit(self, user: str, contact_id: str, **fields: Any) -> dict[str, Any]:
+        return self._call("PATCH", f"/users/{USERS[user]}/contacts/{contact_id}", fields)
+
+    def delete(self, user: str, contact_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/users/{USERS[user]}/contacts/{contact_id}")
+
+    def share(self, user: str, contact_id: str, **target: Any) -> dict[str, Any]:
+        return self._call("POST", f"/users/{USERS[user]}/contacts/{contact_id}/share", target)
+
+    def raw(self, contact_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/contacts/{contact_id}")
+
+    def contacts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        rows = self.control.state().get("contacts", [])
+        return [c for c in rows if include_deleted or not c.get("is_deleted")]
+
+    def requests(self, method: str, route_suffix: str) -> int:
+        """How many requests hit the route ending with ``route_suffix``."""
+        endpoints = self.control.counters().get("endpoints", {})
+        return sum(
+            v["requests"]
+            for k, v in endpoints.items()
+            if k.startswith(method + " ") and k.endswith(route_suffix)
+        )
