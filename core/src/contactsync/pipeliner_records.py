@@ -132,7 +132,7 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     """
     key = record.get(SOURCE_ID) or record.get("id")
     if not key:
-        raise ValueError("a contact record needs `_source_id` or `id`")
+        raise ValueError("a contact record needs a key: `_source_id` or the Pipeliner `id`")
     # A Pipeliner id on the record is the strongest evidence of its counterpart.
     stamp = record.get("id") or None
     version = record.get(SOURCE_VERSION)
@@ -142,6 +142,10 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     if record.get("_sdc_deleted_at") or record.get("is_deleted"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         return SourceRecord(str(key), None, reason, modified, version, stamp)
+    if not any(record.get(name) for name in (*TABLE_FIELDS, "primary_account_name")):
+        raise ValueError(
+            f"record {key} carries none of the contact fields ({', '.join(TABLE_FIELDS[:4])}, …)"
+        )
     return SourceRecord(str(key), from_pipeliner(record), None, modified, version, stamp)
 
 

@@ -25,19 +25,36 @@ class ContactsSink(BatchSink):
 
     MAX_SIZE_DEFAULT = 100
 
+    def __init__(
+        self,
+        target: TargetPipelinerContacts,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: list[str] | None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self.owner = target
+
+    @property
+    def include_sdc_metadata_properties(self) -> bool:
+        """Always: ``_sdc_deleted_at`` is how a tombstone arrives, and must not be stripped."""
+        return True
+
     def process_batch(self, context: dict[str, Any]) -> None:
-        target: TargetPipelinerContacts = self._target  # type: ignore[assignment]
+        target = self.owner
         records = []
         for raw in context.get("records", []):
             try:
                 records.append(source_record(raw))
             except ValueError as exc:
-                target.leg.report.issue("?", "rejected", f"record without a key: {exc}")
+                key = raw.get("_source_id") or raw.get("id") or "(no key)"
+                self.logger.warning("rejected record %s: %s", key, exc)
+                target.leg.report.issue(str(key), "rejected", str(exc))
                 target.leg.report.count("rejected")
         target.leg.process(records)
 
     def clean_up(self) -> None:
-        self._target.finish_leg()  # type: ignore[attr-defined]
+        self.owner.finish_leg()
         super().clean_up()
 
 
@@ -101,6 +118,15 @@ class TargetPipelinerContacts(Target):
         leg = SyncLeg(self.scope_ledger, destination, leg_settings)
         leg.retry_failures()
         return leg
+
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        if not message_dict.get("schema", {}).get("properties"):
+            raise ValueError(
+                f"stream {message_dict.get('stream')!r}: its SCHEMA declares no properties; "
+                "send contact records with the fields tap-pipeliner-contacts emits "
+                "(first_name, email1, …)"
+            )
+        super()._process_schema_message(message_dict)
 
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         return ContactsSink

@@ -1,0 +1,268 @@
+"""target-pipeliner-contacts as a real process against the Pipeliner emulator: the SDK's standard
+tests, round trips, preservation of unmapped fields, per-item failures, faults, a kill mid-run,
+and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from singer_sdk.testing import get_target_test_class
+from singer_sdk.testing.runners import TargetTestRunner
+from target_pipeliner_contacts.target import TargetPipelinerContacts
+
+from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
+from tests.support.plugins import BIN, USERS, PipelinerActor, run_plugin, singer_stream
+
+TARGET = "target-pipeliner-contacts"
+SCHEMA = {
+    "type": "object",
+    "properties": {**CONTACT_SCHEMA["properties"], **SOURCE_PROPERTIES},
+}
+SECRET = "Marker-77c1-not-the-password"
+
+
+def target_config(sandbox: Any, workdir: Path, **extra: Any) -> dict[str, Any]:
+    info = sandbox.info
+    return {
+        "service_url": info["pipeliner_url"],
+        "space_id": info["pipeliner_space_id"],
+        "api_username": info["pipeliner_api_username"],
+        "api_password": info["pipeliner_api_password"],
+        "ca_bundle": info["ca_path"],
+        "user_email": "alex@contoso.example",
+        "ledger_url": str(workdir / "ledger.sqlite"),
+        "report_path": str(workdir / "report.json"),
+        **extra,
+    }
+
+
+@pytest.fixture
+def pipeliner(sandbox: Any) -> PipelinerActor:
+    actor = PipelinerActor(sandbox.control("pipeliner"))
+    actor.seed()
+    return actor
+
+
+def outlook_record(n: int, **fields: Any) -> dict[str, Any]:
+    """A contact as the mapper hands it over from Outlook, keyed by the Outlook id."""
+    return {
+        "_source_id": f"outlook-{n}",
+        "first_name": f"Ola{n}",
+        "last_name": "Nordmann",
+        "email1": f"ola{n}@fjord.example",
+        **fields,
+    }
+
+
+def by_email(pipeliner: PipelinerActor) -> dict[str, dict[str, Any]]:
+    return {c.get("email1"): c for c in pipeliner.contacts() if c.get("email1")}
+
+
+def report(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / "report.json").read_text())
+
+
+# --- the SDK's standard target tests -----------------------------------------------------------
+
+_PLACEHOLDER = {
+    "service_url": "https://127.0.0.1:9",
+    "space_id": "space",
+    "api_username": "u",
+    "api_password": "p",
+    "user_email": "alex@contoso.example",
+}
+_StandardTests = get_target_test_class(TargetPipelinerContacts, config=_PLACEHOLDER)
+
+
+class TestTargetStandard(_StandardTests):  # type: ignore[valid-type,misc]
+    """singer-sdk's own target tests; their streams hold no contacts, so nothing is written."""
+
+    @pytest.fixture
+    def runner(self, sandbox: Any, tmp_path: Path) -> TargetTestRunner:
+        PipelinerActor(sandbox.control("pipeliner")).seed()
+        return TargetTestRunner(TargetPipelinerContacts, config=target_config(sandbox, tmp_path))
+
+
+# --- round trips ----------------------------------------------------------------------------------
+
+
+def test_create_update_delete_round_trip(pipeliner, sandbox, tmp_path) -> None:
+    config = target_config(sandbox, tmp_path)
+    records = [outlook_record(n, position="Skipper") for n in range(3)]
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    created = by_email(pipeliner)
+    assert len(created) == 3
+    assert {c["owner_id"] for c in created.values()} == {USERS["alex"]}
+    assert created["ola1@fjord.example"]["position"] == "Skipper"
+    assert report(tmp_path)["counts"]["created"] == 3
+
+    before = created["ola1@fjord.example"]
+    edited = outlook_record(1, position="Captain")
+    gone = {"_source_id": "outlook-2", "_sdc_deleted_at": "2026-11-26T10:00:00Z"}
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([edited, gone], SCHEMA))
+    assert run.returncode == 0, run.stderr
+    after = by_email(pipeliner)
+    assert after["ola1@fjord.example"]["position"] == "Captain"
+    changed = {k for k, v in after["ola1@fjord.example"].items() if before.get(k) != v}
+    assert changed <= {"position", "modified", "revision", "modified_by_user"}
+    assert "ola2@fjord.example" not in after  # soft-deleted
+    assert len(pipeliner.contacts()) == 2
+    counts = report(tmp_path)["counts"]
+    assert counts["updated"] == 1 and counts["deleted"] == 1 and counts["created"] == 0
+
+
+def test_unmapped_fields_survive_every_write(pipeliner, sandbox, tmp_path) -> None:
+    pipeliner.seed(
+        [
+            {
+                "owner_id": USERS["alex"],
+                "first_name": "Kari",
+                "last_name": "Nordmann",
+                "email1": "kari@fjord.example",
+                "phone3": "+47 fax",
+                "email4": "kari4@fjord.example",
+                "email5": "kari5@fjord.example",
+                "title": "Dr.",
+                "cf_shoe_size": "38",
+            }
+        ]
+    )
+    [seeded] = pipeliner.contacts()
+    record = {
+        "id": seeded["id"],
+        "first_name": "Kari",
+        "last_name": "Nordmann",
+        "email1": "kari@fjord.example",
+        "position": "Harbour master",
+        "city": "Bergen",
+    }
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([record], SCHEMA))
+    assert run.returncode == 0, run.stderr
+    raw = pipeliner.raw(seeded["id"])
+    assert raw["position"] == "Harbour master" and raw["city"] == "Bergen"
+    for name, value in [
+        ("phone3", "+47 fax"),
+        ("email4", "kari4@fjord.example"),
+        ("email5", "kari5@fjord.example"),
+        ("title", "Dr."),
+        ("cf_shoe_size", "38"),
+    ]:
+        assert raw[name] == value, name
+    assert len(pipeliner.contacts()) == 1  # linked by its id, not created again
+
+
+def test_one_invalid_item_does_not_sink_the_batch(pipeliner, sandbox, tmp_path) -> None:
+    nameless = {"_source_id": "outlook-x", "email1": "info@fjord.example", "company": None}
+    records = [outlook_record(1), nameless, outlook_record(2)]
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert set(by_email(pipeliner)) == {"ola1@fjord.example", "ola2@fjord.example"}
+    result = report(tmp_path)
+    assert result["counts"]["created"] == 2 and result["counts"]["failed"] == 1
+    [issue] = result["issues"]
+    assert issue["record_id"] == "outlook-x" and "first_name" in issue["reason"]
+    # The failure is kept and retried by the next run, which has no new records at all.
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([], SCHEMA))
+    assert report(tmp_path)["counts"]["retried"] == 1
+
+
+def test_throttling_and_server_errors_are_retried_without_duplicates(
+    pipeliner, sandbox, tmp_path
+) -> None:
+    pipeliner.control.burst_429(3, retry_after=0.2)
+    pipeliner.control.fail_5xx(2, status=503, path_prefix="/api/v100/rest/spaces/")
+    records = [outlook_record(n) for n in range(150)]
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert len(pipeliner.contacts()) == 150 and len(by_email(pipeliner)) == 150
+    statuses = pipeliner.control.counters()["total"]["statuses"]
+    assert statuses.get("429") == 3 and statuses.get("503") == 2
+
+
+def test_killed_mid_run_then_rerun_creates_no_duplicate(pipeliner, sandbox, tmp_path) -> None:
+    records = [outlook_record(n) for n in range(400)]
+    config = target_config(sandbox, tmp_path)
+    # Slow batch writes down so the kill lands between batches, after some were written.
+    pipeliner.control.latency(0.4, path_prefix="/api/v100/rest/spaces/", method="POST")
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [str(BIN / TARGET), "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in singer_stream(records, SCHEMA)))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while pipeliner.requests("POST", "/entities/Contacts/batch-modify") < 2:
+        assert time.monotonic() < deadline, "the target never wrote a batch"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    written = len(pipeliner.contacts())
+    assert 0 < written < 400
+    pipeliner.control.clear_faults()
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert len(pipeliner.contacts()) == 400 and len(by_email(pipeliner)) == 400
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def test_a_record_of_the_wrong_type_stops_the_run_naming_it(pipeliner, sandbox, tmp_path) -> None:
+    bad = outlook_record(1, share_mode="everyone")
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([bad], SCHEMA))
+    assert run.returncode != 0
+    assert "share_mode" in run.stderr
+    assert pipeliner.contacts() == []
+
+
+def test_a_record_without_key_or_contact_fields_is_rejected(pipeliner, sandbox, tmp_path) -> None:
+    records = [{"first_name": "No", "last_name": "Key"}, {"_source_id": "o-9"}, outlook_record(3)]
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert set(by_email(pipeliner)) == {"ola3@fjord.example"}
+    result = report(tmp_path)
+    assert result["counts"]["rejected"] == 2
+    assert all("contact" in i["reason"] or "key" in i["reason"] for i in result["issues"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"api_password": SECRET}, "api_username/api_password", id="bad keys"),
+        pytest.param({"service_url": "http://pipeliner.example"}, "service_url", id="plain http"),
+        pytest.param(
+            {"service_url": "https://127.0.0.1:9", "max_attempts": 2, "request_budget_seconds": 5},
+            "127.0.0.1:9",
+            id="unreachable",
+        ),
+        pytest.param({"conflict_policy": "loudest_wins"}, "conflict_policy", id="bad policy"),
+    ],
+)
+def test_bad_settings_stop_with_a_message_and_write_nothing(
+    pipeliner, sandbox, tmp_path, change, message
+) -> None:
+    config = {**target_config(sandbox, tmp_path), **change}
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([outlook_record(1)], SCHEMA))
+    assert run.returncode != 0
+    assert message in run.stderr
+    assert SECRET not in run.stderr
+    assert pipeliner.contacts() == []
