@@ -16,8 +16,17 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.runners import TargetTestRunner
 from target_pipeliner_contacts.target import TargetPipelinerContacts
 
+from contactsync.ledger import Ledger
+from contactsync.link import LinkState
 from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
-from tests.support.plugins import BIN, USERS, PipelinerActor, run_plugin, singer_stream
+from tests.support.plugins import (
+    ACCOUNTS,
+    BIN,
+    USERS,
+    PipelinerActor,
+    run_plugin,
+    singer_stream,
+)
 
 TARGET = "target-pipeliner-contacts"
 SCHEMA = {
@@ -266,3 +275,49 @@ def test_bad_settings_stop_with_a_message_and_write_nothing(
     assert message in run.stderr
     assert SECRET not in run.stderr
     assert pipeliner.contacts() == []
+
+
+def test_company_becomes_the_primary_account_when_one_matches(pipeliner, sandbox, tmp_path) -> None:
+    records = [
+        outlook_record(1, quick_account_name="fabrikam"),
+        outlook_record(2, quick_account_name="Nowhere Ltd"),
+    ]
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    contacts = by_email(pipeliner)
+    linked = pipeliner.raw(contacts["ola1@fjord.example"]["id"])
+    primary = [r for r in linked["account_relations"] if r.get("is_primary")]
+    assert [r["account_id"] for r in primary] == [ACCOUNTS["Fabrikam"]]
+    assert contacts["ola2@fjord.example"]["quick_account_name"] == "Nowhere Ltd"
+    assert not pipeliner.raw(contacts["ola2@fjord.example"]["id"]).get("account_relations")
+    assert len(pipeliner.control.state()["accounts"]) == len(ACCOUNTS)  # none created
+
+
+def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp_path) -> None:
+    config = target_config(sandbox, tmp_path, user_email="megan@contoso.example")
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([outlook_record(1)], SCHEMA))
+    assert run.returncode == 0, run.stderr
+    gone = {"_source_id": "outlook-1", "_sdc_deleted_at": "2026-11-26T10:00:00Z"}
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([gone], SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert "ola1@fjord.example" in by_email(pipeliner)  # still there
+    result = report(tmp_path)
+    assert result["counts"]["rejected"] == 1 and result["counts"]["deleted"] == 0
+    assert "may not delete" in result["issues"][0]["reason"]
+    with Ledger(config["ledger_url"]) as ledger:
+        [scope] = ledger.scopes()
+        with ledger.open_scope(scope) as links:
+            [link] = list(links.iter_links())
+    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+
+
+def test_dry_run_plans_and_reports_but_writes_nothing(pipeliner, sandbox, tmp_path) -> None:
+    config = target_config(sandbox, tmp_path, dry_run=True)
+    records = [outlook_record(n) for n in range(5)]
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert pipeliner.contacts() == []
+    assert pipeliner.requests("POST", "/entities/Contacts/batch-modify") == 0
+    result = report(tmp_path)
+    assert result["dry_run"] is True and result["counts"]["created"] == 5

