@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # Every installable package of the repository, installed editable into the project venv.
-PACKAGES := core sandbox tap-pipeliner-contacts target-pipeliner-contacts
+PACKAGES := core sandbox contactsync-singer tap-pipeliner-contacts target-pipeliner-contacts \
+            tap-outlook-contacts target-outlook-contacts
 
 .PHONY: install test lint unit sandbox demo constraints clean
 

@@ -225,3 +225,34 @@ def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     link = ledger.get(PL, pid)
     assert link.outlook_id in o.live() and ledger.failures() == []
     assert from_graph(o.records[link.outlook_id].raw)["city"] == "Oslo"
+
+
+class _RacingOutlook(Store):
+    """An Outlook whose user edits a contact between our read and our write, once."""
+
+    raced = False
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        if not self.raced and actions and actions[0].kind.value == "update":
+            self.raced = True
+            target = actions[0].dest_id or ""
+            self.user_patch(target, {"jobTitle": "Changed meanwhile"})
+            return [
+                WriteResult(a.source_id, False, a.dest_id, error="412", stale=True) for a in actions
+            ]
+        return super().apply(actions)
+
+
+def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> None:
+    clock = Clock()
+    p = Store(PL, clock, Faults(random.Random(1)))
+    o = _RacingOutlook(OL, clock, Faults(random.Random(2)))
+    [pid] = seed_linked(ledger, p, o, 1)
+    cursor = p.seq
+    p.user_patch(pid, {"city": "Oslo"})
+    leg = run_leg(ledger, p, o, cursor=cursor)
+    oid = ledger.get(PL, pid).outlook_id
+    values = from_graph(o.records[oid].raw)
+    assert values["city"] == "Oslo" and values["job_title"] == "Changed meanwhile"
+    assert leg.report.counts["updated"] == 1 and leg.report.counts["failed"] == 0
+    assert leg.report.counts["read"] == 1

@@ -48,6 +48,8 @@ class WriteResult:
     dest_id: str | None = None
     version: str | None = None
     error: str | None = None
+    #: The copy changed between our read and our write (HTTP 412): read again and re-plan.
+    stale: bool = False
 
 
 class Destination(Protocol):
@@ -149,6 +151,7 @@ class SyncLeg:
         self._linked_at_start = ledger.count_links()
         self._deferred: dict[str, tuple[Action, SourceRecord]] = {}
         self._handled: set[str] = set()
+        self._replanned: set[str] = set()
         self._failed_before = {f.record_id for f in ledger.failures(self.src)}
 
     # -- public -----------------------------------------------------------------------------
@@ -166,7 +169,7 @@ class SyncLeg:
         batch = list({r.id: r for r in records}.values())
         if not batch:
             return
-        self.report.count("read", len(batch))
+        self.report.count("read", sum(r.id not in self._replanned for r in batch))
         self._handled.update(r.id for r in batch)
         for record in batch:  # a newer record of the same contact supersedes a pending delete
             self._deferred.pop(record.id, None)
@@ -261,8 +264,12 @@ class SyncLeg:
         if len(results) != len(writes):
             raise RuntimeError("destination returned a result count that differs from the writes")
         new_links: list[Link] = []
+        replan: list[SourceRecord] = []
         for (action, record), result in zip(writes, results, strict=True):
-            if result.ok:
+            if result.stale and record.id not in self._replanned:
+                self._replanned.add(record.id)
+                replan.append(record)
+            elif result.ok:
                 self._count(action)
                 link = self._link_after(action, record, result, links.get(action.source_id))
                 if link is None:
@@ -274,6 +281,9 @@ class SyncLeg:
                 self._failed(action, record, result.error or "write failed")
         if new_links:
             self.ledger.put_many(new_links)
+        if replan:
+            log.info("%d copies changed while we wrote them: reading them again", len(replan))
+            self.process(replan)
 
     def _record_without_write(
         self, action: Action, record: SourceRecord, link: Link | None

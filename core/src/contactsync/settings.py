@@ -8,10 +8,14 @@ Plain dictionaries (no Singer import): the taps, targets and mapper assemble the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contactsync.http import HttpPolicy
+from contactsync.link import ScopeKey
 from contactsync.pipeliner_api import PipelinerSettings
+
+if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
+    from contactsync.graph_api import GraphClient, GraphSettings
 
 Schema = dict[str, Any]
 
@@ -159,3 +163,67 @@ SYNC_SCOPE: Mapping[str, Schema] = {
         "description": "For the 'your contacts' types: owned contacts only, or owned + editor.",
     },
 }
+
+
+GRAPH_CONNECTION: Mapping[str, Schema] = {
+    "graph_url": _string(
+        "Microsoft Graph base URL (default https://graph.microsoft.com).",
+        default="https://graph.microsoft.com",
+    ),
+    "create_folder": {
+        "type": ["boolean"],
+        "default": False,
+        "description": "Create the folder (default name Pipeliner) when it does not exist.",
+    },
+    "list_page_size": {
+        "type": ["integer"],
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 1000,
+        "description": "Contacts per request when listing the folder ($top, at most 1000).",
+    },
+    "delta_page_size": {
+        "type": ["integer"],
+        "minimum": 1,
+        "maximum": 200,
+        "default": 200,
+        "description": "Contacts per delta page (odata.maxpagesize, at most 200).",
+    },
+}
+
+
+def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
+    """Graph client settings from a plugin config."""
+    from contactsync.graph_api import GraphSettings, normalize_graph_url  # Outlook side only
+
+    return GraphSettings(
+        graph_url=normalize_graph_url(config.get("graph_url") or "https://graph.microsoft.com"),
+        mailbox=config.get("mailbox") or "me",
+        ca_bundle=config.get("ca_bundle"),
+        page_size=int(config.get("list_page_size") or 1000),
+        delta_page_size=int(config.get("delta_page_size") or 200),
+        policy=http_policy(config),
+    )
+
+
+def link_scope(config: Mapping[str, Any]) -> ScopeKey:
+    """The ledger scope both targets of a user's sync compute alike from their settings."""
+    user = config.get("user_id") or (config.get("user_email") or "").lower()
+    if not user:
+        raise SettingError("set user_id or user_email: whose contacts are synced?")
+    if not config.get("space_id"):
+        raise SettingError("set space_id: the Pipeliner space is part of the link scope")
+    return ScopeKey(
+        user=user,
+        space=config["space_id"],
+        mailbox=config.get("mailbox") or "me",
+        folder=config.get("folder") or "Pipeliner",
+    )
+
+
+def graph_client(config: Mapping[str, Any]) -> GraphClient:
+    """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
+    from contactsync.auth import AuthSettings, TokenProvider
+    from contactsync.graph_api import GraphClient
+
+    return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))

@@ -1,0 +1,122 @@
+"""The Outlook folder as the destination of a sync leg: the engine's ``Destination`` over Graph.
+
+Every write goes through ``$batch`` (20 per request, at most 4 in flight per mailbox). An update
+is merged into the contact's current arrays and addresses (Graph replaces them whole), carries
+``If-Match`` with the changeKey we read, and always the Pipeliner stamp; a 412 makes the engine
+read the contact again and re-plan it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from contactsync.engine import WriteResult
+from contactsync.fieldmap import from_graph, pipeliner_stamp, to_graph
+from contactsync.graph_api import BatchResult, Folder, GraphClient
+from contactsync.link import Side
+from contactsync.match import emails
+from contactsync.pipeliner_records import parse_time
+from contactsync.plan import Action, DestRecord, Kind, SourceRecord
+
+log = logging.getLogger("contactsync.outlook")
+
+#: With this many unlinked records in one batch, listing the folder once beats searching.
+LIST_FOLDER_FROM = 5
+
+
+class OutlookDestination:
+    """Reads and writes one personal contacts folder for the engine."""
+
+    side = Side.OUTLOOK
+
+    def __init__(self, graph: GraphClient, folder: Folder) -> None:
+        self.graph = graph
+        self.folder = folder
+        self._current: dict[str, Mapping[str, Any]] = {}
+        self._pool: dict[str, Mapping[str, Any]] | None = None
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _dest_record(self, contact: Mapping[str, Any]) -> DestRecord:
+        self._current[contact["id"]] = contact
+        return DestRecord(
+            contact["id"],
+            from_graph(contact),
+            modified=parse_time(contact.get("lastModifiedDateTime")),
+            version=contact.get("changeKey"),
+            stamp=pipeliner_stamp(contact),
+        )
+
+    def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
+        found = self.graph.get_contacts(self.folder, ids)
+        return {i: self._dest_record(c) for i, c in found.items()}
+
+    def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
+        """Unlinked copies: our stamp, a shared e-mail, or (for names) the whole folder."""
+        if self._pool is None and len(records) >= LIST_FOLDER_FROM:
+            self._pool = {c["id"]: c for c in self.graph.list_contacts(self.folder)}
+        if self._pool is not None:
+            return [self._dest_record(c) for c in self._pool.values()]
+        found: dict[str, Mapping[str, Any]] = {}
+        for record in records:
+            hits = list(self.graph.find_by_stamp(self.folder, record.id))
+            for address in sorted(emails(record.values or {})):
+                hits += self.graph.find_by_email(self.folder, address)
+            found.update((c["id"], c) for c in hits)
+        return [self._dest_record(c) for c in found.values()]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        creates: list[int] = []
+        updates: list[int] = []
+        deletes: list[int] = []
+        for index, action in enumerate(actions):
+            if action.kind is Kind.DELETE:
+                deletes.append(index)
+            elif action.kind in (Kind.CREATE, Kind.RESTORE) or action.dest_id is None:
+                creates.append(index)
+            else:
+                updates.append(index)
+        results: dict[int, WriteResult] = {}
+        if creates:
+            bodies = [to_graph(actions[i].fields, stamp=actions[i].source_id) for i in creates]
+            for i, outcome in zip(
+                creates, self.graph.create_contacts(self.folder, bodies), strict=True
+            ):
+                results[i] = self._result(actions[i], outcome)
+        if updates:
+            patches = [self._patch(actions[i]) for i in updates]
+            for i, outcome in zip(
+                updates, self.graph.update_contacts(self.folder, patches), strict=True
+            ):
+                results[i] = self._result(actions[i], outcome)
+        if deletes:
+            ids = [actions[i].dest_id or "" for i in deletes]
+            for i, outcome in zip(
+                deletes, self.graph.delete_contacts(self.folder, ids), strict=True
+            ):
+                results[i] = self._result(actions[i], outcome)
+        return [results[i] for i in range(len(actions))]
+
+    def _patch(self, action: Action) -> tuple[str, dict[str, Any], str | None]:
+        """Only the changed fields, merged into the current arrays, stamped, with If-Match."""
+        contact_id = action.dest_id or ""
+        current = self._current.get(contact_id)
+        body = to_graph(action.fields, current, action.fields.keys(), stamp=action.source_id)
+        return contact_id, body, current.get("changeKey") if current else None
+
+    def _result(self, action: Action, outcome: BatchResult) -> WriteResult:
+        body = outcome.body or {}
+        if outcome.ok:
+            if body.get("id"):
+                self._current[body["id"]] = body
+            return WriteResult(
+                action.source_id, True, outcome.id or action.dest_id, version=body.get("changeKey")
+            )
+        stale = outcome.status == 412
+        return WriteResult(
+            action.source_id, False, action.dest_id, error=outcome.error, stale=stale
+        )

@@ -1,0 +1,103 @@
+"""Contacts in Graph's vocabulary as Singer records: what tap-outlook-contacts emits and what
+target-outlook-contacts reads (from the mapper, or from any tap using these names)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from contactsync.fieldmap import (
+    OTHER_PHONE_PROPERTY_ID,
+    extended_property,
+    from_graph,
+    pipeliner_stamp,
+)
+from contactsync.pipeliner_records import (
+    DELETED_REASON,
+    SOURCE_ID,
+    SOURCE_MODIFIED,
+    SOURCE_VERSION,
+    parse_time,
+)
+from contactsync.plan import DeleteReason, SourceRecord
+
+_STRING = {"type": ["string", "null"]}
+_STRINGS = {"type": ["array", "null"], "items": {"type": ["string", "null"]}}
+
+#: Graph properties a record carries (the field table's, plus identity and versions).
+GRAPH_PROPERTIES: dict[str, Any] = {
+    "id": {"type": ["string"]},
+    "displayName": _STRING,
+    "givenName": _STRING,
+    "surname": _STRING,
+    "companyName": _STRING,
+    "jobTitle": _STRING,
+    "mobilePhone": _STRING,
+    "businessPhones": _STRINGS,
+    "homePhones": _STRINGS,
+    "emailAddresses": {
+        "type": ["array", "null"],
+        "items": {"type": "object", "properties": {"name": _STRING, "address": _STRING}},
+    },
+    "businessAddress": {
+        "type": ["object", "null"],
+        "properties": {
+            name: _STRING for name in ("street", "city", "state", "postalCode", "countryOrRegion")
+        },
+    },
+    "personalNotes": _STRING,
+    "other_phone": {**_STRING, "description": f"Outlook's Other phone ({OTHER_PHONE_PROPERTY_ID})"},
+    "pipeliner_id": {**_STRING, "description": "The Pipeliner id stamped on the contact"},
+    "changeKey": _STRING,
+    "createdDateTime": {"type": ["string", "null"], "format": "date-time"},
+    "lastModifiedDateTime": {"type": ["string", "null"], "format": "date-time"},
+    "parentFolderId": _STRING,
+}
+
+#: JSON schema of a contact record as tap-outlook-contacts emits it.
+CONTACT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **GRAPH_PROPERTIES,
+        "_sdc_deleted_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+
+def tap_record(contact: Mapping[str, Any]) -> dict[str, Any]:
+    """A Graph contact (extended properties expanded) as a flat record."""
+    record = {
+        name: contact.get(name)
+        for name in GRAPH_PROPERTIES
+        if name not in ("other_phone", "pipeliner_id")
+    }
+    record["other_phone"] = extended_property(contact, OTHER_PHONE_PROPERTY_ID)
+    record["pipeliner_id"] = pipeliner_stamp(contact)
+    return record
+
+
+def tombstone_record(contact_id: str, at: datetime | None = None) -> dict[str, Any]:
+    moment = (at or datetime.now(UTC)).isoformat()
+    return {"id": contact_id, "_sdc_deleted_at": moment}
+
+
+def source_record(record: Mapping[str, Any]) -> SourceRecord:
+    """A record in Graph's vocabulary, as the engine sees it.
+
+    Keyed by ``_source_id`` (e.g. a Pipeliner id from the mapper, linked through the ledger)
+    or else by the Graph ``id``.
+    """
+    key = record.get(SOURCE_ID) or record.get("id")
+    if not key:
+        raise ValueError("a contact record needs a key: `_source_id` or the Outlook `id`")
+    version = record.get(SOURCE_VERSION) or record.get("changeKey")
+    modified = parse_time(record.get(SOURCE_MODIFIED) or record.get("lastModifiedDateTime"))
+    stamp = None if record.get(SOURCE_ID) else pipeliner_stamp(record)
+    if record.get("_sdc_deleted_at"):
+        reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
+        return SourceRecord(str(key), None, reason, modified, version, stamp)
+    values = from_graph(record)
+    if not any(values.values()):
+        raise ValueError(f"record {key} carries none of the contact fields (givenName, …)")
+    return SourceRecord(str(key), values, None, modified, version, stamp)

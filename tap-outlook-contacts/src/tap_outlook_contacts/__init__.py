@@ -1,0 +1,1 @@
+"""tap-outlook-contacts: one personal Outlook contacts folder as a Singer stream."""

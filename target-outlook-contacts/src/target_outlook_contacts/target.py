@@ -1,0 +1,64 @@
+"""The target: contacts in Graph's vocabulary, written into one personal folder by the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from contactsync_singer import LegTarget
+
+from contactsync import settings as cs
+from contactsync.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.graph_api import GraphClient
+from contactsync.link import Side
+from contactsync.outlook_destination import OutlookDestination
+from contactsync.outlook_records import source_record
+from contactsync.plan import SourceRecord
+from contactsync.scope import SyncScope
+
+
+class TargetOutlookContacts(LegTarget):
+    """Creates, updates and deletes contacts in one personal Outlook folder from any tap.
+
+    Records are keyed by ``_source_id`` (e.g. a Pipeliner contact id; linked through the
+    ledger) or by the Graph ``id``. Only changed fields are sent, merged into the contact's
+    current arrays and addresses; every copy carries the Pipeliner id stamp.
+    """
+
+    name = "target-outlook-contacts"
+    source_side = Side.PIPELINER
+    config_jsonschema = cs.schema(
+        AUTH_SETTINGS_SCHEMA,
+        cs.SYNC_USER,
+        {"space_id": cs.PIPELINER_CONNECTION["space_id"]},
+        cs.LINK_SCOPE,
+        cs.GRAPH_CONNECTION,
+        cs.SYNC_SCOPE,
+        cs.SYNC_WRITES,
+        cs.HTTP_LIMITS,
+        required=("authority", "client_id", "space_id"),
+    )
+
+    @property
+    def two_way(self) -> bool:
+        sync_type = self.config.get("sync_type") or "two_way_your_contacts"
+        return SyncScope.parse(sync_type, self.config.get("sync_option")).two_way
+
+    @cached_property
+    def graph(self) -> GraphClient:
+        return cs.graph_client(self.config)
+
+    def build_destination(self) -> OutlookDestination:
+        folder = self.graph.resolve_folder(
+            self.config.get("folder") or "Pipeliner",
+            create=bool(self.config.get("create_folder")),
+        )
+        return OutlookDestination(self.graph, folder)
+
+    def source_record(self, record: Mapping[str, Any]) -> SourceRecord:
+        return source_record(record)
+
+
+if __name__ == "__main__":
+    TargetOutlookContacts.cli()
