@@ -256,3 +256,17 @@ def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> Non
     assert values["city"] == "Oslo" and values["job_title"] == "Changed meanwhile"
     assert leg.report.counts["updated"] == 1 and leg.report.counts["failed"] == 0
     assert leg.report.counts["read"] == 1
+
+
+def test_a_complete_listing_reveals_deletes_no_tombstone_reported(ledger, stores) -> None:
+    p, o = stores
+    ids = seed_linked(ledger, p, o, 3)
+    gone = ledger.get(PL, ids[0]).outlook_id
+    o.records[gone].deleted = True  # deleted while Graph's delta link had expired: no tombstone
+    listing = [r for r in o.changes_since(0) if r.values is not None]
+    leg = SyncLeg(ledger, p, LegSettings(OL, two_way=True))
+    leg.process(listing)
+    leg.complete_listing({r.id for r in listing})
+    leg.finish()
+    assert p.records[ids[0]].deleted and not p.records[ids[1]].deleted
+    assert ledger.get(PL, ids[0]) is None and ledger.count_links() == 2

@@ -32,6 +32,7 @@ class ContactsSink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.owner = target
+        self.seen: set[str] = set()
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -49,7 +50,14 @@ class ContactsSink(BatchSink):
                 self.logger.warning("rejected record %s: %s", key, exc)
                 leg.report.issue(str(key), "rejected", str(exc))
                 leg.report.count("rejected")
+        self.seen.update(r.id for r in records)
         leg.process(records)
+
+    def activate_version(self, new_version: int) -> None:
+        """Our taps send ACTIVATE_VERSION after a complete listing of their side (see their
+        READMEs): every linked contact not received in this run is gone."""
+        self.owner.drain_one(self)
+        self.owner.leg.complete_listing(self.seen)
 
     def clean_up(self) -> None:
         self.owner.finish_leg()

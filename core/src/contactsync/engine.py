@@ -189,6 +189,20 @@ class SyncLeg:
                 now.append(pair)
         self._execute(now, links)
 
+    def complete_listing(self, seen: set[str]) -> None:
+        """The source just listed every contact it has (a first read, or a full resync after
+        Graph's delta link expired): a linked contact it did not list is gone, though no
+        tombstone said so. Those become tombstones, behind the same rights and guard."""
+        missing = [
+            link.id_on(self.src)
+            for link in self.ledger.iter_links()
+            if link.id_on(self.src) and link.id_on(self.src) not in seen
+        ]
+        if missing:
+            log.info("%d linked contacts are absent from a complete listing", len(missing))
+        for start in range(0, len(missing), 100):
+            self.process([SourceRecord.tombstone(i) for i in missing[start : start + 100] if i])
+
     def finish(self) -> RunReport:
         """Restores owed to Outlook, then the deletes, behind the mass-delete guard."""
         if self.src is Side.PIPELINER:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
@@ -19,7 +20,8 @@ class ContactsStream(Stream):
 
     The Singer state holds the folder's delta link; deletions arrive as tombstones
     (``_sdc_deleted_at``), replays are de-duplicated, an expired delta link (410) restarts
-    the round from scratch once.
+    the round from scratch once. After a full round comes an ACTIVATE_VERSION message: the
+    records before it are the whole folder.
     """
 
     name = "contacts"
@@ -34,12 +36,18 @@ class ContactsStream(Stream):
         if delta_link is None:
             self.logger.info("reading the whole folder %r (no delta link yet)", folder.display_name)
         last_link = None
+        complete = delta_link is None
         for page in tap.graph.iter_delta(folder, delta_link):
+            complete = complete or page.full_resync
             for contact_id in page.removed:
                 yield tombstone_record(contact_id)
             for contact in page.contacts:
                 yield tap_record(contact)
             last_link = page.delta_link or last_link
+        if complete and last_link:
+            # A full round lists every contact: tell the target, which then knows that a
+            # linked contact missing from it was deleted (a resync reports no deletions).
+            self._write_activate_version_message(int(time.time() * 1000))
         if last_link:
             state["folder_id"] = folder.id
             state["delta_link"] = last_link
