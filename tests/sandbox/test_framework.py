@@ -64,8 +64,11 @@ def test_info_has_the_documented_keys(sb):
     for key in REQUIRED_INFO_KEYS:
         assert key in info
     # The real emulators arrive with their issues; until then their keys are present but null.
-    assert info["pipeliner_url"] == info["urls"]["pipeliner"] and info["graph_url"] is None
-    assert info["authority"] is None
+    assert (
+        info["pipeliner_url"] == info["urls"]["pipeliner"]
+        and info["graph_url"] == info["urls"]["graph"]
+    )
+    assert info["authority"] == f"{info['urls']['identity']}/{info['identity_tenant_id']}"
     assert Path(info["ca_path"]).is_file()
     assert info["urls"]["echo"].startswith("https://127.0.0.1:")
     assert info["control_urls"]["echo"] == info["urls"]["echo"] + "/_sandbox"

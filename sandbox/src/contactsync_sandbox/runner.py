@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .echo import EchoEmulator
+from .graph import GraphEmulator
+from .identity import IdentityEmulator
 from .pipeliner import PipelinerEmulator
 from .server import LOOPBACK, Emulator, ServerThread, require_loopback
 from .tls import DEFAULT_STATE_DIR, LocalCA, load_or_create_ca
@@ -49,6 +51,8 @@ def register(name: str, factory: Callable[[], Emulator], default_port: int | Non
 
 register("echo", EchoEmulator)
 register("pipeliner", PipelinerEmulator)
+register("graph", GraphEmulator)
+register("identity", IdentityEmulator)
 
 
 class Sandbox:
