@@ -126,3 +126,96 @@ class PipelinerActor:
             for k, v in endpoints.items()
             if k.startswith(method + " ") and k.endswith(route_suffix)
         )
+
+
+@dataclass
+class OutlookActor:
+    """A person using Outlook (the Graph emulator's control API as the mailbox owner)."""
+
+    control: SandboxControl
+    upn: str = "alex@contoso.example"
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self.control._call(method, f"/graph{path}", json=body)
+
+    def new_folder(self, name: str, parent: str = "Contacts") -> dict[str, Any]:
+        return self._call(
+            "POST", f"/mailboxes/{self.upn}/folders", {"displayName": name, "parent": parent}
+        )
+
+    def create(self, folder: str, **props: Any) -> dict[str, Any]:
+        return self._call("POST", f"/mailboxes/{self.upn}/folders/{folder}/contacts", props)
+
+    def edit(self, contact_id: str, **props: Any) -> dict[str, Any]:
+        return self._call("PATCH", f"/mailboxes/{self.upn}/contacts/{contact_id}", props)
+
+    def delete(self, contact_id: str) -> None:
+        url = f"{self.control.control_url}/graph/mailboxes/{self.upn}/contacts/{contact_id}"
+        response = self.control.session.delete(url, timeout=self.control.timeout)
+        assert response.status_code == 204, response.text  # no body to decode
+
+    def contacts(self, folder: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/mailboxes/{self.upn}/folders/{folder}/contacts")["contacts"]
+
+    def folders(self) -> list[dict[str, Any]]:
+        return self._call("GET", f"/mailboxes/{self.upn}/folders")["folders"]
+
+    def expire_delta_tokens(self) -> None:
+        self._call("POST", "/expire-delta-tokens", {"mailbox": self.upn})
+
+    def throttle(self, **settings: Any) -> dict[str, Any]:
+        return self._call("POST", "/throttle", settings)
+
+    def throttled(self) -> int:
+        """429s answered for budget or concurrency so far, inner $batch requests included."""
+        stats = self._call("GET", "/stats")["mailboxes"].values()
+        return sum(m["throttled_budget"] + m["throttled_concurrency"] for m in stats)
+
+    def expire_access_tokens(self) -> None:
+        self._call("POST", "/expire-tokens", {})
+
+    def requests(self, method: str = "", contains: str = "") -> int:
+        """Requests whose endpoint key starts with ``method`` and contains ``contains``."""
+        endpoints = self.control.counters().get("endpoints", {})
+        return sum(
+            v["requests"]
+            for k, v in endpoints.items()
+            if k.startswith(method) and contains in k and "(no route)" not in k
+        )
+
+
+def sign_in(sandbox: Any, cache_path: Path, upn: str = "alex@contoso.example") -> Path:
+    """Device-code sign-in through the real MSAL flow, approved as ``upn`` in the sandbox."""
+    import threading
+
+    from contactsync.auth import AuthSettings, TokenProvider
+
+    identity = sandbox.control("identity")
+    info = sandbox.info
+    settings = AuthSettings(
+        authority=info["authority"],
+        client_id=info["identity_client_id"],
+        token_cache_path=str(cache_path),
+        ca_bundle=info["ca_path"],
+    )
+    stop = threading.Event()
+
+    def approve() -> None:
+        while not stop.is_set():
+            pending = identity._call("GET", "/identity/device", params={"status": "pending"})
+            codes = [d["user_code"] for d in pending["device_codes"]]
+            if codes:
+                identity._call(
+                    "POST", "/identity/device/approve", json={"user_code": codes[0], "upn": upn}
+                )
+                return
+            stop.wait(0.1)
+
+    approver = threading.Thread(target=approve, daemon=True)
+    approver.start()
+    try:
+        TokenProvider(settings).login_device_code(echo=lambda _: None, timeout=60)
+    finally:
+        stop.set()
+        approver.join(5)
+    return cache_path

@@ -91,6 +91,11 @@ AUTH_SETTINGS_SCHEMA: Mapping[str, dict[str, Any]] = {
         "type": ["string"],
         "description": "Path to a PEM bundle of CAs to trust instead of the system's.",
     },
+    "account": {
+        "type": ["string"],
+        "description": "Delegated: the signed-in account (UPN) to use from the token cache when "
+        "it holds several; by default the mailbox's UPN, or the only account.",
+    },
 }
 
 

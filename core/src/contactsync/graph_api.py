@@ -1329,7 +1329,8 @@ class GraphClient:
 
     def _give_up(self, op: _Op, retry_after: float | None, now: float) -> str | None:
         policy = self.settings.policy
-        if op.attempts >= policy.max_attempts:
+        # A 429 that says how long to wait is a queue, not a failure: only time bounds it.
+        if op.attempts >= policy.max_attempts and retry_after is None:
             return (
                 f"gave up after {op.attempts} attempts (HttpPolicy.max_attempts); Microsoft "
                 "Graph is throttling this mailbox, try again later"

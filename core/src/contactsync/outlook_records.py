@@ -97,6 +97,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     if record.get("_sdc_deleted_at"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         return SourceRecord(str(key), None, reason, modified, version, stamp)
+    if len(record.get("emailAddresses") or ()) > 3:
+        raise ValueError(f"record {key} has more than 3 e-mail addresses; Outlook holds at most 3")
     values = from_graph(record)
     if not any(values.values()):
         raise ValueError(f"record {key} carries none of the contact fields (givenName, …)")
