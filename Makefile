@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PACKAGES := core sandbox contactsync-singer tap-pipeliner-contacts target-pipeliner-contacts \
             tap-outlook-contacts target-outlook-contacts
 
-.PHONY: install test lint unit sandbox demo constraints clean
+.PHONY: install test lint unit sandbox demo plugins constraints clean
 
 install: $(STAMP)
 
@@ -30,10 +30,16 @@ test: lint
 sandbox: install
 	$(BIN)/contactsync-sandbox serve
 
-## make demo: the two-way sync on the sandbox through `meltano run` (arrives with issue #5).
-demo: install
-	@echo "make demo: the Meltano jobs arrive with the sync issue (#5). Until then: make sandbox, make test." >&2
-	@exit 2
+## make plugins: install the Meltano plugins of meltano.yml into .meltano/ (uv virtualenvs).
+MELTANO_STAMP := .meltano/.installed
+plugins: $(MELTANO_STAMP)
+$(MELTANO_STAMP): $(STAMP) meltano.yml
+	MELTANO_SEND_ANONYMOUS_USAGE_STATS=false $(BIN)/meltano install
+	@touch $@
+
+## make demo: the two-way sync on the sandbox through `meltano run`, twice, and what it did.
+demo: plugins
+	$(BIN)/python scripts/demo.py
 
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)==' \
