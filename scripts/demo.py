@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contactsync_sandbox.client import SandboxControl
-
 from contactsync.auth import AuthSettings, TokenProvider
 from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
+from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -46,7 +45,10 @@ def say(text: str) -> None:
 def start_sandbox() -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         [str(BIN / "contactsync-sandbox"), "serve", "--state-dir", str(ROOT / ".sandbox")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -69,8 +71,9 @@ def sign_in(info: dict[str, Any], identity: SandboxControl) -> None:
             if pending["device_codes"]:
                 code = pending["device_codes"][0]["user_code"]
                 print(f"   (sandbox: {USER} picks the account and accepts code {code})")
-                identity._call("POST", "/identity/device/approve",
-                               json={"user_code": code, "upn": USER})
+                identity._call(
+                    "POST", "/identity/device/approve", json={"user_code": code, "upn": USER}
+                )
                 return
             time.sleep(0.1)
 
@@ -101,18 +104,32 @@ def edit_both_sides(pipeliner: SandboxControl, graph: SandboxControl) -> None:
     links = _links()
     pid, oid = next(iter(links.items()))
     alex = "c0000000-0000-4000-8000-000000000001"
-    pipeliner._call("PATCH", f"/pipeliner/users/{alex}/contacts/{pid}",
-                    json={"phone1": "+1 425 555 0199"})
+    pipeliner._call(
+        "PATCH", f"/pipeliner/users/{alex}/contacts/{pid}", json={"phone1": "+1 425 555 0199"}
+    )
     print(f"   Pipeliner: Alex changes the business phone of {pid}")
     graph._call("PATCH", f"/graph/mailboxes/{USER}/contacts/{oid}", json={"jobTitle": "CTO"})
     print(f"   Outlook: Alex changes the job title of the same contact ({oid})")
-    created = pipeliner._call("POST", f"/pipeliner/users/{alex}/contacts", json={
-        "first_name": "Nora", "last_name": "Demo", "email1": "nora.demo@contoso.example",
-        "position": "Buyer"})
+    created = pipeliner._call(
+        "POST",
+        f"/pipeliner/users/{alex}/contacts",
+        json={
+            "first_name": "Nora",
+            "last_name": "Demo",
+            "email1": "nora.demo@contoso.example",
+            "position": "Buyer",
+        },
+    )
     print(f"   Pipeliner: Alex creates Nora Demo ({created['id']})")
-    graph._call("POST", f"/graph/mailboxes/{USER}/folders/Pipeliner/contacts", json={
-        "givenName": "Omar", "surname": "Outlook",
-        "emailAddresses": [{"address": "omar@fabrikam.example", "name": "Omar"}]})
+    graph._call(
+        "POST",
+        f"/graph/mailboxes/{USER}/folders/Pipeliner/contacts",
+        json={
+            "givenName": "Omar",
+            "surname": "Outlook",
+            "emailAddresses": [{"address": "omar@fabrikam.example", "name": "Omar"}],
+        },
+    )
     print("   Outlook: Alex adds Omar Outlook to the Pipeliner folder")
 
 
@@ -128,12 +145,15 @@ def check_agreement(pipeliner: SandboxControl, graph: SandboxControl) -> None:
     outlook = {c["id"]: c for c in folder["contacts"]}
     links = _links()
     differ = [
-        pid for pid, oid in links.items()
+        pid
+        for pid, oid in links.items()
         if from_pipeliner(contacts[pid]) != from_graph(outlook.get(oid, {}))
     ]
     unlinked = set(outlook) - set(links.values())
-    print(f"   {len(links)} linked contacts, {len(outlook)} in the Outlook folder, "
-          f"{len(differ)} disagreeing, {len(unlinked)} Outlook contacts not linked")
+    print(
+        f"   {len(links)} linked contacts, {len(outlook)} in the Outlook folder, "
+        f"{len(differ)} disagreeing, {len(unlinked)} Outlook contacts not linked"
+    )
     if differ or unlinked:
         raise SystemExit("the two sides do not agree")
     print("   both sides agree on every field of every linked contact")

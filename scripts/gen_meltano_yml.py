@@ -98,26 +98,51 @@ def pick(cls: Any, *groups: dict[str, Any]) -> dict[str, Any]:
 
 
 PLUGINS = {
-    "tap-pipeliner-contacts": (TapPipelinerContacts, "extractors", "-e ./core -e ./tap-pipeliner-contacts"),
-    "tap-outlook-contacts": (TapOutlookContacts, "extractors", "-e ./core -e ./tap-outlook-contacts"),
+    "tap-pipeliner-contacts": (
+        TapPipelinerContacts,
+        "extractors",
+        "-e ./core -e ./tap-pipeliner-contacts",
+    ),
+    "tap-outlook-contacts": (
+        TapOutlookContacts,
+        "extractors",
+        "-e ./core -e ./tap-outlook-contacts",
+    ),
     "target-outlook-contacts": (
-        TargetOutlookContacts, "loaders",
+        TargetOutlookContacts,
+        "loaders",
         "-e ./core -e ./contactsync-singer -e ./target-outlook-contacts",
     ),
     "target-pipeliner-contacts": (
-        TargetPipelinerContacts, "loaders",
+        TargetPipelinerContacts,
+        "loaders",
         "-e ./core -e ./contactsync-singer -e ./target-pipeliner-contacts",
     ),
 }
 MAPPER_SETTINGS = [
-    {"name": "direction", "kind": "options", "description": "Which way this mapping translates.",
-     "options": [{"label": v, "value": v} for v in ("pipeliner_to_outlook", "outlook_to_pipeliner")]},
-    {"name": "sync_type", "kind": "options", "description": "What is synced, and which way.",
-     "options": [{"label": v, "value": v} for v in
-                 ("one_way_your_contacts", "one_way_all_contacts", "two_way_your_contacts")]},
-    {"name": "sync_option", "kind": "options",
-     "description": "For the 'your contacts' types: owned contacts only, or owned + editor.",
-     "options": [{"label": v, "value": v} for v in ("owner", "owner_or_editor")]},
+    {
+        "name": "direction",
+        "kind": "options",
+        "description": "Which way this mapping translates.",
+        "options": [
+            {"label": v, "value": v} for v in ("pipeliner_to_outlook", "outlook_to_pipeliner")
+        ],
+    },
+    {
+        "name": "sync_type",
+        "kind": "options",
+        "description": "What is synced, and which way.",
+        "options": [
+            {"label": v, "value": v}
+            for v in ("one_way_your_contacts", "one_way_all_contacts", "two_way_your_contacts")
+        ],
+    },
+    {
+        "name": "sync_option",
+        "kind": "options",
+        "description": "For the 'your contacts' types: owned contacts only, or owned + editor.",
+        "options": [{"label": v, "value": v} for v in ("owner", "owner_or_editor")],
+    },
 ]
 
 
@@ -146,36 +171,62 @@ def project() -> dict[str, Any]:
         else:
             entry["capabilities"] = ["about", "stream-maps"]
         plugins[kind].append(entry)
-    plugins["loaders"].append({
-        "name": "target-outlook-contacts-one-way",
-        "inherit_from": "target-outlook-contacts",
-        "config": {"sync_type": "one_way_your_contacts"},
-    })
-    plugins["loaders"].append({
-        "name": "target-jsonl",
-        "namespace": "target_jsonl",
-        "pip_url": "target-jsonl==0.1.4",
-        "executable": "target-jsonl",
-        "settings": [{"name": "destination_path", "kind": "string",
-                      "description": "Folder the JSON Lines files are written to."}],
-        "config": {"destination_path": "output"},
-    })
-    plugins["mappers"].append({
-        "name": "contactsync-mapper",
-        "namespace": "contactsync_mapper",
-        "pip_url": "-e ./core -e ./transforms",
-        "executable": "contactsync-mapper",
-        "settings": MAPPER_SETTINGS,
-        "mappings": [
-            {"name": "pipeliner-to-outlook", "config": {"direction": "pipeliner_to_outlook",
-                                                      "sync_type": "two_way_your_contacts"}},
-            {"name": "pipeliner-to-outlook-one-way",
-             "config": {"direction": "pipeliner_to_outlook", "sync_type": "one_way_your_contacts"}},
-            {"name": "pipeliner-to-outlook-all",
-             "config": {"direction": "pipeliner_to_outlook", "sync_type": "one_way_all_contacts"}},
-            {"name": "outlook-to-pipeliner", "config": {"direction": "outlook_to_pipeliner"}},
-        ],
-    })
+    plugins["loaders"].append(
+        {
+            "name": "target-outlook-contacts-one-way",
+            "inherit_from": "target-outlook-contacts",
+            "config": {"sync_type": "one_way_your_contacts"},
+        }
+    )
+    plugins["loaders"].append(
+        {
+            "name": "target-jsonl",
+            "namespace": "target_jsonl",
+            "pip_url": "target-jsonl==0.1.4",
+            "executable": "target-jsonl",
+            "settings": [
+                {
+                    "name": "destination_path",
+                    "kind": "string",
+                    "description": "Folder the JSON Lines files are written to.",
+                }
+            ],
+            "config": {"destination_path": "output"},
+        }
+    )
+    plugins["mappers"].append(
+        {
+            "name": "contactsync-mapper",
+            "namespace": "contactsync_mapper",
+            "pip_url": "-e ./core -e ./transforms",
+            "executable": "contactsync-mapper",
+            "settings": MAPPER_SETTINGS,
+            "mappings": [
+                {
+                    "name": "pipeliner-to-outlook",
+                    "config": {
+                        "direction": "pipeliner_to_outlook",
+                        "sync_type": "two_way_your_contacts",
+                    },
+                },
+                {
+                    "name": "pipeliner-to-outlook-one-way",
+                    "config": {
+                        "direction": "pipeliner_to_outlook",
+                        "sync_type": "one_way_your_contacts",
+                    },
+                },
+                {
+                    "name": "pipeliner-to-outlook-all",
+                    "config": {
+                        "direction": "pipeliner_to_outlook",
+                        "sync_type": "one_way_all_contacts",
+                    },
+                },
+                {"name": "outlook-to-pipeliner", "config": {"direction": "outlook_to_pipeliner"}},
+            ],
+        }
+    )
     return {
         "default_environment": "sandbox",
         "project_id": "6f1e8a52-3c1d-4b8e-9a7e-0c5d2b1f4a90",
@@ -188,16 +239,27 @@ def project() -> dict[str, Any]:
             environment("prod", PROD, PROD_PIPELINER, PROD_GRAPH),
         ],
         "jobs": [
-            {"name": "two-way-your-contacts", "tasks": [
-                "tap-pipeliner-contacts pipeliner-to-outlook target-outlook-contacts",
-                "tap-outlook-contacts outlook-to-pipeliner target-pipeliner-contacts",
-            ]},
-            {"name": "one-way-your-contacts", "tasks": [
-                "tap-pipeliner-contacts pipeliner-to-outlook-one-way target-outlook-contacts-one-way",
-            ]},
-            {"name": "one-way-all-contacts", "tasks": [
-                "tap-pipeliner-contacts pipeliner-to-outlook-all target-outlook-contacts-one-way",
-            ]},
+            {
+                "name": "two-way-your-contacts",
+                "tasks": [
+                    "tap-pipeliner-contacts pipeliner-to-outlook target-outlook-contacts",
+                    "tap-outlook-contacts outlook-to-pipeliner target-pipeliner-contacts",
+                ],
+            },
+            {
+                "name": "one-way-your-contacts",
+                "tasks": [
+                    "tap-pipeliner-contacts pipeliner-to-outlook-one-way "
+                    "target-outlook-contacts-one-way",
+                ],
+            },
+            {
+                "name": "one-way-all-contacts",
+                "tasks": [
+                    "tap-pipeliner-contacts pipeliner-to-outlook-all "
+                    "target-outlook-contacts-one-way",
+                ],
+            },
         ],
     }
 

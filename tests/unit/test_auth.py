@@ -499,6 +499,7 @@ def test_settings_validation_and_from_config(tmp_path):
         "client_secret",
         "token_cache_path",
         "ca_bundle",
+        "account",
     }
     assert AUTH_SETTINGS_SCHEMA["client_secret"]["secret"] is True
     assert AUTH_SETTINGS_SCHEMA["client_secret"]["writeOnly"] is True

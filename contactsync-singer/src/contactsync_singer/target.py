@@ -47,6 +47,7 @@ class ContactsSink(BatchSink):
                 records.append(self.owner.source_record(raw))
             except ValueError as exc:
                 key = raw.get("_source_id") or raw.get("id") or "(no key)"
+                self.seen.add(str(key))  # listed by the source, even if we cannot use it
                 self.logger.warning("rejected record %s: %s", key, exc)
                 leg.report.issue(str(key), "rejected", str(exc))
                 leg.report.count("rejected")

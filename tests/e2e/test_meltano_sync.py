@@ -1,0 +1,238 @@
+"""The product as a user runs it: real `meltano run` processes of the project's jobs against the
+sandbox (started on free ports; Meltano pointed at it through its setting environment variables).
+
+Needs the Meltano plugins installed (`make plugins`, which `make test` runs first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contactsync.fieldmap import from_graph, from_pipeliner
+from contactsync.ledger import Ledger
+from contactsync.link import ScopeKey
+from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
+
+ROOT = Path(__file__).resolve().parents[2]
+MELTANO = str(Path(sys.executable).parent / "meltano")
+SPACE = "5a5a5a5a-0000-4000-8000-000000000001"
+ALEX = "alex@contoso.example"
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
+    reason="Meltano plugins are not installed: run `make plugins` (make test does)",
+)
+
+
+@pytest.fixture(scope="module")
+def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
+
+
+class Project:
+    """One user's sync through Meltano, isolated: own folder, ledger, state, reports."""
+
+    def __init__(self, sandbox: Any, cache: Path, workdir: Path) -> None:
+        self.workdir = workdir
+        self.folder = f"Pipeliner {uuid.uuid4().hex[:8]}"
+        self.suffix = uuid.uuid4().hex[:8]
+        self.pipeliner = PipelinerActor(sandbox.control("pipeliner"))
+        self.outlook = OutlookActor(sandbox.control("graph"))
+        info = sandbox.info
+        shared = {
+            "CA_BUNDLE": info["ca_path"],
+            "USER_EMAIL": ALEX,
+            "FOLDER": self.folder,
+            "LEDGER_URL": str(workdir / "ledger.sqlite"),
+        }
+        pipeliner = {"SERVICE_URL": info["pipeliner_url"]}
+        graph = {
+            "AUTHORITY": info["authority"],
+            "GRAPH_URL": info["graph_url"],
+            "TOKEN_CACHE_PATH": str(cache),
+        }
+        self.env = {
+            **os.environ,
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
+        }
+        for plugin, groups in {
+            "TAP_PIPELINER_CONTACTS": (shared, pipeliner),
+            "TARGET_PIPELINER_CONTACTS": (shared, pipeliner),
+            "TAP_OUTLOOK_CONTACTS": (shared, graph),
+            "TARGET_OUTLOOK_CONTACTS": (shared, graph),
+            "TARGET_OUTLOOK_CONTACTS_ONE_WAY": (shared, graph),
+        }.items():
+            for group in groups:
+                for key, value in group.items():
+                    self.env[f"{plugin}_{key}"] = value
+            if plugin.startswith("TARGET_"):
+                self.env[f"{plugin}_REPORT_PATH"] = str(workdir / f"{plugin.lower()}.json")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [MELTANO, "run", f"--state-id-suffix={self.suffix}", *args]
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    def report(self, target: str) -> dict[str, Any]:
+        return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
+
+    def links(self) -> dict[str, str]:
+        scope = ScopeKey(ALEX, SPACE, "me", self.folder)
+        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
+            return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
+
+    def outlook_contacts(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.outlook.contacts(self.folder)}
+
+    def pipeliner_contacts(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.pipeliner.contacts()}
+
+
+@pytest.fixture
+def project(sandbox: Any, token_cache: Path, tmp_path: Path) -> Project:
+    proj = Project(sandbox, token_cache, tmp_path)
+    proj.pipeliner.seed(
+        [
+            _contact(1, "alex", email1="kim@client.example", position="Buyer"),
+            _contact(2, "alex", phone1="+1 555 0102", comments="line one\nline two"),
+            _contact(3, "megan", email1="megan-owned@client.example"),
+            _contact(4, "lynne", email1="shared@client.example"),
+        ]
+    )
+    shared = next(c for c in proj.pipeliner.contacts() if c["email1"] == "shared@client.example")
+    proj.pipeliner.share("lynne", shared["id"], client_id=USERS["alex"], role=2)
+    proj.outlook.new_folder(proj.folder)
+    proj.outlook.control.reset_counters()
+    return proj
+
+
+def _contact(n: int, owner: str, **fields: Any) -> dict[str, Any]:
+    unit = (
+        "a0000000-0000-4000-8000-000000000001"
+        if owner != "lynne"
+        else ("a0000000-0000-4000-8000-000000000002")
+    )
+    return {
+        "owner_id": USERS[owner],
+        "unit_id": unit,
+        "first_name": f"Person{n}",
+        "last_name": "Example",
+        **fields,
+    }
+
+
+def agree(project: Project) -> None:
+    """Every link joins two contacts equal on every table key; nothing in the folder unlinked."""
+    links = project.links()
+    pipeliner, outlook = project.pipeliner_contacts(), project.outlook_contacts()
+    for pid, oid in links.items():
+        assert from_pipeliner(pipeliner[pid]) == from_graph(outlook[oid]), pid
+    assert set(outlook) == set(links.values())
+
+
+def test_two_way_links_then_writes_nothing_on_a_quiet_run(project: Project) -> None:
+    project.outlook.create(
+        project.folder,
+        givenName="Person1",
+        surname="Example",
+        emailAddresses=[{"address": "KIM@client.example", "name": "Kim"}],
+        categories=["VIP"],
+    )
+    project.run("two-way-your-contacts")
+    links = project.links()
+    owned = {c["id"] for c in project.pipeliner.contacts() if c["owner_id"] == USERS["alex"]}
+    assert set(links) == owned  # owner option: only Alex's own contacts
+    assert len(project.outlook_contacts()) == 2  # the existing Kim was linked, not duplicated
+    agree(project)
+    assert project.report("target-outlook-contacts")["counts"]["linked"] == 1
+
+    # A quiet run: no contact changes version on either side (no write at all).
+    before = _versions(project)
+    project.run("two-way-your-contacts")
+    assert _versions(project) == before
+    counts = project.report("target-outlook-contacts")["counts"]
+    assert counts["created"] == counts["updated"] == counts["deleted"] == 0
+
+
+def _versions(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (
+        {i: c["changeKey"] for i, c in project.outlook_contacts().items()},
+        {i: c["revision"] for i, c in project.pipeliner_contacts().items()},
+    )
+
+
+def test_edits_on_both_sides_reach_the_other_and_merge(project: Project) -> None:
+    project.run("two-way-your-contacts")
+    pid, oid = next(iter(project.links().items()))
+    project.pipeliner.edit("alex", pid, phone1="+47 22 00 00 00")
+    project.outlook.edit(oid, jobTitle="Chief Buyer")
+    new = project.outlook.create(
+        project.folder,
+        givenName="Olga",
+        surname="Outlook",
+        emailAddresses=[{"address": "olga@x.example", "name": "Olga"}],
+    )
+    project.run("two-way-your-contacts")
+    pipeliner = project.pipeliner_contacts()
+    assert pipeliner[pid]["position"] == "Chief Buyer"
+    assert project.outlook_contacts()[oid]["businessPhones"][0] == "+47 22 00 00 00"
+    created = [c for c in pipeliner.values() if c.get("email1") == "olga@x.example"]
+    assert len(created) == 1 and created[0]["owner_id"] == USERS["alex"]
+    assert project.links()[created[0]["id"]] == new["id"]
+    agree(project)
+
+
+def test_deletes_follow_rights_and_scope(project: Project) -> None:
+    project.run("two-way-your-contacts")
+    links = project.links()
+    first, second = list(links)[:2]
+    project.pipeliner.delete("alex", first)  # deleted in Pipeliner: the Outlook copy goes
+    project.outlook.delete(links[second])  # deleted in Outlook by a user with rights
+    project.run("two-way-your-contacts")
+    assert links[first] not in project.outlook_contacts()
+    assert second not in project.pipeliner_contacts()  # soft-deleted in Pipeliner
+    agree(project)
+
+
+def test_owner_or_editor_brings_the_shared_contact(project: Project) -> None:
+    project.env["CONTACTSYNC_MAPPER_SYNC_OPTION"] = "owner_or_editor"
+    project.env["TARGET_PIPELINER_CONTACTS_SYNC_OPTION"] = "owner_or_editor"
+    project.run("two-way-your-contacts")
+    emails = {
+        c.get("emailAddresses", [{}])[0].get("address")
+        for c in project.outlook_contacts().values()
+        if c.get("emailAddresses")
+    }
+    assert "shared@client.example" in emails
+    assert "megan-owned@client.example" not in emails
+
+
+def test_one_way_all_contacts_brings_what_the_user_can_see(project: Project) -> None:
+    project.run("one-way-all-contacts")
+    emails = {
+        c["emailAddresses"][0]["address"]
+        for c in project.outlook_contacts().values()
+        if c.get("emailAddresses")
+    }
+    # Alex (Sales Rep, direction Current) sees his unit's contacts and the shared one.
+    assert {"kim@client.example", "megan-owned@client.example", "shared@client.example"} <= emails
+
+
+def test_the_tap_composes_with_the_published_target_jsonl(project: Project) -> None:
+    out = project.workdir / "jsonl"
+    project.env["TARGET_JSONL_DESTINATION_PATH"] = str(out)
+    project.run("tap-pipeliner-contacts", "target-jsonl")
+    lines = (out / "contacts.jsonl").read_text().splitlines()
+    assert len(lines) == len(project.pipeliner.contacts(include_deleted=True))
