@@ -22,8 +22,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## make test: ruff, then the whole suite (unit, contract, property, sandbox).
-test: lint
+## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run).
+test: lint plugins
 	$(BIN)/python -m pytest
 
 ## make sandbox: run the local emulators in the foreground (Ctrl-C stops them).

@@ -25,6 +25,7 @@ from contactsync.auth import AuthSettings, TokenProvider
 from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
+from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,12 @@ def sign_in(info: dict[str, Any], identity: SandboxControl) -> None:
 
 
 def meltano_run(job: str) -> None:
-    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # The demo's Meltano state lives beside its ledger, so a new demo starts from scratch.
+        "MELTANO_DATABASE_URI": f"sqlite:///{STATE / 'meltano.db'}",
+    }
     cmd = [MELTANO, "run", f"--state-id-suffix={USER}", job]
     print("   $ " + " ".join(cmd[1:]), flush=True)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -139,21 +145,36 @@ def _links() -> dict[str, str]:
         return {lk.pipeliner_id: lk.outlook_id for lk in links.iter_links() if lk.outlook_id}
 
 
-def check_agreement(pipeliner: SandboxControl, graph: SandboxControl) -> None:
-    contacts = {c["id"]: c for c in pipeliner.state()["contacts"]}
+def check_agreement(info: dict[str, Any], graph: SandboxControl) -> None:
+    """Read both sides through their APIs, as the sync does, and compare every linked pair."""
+    settings = PipelinerSettings(
+        service_url=info["pipeliner_url"],
+        space_id=info["pipeliner_space_id"],
+        api_username=info["pipeliner_api_username"],
+        api_password=info["pipeliner_api_password"],
+        ca_bundle=info["ca_path"],
+    )
+    with PipelinerClient(settings) as client:
+        contacts = {c["id"]: c for c in client.iter_contacts(include_deleted=False)}
     folder = graph._call("GET", f"/graph/mailboxes/{USER}/folders/Pipeliner/contacts")
     outlook = {c["id"]: c for c in folder["contacts"]}
     links = _links()
-    differ = [
-        pid
+    differ = {
+        pid: sorted(
+            k
+            for k, v in from_pipeliner(contacts[pid]).items()
+            if from_graph(outlook.get(oid, {})).get(k) != v
+        )
         for pid, oid in links.items()
-        if from_pipeliner(contacts[pid]) != from_graph(outlook.get(oid, {}))
-    ]
+        if pid not in contacts or from_pipeliner(contacts[pid]) != from_graph(outlook.get(oid, {}))
+    }
     unlinked = set(outlook) - set(links.values())
     print(
         f"   {len(links)} linked contacts, {len(outlook)} in the Outlook folder, "
         f"{len(differ)} disagreeing, {len(unlinked)} Outlook contacts not linked"
     )
+    for pid, keys in list(differ.items())[:5]:
+        print(f"     {pid}: {', '.join(keys)}")
     if differ or unlinked:
         raise SystemExit("the two sides do not agree")
     print("   both sides agree on every field of every linked contact")
@@ -181,7 +202,7 @@ def main() -> int:
         meltano_run("two-way-your-contacts")
         print_reports()
         say("do both sides agree?")
-        check_agreement(pipeliner, graph)
+        check_agreement(info, graph)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
