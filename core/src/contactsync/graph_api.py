@@ -34,7 +34,6 @@ contain a token.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import random
 import re
@@ -47,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.auth import AuthBase
@@ -66,6 +65,7 @@ from contactsync.http import (
     parse_retry_after,
     redact_text,
     redact_url,
+    service_base_url,
 )
 
 log = logging.getLogger("contactsync.graph_api")
@@ -138,7 +138,6 @@ MAX_FOLDER_DEPTH = 10
 #: Whole ``$batch`` requests lost in a row (no answer) before the rest is not sent.
 MAX_LOST_BATCHES = 2
 
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 _VERSION_SUFFIX = re.compile(r"/v1\.0(?:/.*)?$", re.IGNORECASE)
 _OTHER_VERSION = re.compile(r"/(?:beta|v\d+(?:\.\d+)?)(?:/.*)?$", re.IGNORECASE)
 _MAILBOX = re.compile(r"[^\s/?#\\]+")
@@ -203,58 +202,20 @@ def normalize_graph_url(url: str | None) -> str:
     example = f"e.g. {DEFAULT_GRAPH_URL}"
     if not isinstance(url, str):
         raise GraphConfigError(f"graph_url must be a string URL ({example}), got {url!r}")
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
+    normalized = service_base_url(
+        url,
+        setting="graph_url",
+        example=example,
+        carries="access tokens",
+        api_suffix=_VERSION_SUFFIX,
+        error=GraphConfigError,
+    )
+    if _OTHER_VERSION.search(urlsplit(normalized).path):
         raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} is not a valid URL ({exc}); use {example}"
-        ) from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if scheme not in ("https", "http") or not host:
-        raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} must be an absolute https:// URL of Microsoft "
-            f"Graph ({example}; national clouds have their own host)"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} must not contain credentials; Graph is reached "
-            "with the access token of the sign-in settings"
-        )
-    if scheme == "http" and not _is_loopback(host):
-        raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} uses plain http, which would send access tokens "
-            "unencrypted; use https:// (plain http is accepted only for loopback hosts such "
-            "as 127.0.0.1 or localhost)"
-        )
-    path = parts.path
-    pasted_api_url = bool(_VERSION_SUFFIX.search(path))
-    if not pasted_api_url and _OTHER_VERSION.search(path):
-        raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} names another API version; this sync speaks "
+            f"graph_url {redact_url(url.strip())!r} names another API version; this sync speaks "
             f"Graph {API_VERSION} only: give the host alone ({example})"
         )
-    if (parts.query or parts.fragment) and not pasted_api_url:
-        raise GraphConfigError(
-            f"graph_url {redact_url(text)!r} must not have a query or fragment; give the host "
-            f"only ({example})"
-        )
-    path = _VERSION_SUFFIX.sub("", path).rstrip("/")
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((scheme, netloc, path, "", ""))
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return normalized
 
 
 def _int_setting(value: object, name: str, high: int, why: str) -> int:

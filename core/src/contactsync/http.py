@@ -7,6 +7,7 @@ to wait, how hard to hit a host, and which hosts may ever see our credentials.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import random
@@ -756,3 +757,70 @@ def _hint(status: int) -> str:
     if status < 500:
         return "the server rejected the request; see the response"
     return "the server failed (retried only for 500/502/503/504 on retryable requests)"
+
+
+# --------------------------------------------------------------------------- service URLs
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only hosts plain http is allowed to."""
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def service_base_url(
+    url: str,
+    *,
+    setting: str,
+    example: str,
+    carries: str,
+    api_suffix: re.Pattern[str],
+    error: type[Exception],
+    credentials_go: str = "the sign-in settings",
+) -> str:
+    """A service's base URL as ``scheme://host[:port][/prefix]``, checked the same way for both
+    APIs: absolute, no credentials, https (http only for loopback, since it would send
+    ``carries`` in the clear), no query; a pasted API URL (``api_suffix``) is cut back.
+
+    Errors are ``error`` instances naming ``setting``, never showing a secret of the URL.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise error(
+            f"{setting} {redact_url(text)!r} is not a valid URL ({exc}); use {example}"
+        ) from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("https", "http") or not host:
+        raise error(f"{setting} {redact_url(text)!r} must be an absolute https:// URL ({example})")
+    if parts.username is not None or parts.password is not None:
+        raise error(
+            f"{setting} {redact_url(text)!r} must not contain credentials; they belong in "
+            f"{credentials_go}"
+        )
+    if scheme == "http" and not is_loopback(host):
+        raise error(
+            f"{setting} {redact_url(text)!r} uses plain http, which would send {carries} "
+            "unencrypted; use https:// (plain http is accepted only for loopback hosts such as "
+            "127.0.0.1 or localhost)"
+        )
+    pasted_api_url = bool(api_suffix.search(parts.path))
+    if (parts.query or parts.fragment) and not pasted_api_url:
+        raise error(
+            f"{setting} {redact_url(text)!r} must not have a query or fragment; give the host "
+            f"only ({example})"
+        )
+    path = api_suffix.sub("", parts.path).rstrip("/")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, path, "", ""))

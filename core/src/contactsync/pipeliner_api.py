@@ -19,7 +19,6 @@ this module scrubs the password from anything it raises, should a server ever ec
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import threading
@@ -30,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -45,6 +44,7 @@ from contactsync.http import (
     OriginRefused,
     TransportError,
     redact_url,
+    service_base_url,
 )
 from contactsync.scope import SyncUser
 
@@ -82,7 +82,6 @@ _ISO = re.compile(
     r"\s*(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 # --------------------------------------------------------------------------- errors
@@ -133,52 +132,15 @@ def normalize_service_url(url: str) -> str:
             f"service_url is empty: set it to your space's Pipeliner API host ({example}; "
             "Pipeliner shows it next to the application keys)"
         )
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise PipelinerConfigError(
-            f"service_url {redact_url(text)!r} is not a valid URL ({exc}); use {example}"
-        ) from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if scheme not in ("https", "http") or not host:
-        raise PipelinerConfigError(
-            f"service_url {redact_url(text)!r} must be an absolute https:// URL of the "
-            f"Pipeliner API host ({example})"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise PipelinerConfigError(
-            f"service_url {redact_url(text)!r} must not contain credentials; put them in "
-            "api_username / api_password"
-        )
-    pasted_api_url = bool(_API_SUFFIX.search(parts.path))
-    if (parts.query or parts.fragment) and not pasted_api_url:
-        raise PipelinerConfigError(
-            f"service_url {redact_url(text)!r} must not have a query or fragment; use the "
-            f"host only ({example})"
-        )
-    if scheme == "http" and not _is_loopback(host):
-        raise PipelinerConfigError(
-            f"service_url {redact_url(text)!r} uses plain http, which would send the "
-            "application keys unencrypted; use https:// (plain http is accepted only for "
-            "loopback hosts such as 127.0.0.1 or localhost)"
-        )
-    path = _API_SUFFIX.sub("", parts.path).rstrip("/")
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((scheme, netloc, path, "", ""))
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return service_base_url(
+        url,
+        setting="service_url",
+        example=example,
+        carries="the application keys",
+        api_suffix=_API_SUFFIX,
+        error=PipelinerConfigError,
+        credentials_go="api_username / api_password",
+    )
 
 
 @dataclass(frozen=True)
