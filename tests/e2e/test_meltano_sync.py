@@ -45,6 +45,7 @@ class Project:
         self.workdir = workdir
         self.folder = f"Pipeliner {uuid.uuid4().hex[:8]}"
         self.suffix = uuid.uuid4().hex[:8]
+        self.user = ALEX
         self.pipeliner = PipelinerActor(sandbox.control("pipeliner"))
         self.outlook = OutlookActor(sandbox.control("graph"))
         info = sandbox.info
@@ -89,8 +90,19 @@ class Project:
     def report(self, target: str) -> dict[str, Any]:
         return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
 
+    def sync_as(self, email: str) -> None:
+        """Another Pipeliner user's sync into the same (signed-in) mailbox."""
+        self.user = email
+        for plugin in (
+            "TAP_PIPELINER_CONTACTS",
+            "TARGET_PIPELINER_CONTACTS",
+            "TARGET_OUTLOOK_CONTACTS",
+            "TARGET_OUTLOOK_CONTACTS_ONE_WAY",
+        ):
+            self.env[f"{plugin}_USER_EMAIL"] = email
+
     def links(self) -> dict[str, str]:
-        scope = ScopeKey(ALEX, SPACE, "me", self.folder)
+        scope = ScopeKey(self.user, SPACE, "me", self.folder)
         with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
             return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
 
@@ -237,3 +249,67 @@ def test_the_tap_composes_with_the_published_target_jsonl(project: Project) -> N
     [written] = out.glob("contacts*.jsonl")  # target-jsonl adds a timestamp to the name
     lines = written.read_text().splitlines()
     assert len(lines) == len(project.pipeliner.contacts(include_deleted=True))
+
+
+def test_without_rights_the_outlook_copy_comes_back(project: Project, sandbox: Any) -> None:
+    project.sync_as("megan@contoso.example")
+    # Megan (no contact deletion right) syncs into Alex's signed-in mailbox: a deletion in
+    # Outlook must not reach Pipeliner, and the copy must come back.
+    project.run("two-way-your-contacts")
+    pid, oid = next(iter(project.links().items()))
+    project.outlook.delete(oid)
+    project.run("two-way-your-contacts")
+    assert pid in project.pipeliner_contacts()
+    issues = project.report("target-pipeliner-contacts")["issues"]
+    assert any("may not delete" in i["reason"] for i in issues)
+    project.run("two-way-your-contacts")
+    assert project.links()[pid] in project.outlook_contacts()  # restored, a new copy
+    agree(project)
+
+
+def test_leaving_the_scope_removes_only_the_outlook_copy(project: Project) -> None:
+    project.run("two-way-your-contacts")
+    pid, oid = next(iter(project.links().items()))
+    project.pipeliner._call(
+        "POST", f"/users/{USERS['alex']}/contacts/{pid}/owner", {"owner_id": USERS["lynne"]}
+    )
+    project.run("two-way-your-contacts")
+    assert oid not in project.outlook_contacts()
+    assert pid in project.pipeliner_contacts()  # never deleted in Pipeliner for that
+    assert pid not in project.links()
+    agree(project)
+
+
+def test_same_field_conflict_follows_the_policy_and_an_edit_beats_a_delete(
+    project: Project,
+) -> None:
+    project.env["TARGET_OUTLOOK_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.env["TARGET_PIPELINER_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.run("two-way-your-contacts")
+    (pid, oid), (pid2, oid2) = list(project.links().items())[:2]
+    project.pipeliner.edit("alex", pid, position="From Pipeliner")
+    project.outlook.edit(oid, jobTitle="From Outlook")
+    project.pipeliner.delete("alex", pid2)  # deleted in Pipeliner …
+    project.outlook.edit(oid2, jobTitle="Edited in Outlook")  # … but edited in Outlook
+    project.run("two-way-your-contacts")
+    project.run("two-way-your-contacts")
+    contacts = project.pipeliner_contacts()
+    assert contacts[pid]["position"] == "From Outlook"
+    assert pid2 in contacts and contacts[pid2]["position"] == "Edited in Outlook"
+    agree(project)
+
+
+def test_the_mass_delete_guard_stops_a_run_whose_pipeliner_side_vanished(
+    project: Project, sandbox: Any
+) -> None:
+    for n in range(5, 12):
+        project.pipeliner.create("alex", **_contact(n, "alex"))
+    project.run("two-way-your-contacts")
+    linked = project.links()
+    for pid in list(linked)[:-1]:
+        project.pipeliner.delete("alex", pid)
+    cmd = [MELTANO, "run", f"--state-id-suffix={project.suffix}", "two-way-your-contacts"]
+    done = subprocess.run(cmd, cwd=ROOT, env=project.env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "allow_mass_delete" in done.stderr
+    assert set(linked.values()) <= set(project.outlook_contacts())  # nothing deleted

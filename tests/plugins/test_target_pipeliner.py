@@ -199,10 +199,10 @@ def test_throttling_and_server_errors_are_retried_without_duplicates(
 
 
 def test_killed_mid_run_then_rerun_creates_no_duplicate(pipeliner, sandbox, tmp_path) -> None:
-    records = [outlook_record(n) for n in range(400)]
+    records = [outlook_record(n) for n in range(250)]
     config = target_config(sandbox, tmp_path)
     # Slow batch writes down so the kill lands between batches, after some were written.
-    pipeliner.control.latency(0.4, path_prefix="/api/v100/rest/spaces/", method="POST")
+    pipeliner.control.latency(0.3, path_prefix="/api/v100/rest/spaces/", method="POST")
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     proc = subprocess.Popen(
@@ -223,11 +223,11 @@ def test_killed_mid_run_then_rerun_creates_no_duplicate(pipeliner, sandbox, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     written = len(pipeliner.contacts())
-    assert 0 < written < 400
+    assert 0 < written < 250
     pipeliner.control.clear_faults()
     run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
     assert run.returncode == 0, run.stderr
-    assert len(pipeliner.contacts()) == 400 and len(by_email(pipeliner)) == 400
+    assert len(pipeliner.contacts()) == 250 and len(by_email(pipeliner)) == 250
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ from contactsync.scope import ContactSharing, SyncScope, can_delete, relation
 
 log = logging.getLogger("contactsync.pipeliner")
 
+#: Unlinked records searched for in one run after which listing the user's contacts once is
+#: cheaper than searching on (up to three requests per record).
+LIST_SCOPE_FROM = 60
+
 
 class PipelinerDestination:
     """Reads and writes the syncing user's Pipeliner contacts for the engine."""
@@ -39,6 +43,8 @@ class PipelinerDestination:
         self.client = client
         self.user = user
         self.scope = scope
+        self._searched = 0
+        self._pool: dict[str, Mapping[str, Any]] | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -63,23 +69,37 @@ class PipelinerDestination:
         return {i: self._dest_record(c) for i, c in found.items() if not c.get("is_deleted")}
 
     def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
-        """Contacts in the user's scope sharing an e-mail, else a name, with the records."""
-        found: dict[str, Mapping[str, Any]] = {}
+        """Contacts in the user's scope sharing an e-mail, else a name, with the records.
+
+        Searching costs up to three requests per record (one per e-mail field), so once a run
+        has searched for :data:`LIST_SCOPE_FROM` records, the user's contacts are listed once
+        (a request per 100) and kept for the rest of the run.
+        """
+        self._searched += len(records)
+        if self._pool is None and self._searched >= LIST_SCOPE_FROM:
+            listed = self.client.iter_contacts(include_deleted=False)
+            self._pool = {c["id"]: c for c in listed if self._in_scope(c)}
+        found: dict[str, Mapping[str, Any]] = dict(self._pool or {})
         for record in records:
-            values = record.values or {}
-            hits: list[Mapping[str, Any]] = []
-            for address in sorted(emails(values)):
-                hits += self.client.find_contacts(email=address)
-            if not hits and name_key(values) is not None:
-                hits = self.client.find_contacts(
-                    first_name=values.get("first_name"), last_name=values.get("last_name")
-                )
-            found.update((c["id"], c) for c in hits if self._in_scope(c))
+            if self._pool is None:
+                found.update((c["id"], c) for c in self._search(record) if self._in_scope(c))
             # A stamp names the contact outright: in scope or not, it is the counterpart.
-            stamped = self.client.get_contact(record.stamp) if record.stamp else None
-            if stamped and not stamped.get("is_deleted"):
-                found[stamped["id"]] = stamped
+            if record.stamp and record.stamp not in found:
+                stamped = self.client.get_contact(record.stamp)
+                if stamped and not stamped.get("is_deleted"):
+                    found[stamped["id"]] = stamped
         return [self._dest_record(c) for c in found.values()]
+
+    def _search(self, record: SourceRecord) -> list[Mapping[str, Any]]:
+        values = record.values or {}
+        hits: list[Mapping[str, Any]] = []
+        for address in sorted(emails(values)):
+            hits += self.client.find_contacts(email=address)
+        if not hits and name_key(values) is not None:
+            hits = self.client.find_contacts(
+                first_name=values.get("first_name"), last_name=values.get("last_name")
+            )
+        return hits
 
     # -- writing -----------------------------------------------------------------------------
 
