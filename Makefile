@@ -22,9 +22,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run).
+## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run),
+## on TEST_WORKERS processes (pytest-xdist; each worker starts its own sandbox on free ports).
+TEST_WORKERS ?= 2
 test: lint plugins
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## make sandbox: run the local emulators in the foreground (Ctrl-C stops them).
 sandbox: install
