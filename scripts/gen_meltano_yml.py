@@ -171,6 +171,13 @@ def project() -> dict[str, Any]:
         else:
             entry["capabilities"] = ["about", "stream-maps"]
         plugins[kind].append(entry)
+    plugins["extractors"].append(
+        {
+            "name": "tap-pipeliner-contacts-all",
+            "inherit_from": "tap-pipeliner-contacts",
+            "config": {"sync_type": "one_way_all_contacts"},
+        }
+    )
     plugins["loaders"].append(
         {
             "name": "target-outlook-contacts-one-way",
@@ -256,7 +263,7 @@ def project() -> dict[str, Any]:
             {
                 "name": "one-way-all-contacts",
                 "tasks": [
-                    "tap-pipeliner-contacts pipeliner-to-outlook-all "
+                    "tap-pipeliner-contacts-all pipeliner-to-outlook-all "
                     "target-outlook-contacts-one-way",
                 ],
             },

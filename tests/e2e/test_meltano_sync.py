@@ -68,6 +68,7 @@ class Project:
         }
         for plugin, groups in {
             "TAP_PIPELINER_CONTACTS": (shared, pipeliner),
+            "TAP_PIPELINER_CONTACTS_ALL": (shared, pipeliner),
             "TARGET_PIPELINER_CONTACTS": (shared, pipeliner),
             "TAP_OUTLOOK_CONTACTS": (shared, graph),
             "TARGET_OUTLOOK_CONTACTS": (shared, graph),
@@ -89,6 +90,11 @@ class Project:
 
     def report(self, target: str) -> dict[str, Any]:
         return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
+
+    def set_option(self, option: str) -> None:
+        """Configure sync_option the way a user would, for every plugin that reads it."""
+        for plugin in ("CONTACTSYNC_MAPPER", "TAP_PIPELINER_CONTACTS", "TARGET_PIPELINER_CONTACTS"):
+            self.env[f"{plugin}_SYNC_OPTION"] = option
 
     def sync_as(self, email: str) -> None:
         """Another Pipeliner user's sync into the same (signed-in) mailbox."""
@@ -217,17 +223,28 @@ def test_deletes_follow_rights_and_scope(project: Project) -> None:
     agree(project)
 
 
-def test_owner_or_editor_brings_the_shared_contact(project: Project) -> None:
-    project.env["CONTACTSYNC_MAPPER_SYNC_OPTION"] = "owner_or_editor"
-    project.env["TARGET_PIPELINER_CONTACTS_SYNC_OPTION"] = "owner_or_editor"
+def test_changing_the_option_widens_then_narrows_the_folder(project: Project) -> None:
     project.run("two-way-your-contacts")
-    emails = {
-        c.get("emailAddresses", [{}])[0].get("address")
+    assert "shared@client.example" not in _emails(project)
+    project.set_option("owner_or_editor")  # wider: the editor contact comes
+    project.run("two-way-your-contacts")
+    emails = _emails(project)
+    assert "shared@client.example" in emails
+    assert "megan-owned@client.example" not in emails
+    agree(project)
+    project.set_option("owner")  # narrower: its Outlook copy goes, Pipeliner keeps it
+    project.run("two-way-your-contacts")
+    assert "shared@client.example" not in _emails(project)
+    assert any(c.get("email1") == "shared@client.example" for c in project.pipeliner.contacts())
+    agree(project)
+
+
+def _emails(project: Project) -> set[str]:
+    return {
+        c["emailAddresses"][0]["address"]
         for c in project.outlook_contacts().values()
         if c.get("emailAddresses")
     }
-    assert "shared@client.example" in emails
-    assert "megan-owned@client.example" not in emails
 
 
 def test_one_way_all_contacts_brings_what_the_user_can_see(project: Project) -> None:

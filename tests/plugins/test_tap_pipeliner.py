@@ -212,3 +212,16 @@ def test_unreachable_host_fails_fast_with_a_clear_message(sandbox, tmp_path) -> 
     run = run_plugin(TAP, config, tmp_path, timeout=60)
     assert run.returncode != 0
     assert "127.0.0.1:9" in run.stderr
+
+
+def test_a_changed_sync_scope_reads_everything_again(pipeliner, sandbox, tmp_path) -> None:
+    pipeliner.seed([contact(n) for n in range(5)])
+    first = run_plugin(TAP, tap_config(sandbox), tmp_path)
+    assert first.state is not None
+    quiet = run_plugin(TAP, tap_config(sandbox), tmp_path, state=first.state)
+    assert len(quiet.records()) <= 1  # only the bookmark's own contact again
+    wider = tap_config(sandbox, sync_option="owner_or_editor")
+    again = run_plugin(TAP, wider, tmp_path, state=quiet.state)
+    assert again.returncode == 0, again.stderr
+    assert len(again.records()) == 5
+    assert "reading every contact again" in again.stderr

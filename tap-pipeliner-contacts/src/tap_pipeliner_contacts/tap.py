@@ -12,6 +12,7 @@ from singer_sdk import Stream, Tap
 from contactsync import settings as cs
 from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
 from contactsync.pipeliner_records import CONTACT_SCHEMA, tap_record
+from contactsync.scope import SyncScope
 
 
 class ContactsStream(Stream):
@@ -31,6 +32,20 @@ class ContactsStream(Stream):
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         tap: TapPipelinerContacts = self._tap  # type: ignore[assignment]
         since = self.get_starting_timestamp(context)
+        state = self.get_context_state(context)
+        scope = tap.sync_scope
+        if since is not None and state.get("sync_scope") not in (None, scope):
+            # Wider: contacts that just entered the scope were not modified, so only a full
+            # read finds them; narrower: the full read lets the mapper mark what left it.
+            self.logger.info(
+                "sync scope changed from %s to %s: reading every contact again",
+                state["sync_scope"],
+                scope,
+            )
+            since = None
+            for key in ("replication_key_value", "progress_markers"):
+                state.pop(key, None)  # the bookmark starts over with the full read
+        state["sync_scope"] = scope
         user = tap.sync_user.sync_user
         for contact in tap.client.iter_contacts(modified_since=since, include_deleted=True):
             yield tap_record(contact, user)
@@ -46,6 +61,7 @@ class TapPipelinerContacts(Tap):
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
+        cs.SYNC_SCOPE,
         {
             "start_date": {
                 "type": ["string"],
@@ -75,6 +91,13 @@ class TapPipelinerContacts(Tap):
         return self.client.resolve_user(
             user_id=self.config.get("user_id"), email=self.config.get("user_email")
         )
+
+    @property
+    def sync_scope(self) -> str:
+        """The configured scope, kept in the state so that a change re-reads everything."""
+        sync_type = self.config.get("sync_type") or "two_way_your_contacts"
+        scope = SyncScope.parse(sync_type, self.config.get("sync_option"))
+        return f"{scope.sync_type}/{scope.option or '-'}"
 
     def discover_streams(self) -> list[Stream]:
         return [ContactsStream(self)]
