@@ -330,3 +330,20 @@ def test_the_mass_delete_guard_stops_a_run_whose_pipeliner_side_vanished(
     assert done.returncode != 0
     assert "allow_mass_delete" in done.stderr
     assert set(linked.values()) <= set(project.outlook_contacts())  # nothing deleted
+
+
+def test_one_way_your_contacts_never_writes_to_pipeliner(project: Project) -> None:
+    project.run("one-way-your-contacts")
+    links = project.links()
+    owned = {c["id"] for c in project.pipeliner.contacts() if c["owner_id"] == USERS["alex"]}
+    assert set(links) == owned
+    agree(project)
+    revisions = {i: c["revision"] for i, c in project.pipeliner_contacts().items()}
+    gone = next(iter(links))
+    project.pipeliner.delete("alex", gone)
+    project.outlook.create(project.folder, givenName="Only", surname="InOutlook")
+    project.run("one-way-your-contacts")
+    assert links[gone] not in project.outlook_contacts()
+    after = project.pipeliner_contacts()
+    assert all(after[i]["revision"] == r for i, r in revisions.items() if i != gone)
+    assert not any(c.get("last_name") == "InOutlook" for c in after.values())
