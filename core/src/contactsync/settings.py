@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from contactsync.http import HttpPolicy
 from contactsync.link import ScopeKey
-from contactsync.pipeliner_api import PipelinerSettings
+from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings, ResolvedUser
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
     from contactsync.graph_api import GraphClient, GraphSettings
@@ -190,6 +190,13 @@ GRAPH_CONNECTION: Mapping[str, Schema] = {
         "description": "Contacts per delta page (odata.maxpagesize, at most 200).",
     },
 }
+
+
+def resolve_sync_user(client: PipelinerClient, config: Mapping[str, Any]) -> ResolvedUser:
+    """The Pipeliner user whose contacts are synced, by ``user_id`` or ``user_email``."""
+    if not (config.get("user_id") or config.get("user_email")):
+        raise SettingError("set user_id or user_email: whose contacts are synced?")
+    return client.resolve_user(user_id=config.get("user_id"), email=config.get("user_email"))
 
 
 def graph_settings(config: Mapping[str, Any]) -> GraphSettings:

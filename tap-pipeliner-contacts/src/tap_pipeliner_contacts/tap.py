@@ -86,11 +86,7 @@ class TapPipelinerContacts(Tap):
 
     @cached_property
     def sync_user(self) -> ResolvedUser:
-        if not (self.config.get("user_id") or self.config.get("user_email")):
-            raise cs.SettingError("set user_id or user_email: whose contacts are synced?")
-        return self.client.resolve_user(
-            user_id=self.config.get("user_id"), email=self.config.get("user_email")
-        )
+        return cs.resolve_sync_user(self.client, self.config)
 
     @property
     def sync_scope(self) -> str:

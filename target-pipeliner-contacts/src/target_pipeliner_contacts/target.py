@@ -42,11 +42,7 @@ class TargetPipelinerContacts(LegTarget):
 
     @cached_property
     def sync_user(self) -> ResolvedUser:
-        if not (self.config.get("user_id") or self.config.get("user_email")):
-            raise cs.SettingError("set user_id or user_email: whose contacts are synced?")
-        return self.client.resolve_user(
-            user_id=self.config.get("user_id"), email=self.config.get("user_email")
-        )
+        return cs.resolve_sync_user(self.client, self.config)
 
     def build_destination(self) -> PipelinerDestination:
         scope = SyncScope.parse(
