@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,14 @@ from contactsync.fieldmap import OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_
 from contactsync.outlook_records import CONTACT_SCHEMA
 from contactsync.pipeliner_records import SOURCE_PROPERTIES
 from contactsync_sandbox.client import SandboxControlError
-from tests.support.plugins import BIN, OutlookActor, run_plugin, sign_in, singer_stream
+from tests.support.plugins import (
+    OutlookActor,
+    run_plugin,
+    sign_in,
+    singer_stream,
+    start_plugin,
+    wait_for,
+)
 
 TARGET = "target-outlook-contacts"
 SCHEMA = {"type": "object", "properties": {**CONTACT_SCHEMA["properties"], **SOURCE_PROPERTIES}}
@@ -183,8 +188,8 @@ def test_an_access_token_expiring_mid_run_is_refreshed(
     records = [pipeliner_record(n) for n in range(200)]
     config = target_config(sandbox, token_cache, tmp_path, folder)
     outlook.control.latency(0.3, method="POST")
-    proc = _start(config, tmp_path, records)
-    _wait_for(lambda: outlook.requests("POST", "$batch") >= 2)
+    proc = start_plugin(TARGET, config, tmp_path, singer_stream(records, SCHEMA))
+    wait_for(lambda: outlook.requests("POST", "$batch") >= 2)
     outlook.expire_access_tokens()
     outlook.control.clear_faults()
     assert proc.wait(timeout=120) == 0
@@ -198,8 +203,8 @@ def test_killed_mid_run_then_rerun_creates_no_duplicate(
     records = [pipeliner_record(n) for n in range(300)]
     config = target_config(sandbox, token_cache, tmp_path, folder)
     outlook.control.latency(0.3, method="POST")
-    proc = _start(config, tmp_path, records)
-    _wait_for(lambda: _count(outlook, folder) >= 40)
+    proc = start_plugin(TARGET, config, tmp_path, singer_stream(records, SCHEMA))
+    wait_for(lambda: _count(outlook, folder) >= 40)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     outlook.control.clear_faults()
@@ -263,32 +268,8 @@ def test_a_secret_never_reaches_the_log(outlook, folder, sandbox, tmp_path) -> N
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _start(config: dict[str, Any], workdir: Path, records: list[dict]) -> subprocess.Popen:
-    config_path = workdir / "config.json"
-    config_path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [str(BIN / TARGET), "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=workdir,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write("".join(json.dumps(m) + "\n" for m in singer_stream(records, SCHEMA)))
-    proc.stdin.close()
-    return proc
-
-
 def _count(outlook: OutlookActor, folder: str) -> int:
     try:
         return len(outlook.contacts(folder))
     except SandboxControlError:  # the target has not created the folder yet
         return 0
-
-
-def _wait_for(condition: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)

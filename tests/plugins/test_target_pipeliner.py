@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,12 @@ from contactsync.link import LinkState
 from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
 from tests.support.plugins import (
     ACCOUNTS,
-    BIN,
     USERS,
     PipelinerActor,
     run_plugin,
     singer_stream,
+    start_plugin,
+    wait_for,
 )
 
 TARGET = "target-pipeliner-contacts"
@@ -203,23 +202,11 @@ def test_killed_mid_run_then_rerun_creates_no_duplicate(pipeliner, sandbox, tmp_
     config = target_config(sandbox, tmp_path)
     # Slow batch writes down so the kill lands between batches, after some were written.
     pipeliner.control.latency(0.3, path_prefix="/api/v100/rest/spaces/", method="POST")
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [str(BIN / TARGET), "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
+    proc = start_plugin(TARGET, config, tmp_path, singer_stream(records, SCHEMA))
+    wait_for(
+        lambda: pipeliner.requests("POST", "/entities/Contacts/batch-modify") >= 2,
+        what="the target to write a batch",
     )
-    assert proc.stdin is not None
-    proc.stdin.write("".join(json.dumps(m) + "\n" for m in singer_stream(records, SCHEMA)))
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while pipeliner.requests("POST", "/entities/Contacts/batch-modify") < 2:
-        assert time.monotonic() < deadline, "the target never wrote a batch"
-        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     written = len(pipeliner.contacts())

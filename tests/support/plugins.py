@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,33 @@ def run_plugin(
     )
     messages = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return PluginRun(proc.returncode, messages, proc.stderr)
+
+
+def start_plugin(
+    executable: str, config: Mapping[str, Any], workdir: Path, stdin: Iterable[Mapping[str, Any]]
+) -> subprocess.Popen[str]:
+    """Start a plugin process fed ``stdin`` and leave it running (for tests that kill it)."""
+    config_path = workdir / f"{executable}.config.json"
+    config_path.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [str(BIN / executable), "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=workdir,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in stdin))
+    proc.stdin.close()
+    return proc
+
+
+def wait_for(condition: Any, timeout: float = 60, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def singer_stream(records: Iterable[Mapping[str, Any]], schema: Mapping[str, Any]) -> list[dict]:
