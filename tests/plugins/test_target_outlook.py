@@ -128,6 +128,22 @@ def test_other_phone_and_stamp_round_trip(outlook, folder, sandbox, token_cache,
     assert contact["jobTitle"] == "Rear Admiral" and contact["displayName"] == "Grace1 Hopper"
 
 
+def test_an_unlinked_contact_known_only_by_name_is_linked_not_copied(
+    outlook, folder, sandbox, token_cache, tmp_path
+) -> None:
+    # E.g. an Outlook contact whose create reached Pipeliner in a run killed before it could
+    # write the link: the Pipeliner contact comes back unlinked, with no e-mail and no stamp.
+    outlook.new_folder(folder)
+    origin = outlook.create(folder, givenName="Olga", surname="Nomail", jobTitle="Buyer")
+    config = target_config(sandbox, token_cache, tmp_path, folder)
+    record = pipeliner_record(7, givenName="Olga", surname="Nomail", jobTitle="Buyer")
+    del record["emailAddresses"]
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([record], SCHEMA))
+    assert run.returncode == 0, run.stderr
+    assert [c["id"] for c in outlook.contacts(folder)] == [origin["id"]]
+    assert report(tmp_path)["counts"]["linked"] == 1
+
+
 def test_what_lies_outside_the_table_survives_updates(
     outlook, folder, sandbox, token_cache, tmp_path
 ) -> None:

@@ -16,7 +16,7 @@ from contactsync.engine import WriteResult
 from contactsync.fieldmap import from_graph, pipeliner_stamp, to_graph
 from contactsync.graph_api import BatchResult, Folder, GraphClient
 from contactsync.link import Side
-from contactsync.match import emails
+from contactsync.match import emails, name_key
 from contactsync.pipeliner_records import parse_time
 from contactsync.plan import Action, DestRecord, Kind, SourceRecord
 
@@ -54,9 +54,15 @@ class OutlookDestination:
         return {i: self._dest_record(c) for i, c in found.items()}
 
     def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
-        """Unlinked copies: our stamp, a shared e-mail, or (for names) the whole folder."""
+        """Unlinked copies: our stamp, a shared e-mail, or (for names) the whole folder.
+
+        We search Graph by stamp and e-mail only, so a record that neither finds lists the
+        folder (once per run) for its name. Without that, a contact whose create reached
+        Pipeliner but whose link was lost with a killed run would be copied to Outlook again
+        beside the Outlook contact it came from.
+        """
         if self._pool is None and len(records) >= LIST_FOLDER_FROM:
-            self._pool = {c["id"]: c for c in self.graph.list_contacts(self.folder)}
+            self._list_folder()
         if self._pool is not None:
             return [self._dest_record(c) for c in self._pool.values()]
         found: dict[str, Mapping[str, Any]] = {}
@@ -64,8 +70,14 @@ class OutlookDestination:
             hits = list(self.graph.find_by_stamp(self.folder, record.id))
             for address in sorted(emails(record.values or {})):
                 hits += self.graph.find_by_email(self.folder, address)
+            if not hits and name_key(record.values or {}) is not None:
+                return [self._dest_record(c) for c in self._list_folder().values()]
             found.update((c["id"], c) for c in hits)
         return [self._dest_record(c) for c in found.values()]
+
+    def _list_folder(self) -> dict[str, Mapping[str, Any]]:
+        self._pool = {c["id"]: c for c in self.graph.list_contacts(self.folder)}
+        return self._pool
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -99,6 +111,9 @@ class OutlookDestination:
                 deletes, self.graph.delete_contacts(self.folder, ids), strict=True
             ):
                 results[i] = self._result(actions[i], outcome)
+        # The copies read for this batch have served: keeping them would hold every contact
+        # of the run in memory (a stale 412 is read again anyway).
+        self._current.clear()
         return [results[i] for i in range(len(actions))]
 
     def _patch(self, action: Action) -> tuple[str, dict[str, Any], str | None]:
@@ -111,8 +126,6 @@ class OutlookDestination:
     def _result(self, action: Action, outcome: BatchResult) -> WriteResult:
         body = outcome.body or {}
         if outcome.ok:
-            if body.get("id"):
-                self._current[body["id"]] = body
             return WriteResult(
                 action.source_id, True, outcome.id or action.dest_id, version=body.get("changeKey")
             )
