@@ -97,6 +97,7 @@ def pick(cls: Any, *groups: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+#: The targets keep the ledger, so they carry psycopg for a PostgreSQL ``ledger_url``.
 PLUGINS = {
     "tap-pipeliner-contacts": (
         TapPipelinerContacts,
@@ -111,12 +112,12 @@ PLUGINS = {
     "target-outlook-contacts": (
         TargetOutlookContacts,
         "loaders",
-        "-e ./core -e ./contactsync-singer -e ./target-outlook-contacts",
+        "-e ./core[postgres] -e ./contactsync-singer -e ./target-outlook-contacts",
     ),
     "target-pipeliner-contacts": (
         TargetPipelinerContacts,
         "loaders",
-        "-e ./core -e ./contactsync-singer -e ./target-pipeliner-contacts",
+        "-e ./core[postgres] -e ./contactsync-singer -e ./target-pipeliner-contacts",
     ),
 }
 MAPPER_SETTINGS = [

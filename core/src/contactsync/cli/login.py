@@ -1,57 +1,15 @@
-"""`contactsync`: commands run by people around the sync (the sync itself runs in Meltano).
-
-Subcommands:
-
-* ``login`` - sign in once with the device code, ahead of runs; the token cache file it
-  writes (mode 0600) is what the Outlook tap and target use to stay signed in.
-
-Every option also comes from an environment variable (``CONTACTSYNC_...``), so a shell or a
-Meltano environment can set them once. Exit codes: 0 success, 1 the command failed (the
-message says why), 2 bad arguments.
-
-Adding a subcommand: write ``_add_<name>(commands)`` that creates its parser with
-``set_defaults(run=<function returning an exit code>, command_parser=<its parser>)`` and list
-it in ``SUBCOMMANDS``; the function is called as ``run(args, command_parser)`` and reports bad
-arguments with ``command_parser.error(...)`` (exit 2).
-"""
+"""`contactsync login`: sign in once with the device code, ahead of runs; the token cache file
+it writes (mode 0600) is what the Outlook tap and target use to stay signed in."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from contactsync import __version__
 from contactsync.auth import AuthConfigError, AuthError, AuthSettings, TokenProvider
-
-PROG = "contactsync"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with `error` raising instead of exiting, so `main` returns the code."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        raise _UsageError(f"{self.prog}: error: {message}")
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _env_default(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-# --------------------------------------------------------------------------- login
-
+from contactsync.cli._common import EXIT_FAILED, EXIT_OK, PROG, Commands, env_default
 
 LOGIN_OPTIONS = (
     # (flag, dest, environment variable, help)
@@ -76,7 +34,7 @@ LOGIN_OPTIONS = (
 )
 
 
-def _add_login(commands: argparse._SubParsersAction[_Parser]) -> None:
+def add(commands: Commands) -> None:
     parser = commands.add_parser(
         "login",
         help="sign in once with a device code, ahead of runs",
@@ -95,19 +53,19 @@ def _add_login(commands: argparse._SubParsersAction[_Parser]) -> None:
         parser.add_argument(
             flag,
             dest=dest,
-            default=_env_default(env),
+            default=env_default(env),
             metavar=dest.upper().replace("_", "-"),
             help=f"{text} (env {env}; required)",
         )
     parser.add_argument(
         "--ca-bundle",
-        default=_env_default("CONTACTSYNC_CA_BUNDLE"),
+        default=env_default("CONTACTSYNC_CA_BUNDLE"),
         metavar="PATH",
         help="PEM file of the CAs to trust for the authority (env CONTACTSYNC_CA_BUNDLE)",
     )
     parser.add_argument(
         "--account",
-        default=_env_default("CONTACTSYNC_ACCOUNT"),
+        default=env_default("CONTACTSYNC_ACCOUNT"),
         metavar="UPN",
         help="the account that must sign in, e.g. alex@contoso.example (env CONTACTSYNC_ACCOUNT)",
     )
@@ -156,50 +114,3 @@ def _login(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     mode = stat.S_IMODE(path.stat().st_mode)
     print(f"Signed in as {account['username']}; token cache: {path} (mode {mode:04o})")
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------- main
-
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (_add_login,)
-
-
-def build_parser() -> _Parser:
-    parser = _Parser(
-        prog=PROG,
-        description=(
-            "contactsync: Pipeliner CRM <-> Outlook contacts sync. The sync runs in Meltano "
-            "(meltano run ...); these commands prepare and inspect it."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log details to stderr (never tokens)"
-    )
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser, required=True
-    )
-    for add in SUBCOMMANDS:
-        add(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        logging.basicConfig(
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            level=logging.DEBUG if args.verbose else logging.WARNING,
-        )
-        code: int = args.run(args, args.command_parser)
-        return code
-    except _UsageError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help, --version
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

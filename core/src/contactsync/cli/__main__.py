@@ -1,0 +1,7 @@
+"""`python -m contactsync.cli`."""
+
+import sys
+
+from contactsync.cli import main
+
+sys.exit(main())

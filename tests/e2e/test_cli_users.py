@@ -1,0 +1,293 @@
+"""Users of a Pipeliner space through the `contactsync` command line, against the sandbox: the
+administrator enables the sync, users activate, configure and deactivate their own, and
+`contactsync run` runs their Meltano jobs (in parallel, in isolated working copies).
+
+The commands run in-process (`contactsync.cli.main`, exactly what the console script calls), so
+device-code sign-ins can be approved from a thread; `run` starts real `meltano run` processes.
+Needs the Meltano plugins installed (`make plugins`, which `make test` runs first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contactsync.cli import main
+from contactsync.fieldmap import from_graph, from_pipeliner
+from contactsync.ledger import Ledger
+from contactsync.link import ScopeKey
+from tests.support.plugins import USERS, OutlookActor, PipelinerActor
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACE = "5a5a5a5a-0000-4000-8000-000000000001"
+EUROPE, AMERICAS = "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002"
+ALEX, MEGAN, NESTOR = (f"{n}@contoso.example" for n in ("alex", "megan", "nestor"))
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
+    reason="Meltano plugins are not installed: run `make plugins` (make test does)",
+)
+
+
+class Cli:
+    """`contactsync ...` for one isolated deployment: own data dir, registry and state DB."""
+
+    def __init__(self, sandbox: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sandbox = sandbox
+        self.workdir = workdir
+        self.db = workdir / "registry.sqlite"
+        info = sandbox.info
+        for name in ("CONTACTSYNC_LEDGER_URL", "CONTACTSYNC_USER_EMAIL", "MS_CLIENT_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PIPELINER_API_PASSWORD", info["pipeliner_api_password"])
+        monkeypatch.setenv("CONTACTSYNC_DATA_DIR", str(workdir / "data"))
+        monkeypatch.setenv("CONTACTSYNC_LEDGER_URL", str(self.db))
+        monkeypatch.setenv("MELTANO_DATABASE_URI", f"sqlite:///{workdir / 'meltano.db'}")
+        monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(ROOT))
+        self.enable_args = [
+            "enable",
+            "--service-url",
+            info["pipeliner_url"],
+            "--space-id",
+            info["pipeliner_space_id"],
+            "--api-username",
+            info["pipeliner_api_username"],
+            "--authority",
+            info["authority"],
+            "--client-id",
+            info["identity_client_id"],
+            "--graph-url",
+            info["graph_url"],
+            "--ca-bundle",
+            info["ca_path"],
+        ]
+
+    def __call__(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    @contextlib.contextmanager
+    def approving(self, upn: str) -> Iterator[None]:
+        """Approve the next device code as ``upn`` (the user picking their account + Accept)."""
+        identity = self.sandbox.control("identity")
+        stop = threading.Event()
+
+        def approve() -> None:
+            while not stop.is_set():
+                pending = identity._call("GET", "/identity/device", params={"status": "pending"})
+                codes = [d["user_code"] for d in pending["device_codes"]]
+                if codes:
+                    identity._call(
+                        "POST",
+                        "/identity/device/approve",
+                        json={"user_code": codes[0], "upn": upn},
+                    )
+                    return
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=approve, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    def status(self, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+        code, out, _ = self("status", "--json", capsys=capsys)
+        assert code == 0
+        return {u["email"]: u for u in json.loads(out)["users"]}
+
+
+@pytest.fixture
+def cli(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    identity = sandbox.control("identity")
+    identity._call("POST", "/identity/settings", json={"device_code_interval": 1})  # fast polls
+    try:
+        yield Cli(sandbox, tmp_path, monkeypatch)
+    finally:
+        identity._call("POST", "/identity/settings", json={"device_code_interval": 5})
+
+
+def _contact(n: int, owner: str, **fields: Any) -> dict[str, Any]:
+    """Alex's contacts in his unit (Sales Europe), the others' in Sales Americas: a Sales Rep
+    edits every contact of his unit, so only sharing makes Alex an editor of theirs."""
+    return {
+        "owner_id": USERS[owner],
+        "unit_id": EUROPE if owner == "alex" else AMERICAS,
+        "first_name": f"Person{n}",
+        "last_name": owner.title(),
+        "email1": f"p{n}.{owner}@client.example",
+        **fields,
+    }
+
+
+def test_activation_before_enable_is_refused_and_every_command_has_help(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli("activate", "--user", ALEX, "--create-folder", capsys=capsys)
+    assert code == 1
+    assert "not enabled" in err and "contactsync enable" in err
+    assert not (cli.workdir / "data" / "tokens").exists()  # nobody was asked to sign in
+    code, _, err = cli("run", "--all", capsys=capsys)
+    assert code == 1 and "not enabled" in err
+    for command in ("enable", "activate", "configure", "deactivate", "status", "run", "login"):
+        code, out, _ = cli(command, "--help", capsys=capsys)
+        assert code == 0 and "usage: contactsync " + command in out
+    # The console script and `python -m` are the same entry point.
+    done = subprocess.run(
+        [sys.executable, "-m", "contactsync.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert all(c in done.stdout for c in ("enable", "activate", "deactivate", "run"))
+
+
+def test_enable_keeps_secrets_out_of_the_database(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(*cli.enable_args, capsys=capsys)
+    assert code == 0, err
+    password = cli.sandbox.info["pipeliner_api_password"]
+    secrets = cli.workdir / "data" / "secrets.json"
+    assert (secrets.stat().st_mode & 0o777) == 0o600
+    assert json.loads(secrets.read_text())["api_password"] == password
+    assert password.encode() not in cli.db.read_bytes()
+    assert password not in out + err
+    code, _, err = cli("configure", "--user", ALEX, "--option", "owner", capsys=capsys)
+    assert code == 1 and "activate it first" in err
+
+
+class Space:
+    """The sandbox seeded for three users; what each user's folder and links hold."""
+
+    def __init__(self, sandbox: Any) -> None:
+        self.pipeliner = PipelinerActor(sandbox.control("pipeliner"))
+        self.graph = sandbox.control("graph")
+        tag = uuid.uuid4().hex[:6]
+        self.folders = {ALEX: f"Sync {tag}", MEGAN: f"Pipeliner {tag}", NESTOR: f"CRM {tag}"}
+        self.pipeliner.seed(
+            [
+                _contact(1, "alex"),
+                _contact(2, "alex", position="Buyer"),
+                _contact(3, "megan"),
+                _contact(4, "megan", phone1="+1 555 0104"),
+                _contact(5, "nestor"),
+                _contact(6, "lynne"),
+            ]
+        )
+        shared = self.pid("p6.lynne@client.example")
+        self.pipeliner.share("lynne", shared, client_id=USERS["alex"], role=2)  # alex: editor
+        self.outlook(NESTOR).new_folder(self.folders[NESTOR])  # an existing folder
+
+    def outlook(self, email: str) -> OutlookActor:
+        return OutlookActor(self.graph, upn=email)
+
+    def pid(self, email1: str) -> str:
+        return next(c["id"] for c in self.pipeliner.contacts() if c.get("email1") == email1)
+
+    def folder_id(self, email: str) -> str:
+        name = self.folders[email]
+        return next(f["id"] for f in self.outlook(email).folders() if f["displayName"] == name)
+
+    def emails(self, email: str) -> list[str]:
+        """The e-mails in the user's folder (a list: duplicates would show)."""
+        contacts = self.outlook(email).contacts(self.folder_id(email))
+        return sorted(c["emailAddresses"][0]["address"] for c in contacts)
+
+    def converged(self, email: str, db: Path) -> None:
+        """Every link joins equal contacts; the folder holds exactly the linked contacts."""
+        scope = ScopeKey(email, SPACE, email, self.folder_id(email))
+        with Ledger(str(db)) as ledger, ledger.open_scope(scope) as s:
+            links = {lk.pipeliner_id: lk.outlook_id for lk in s.iter_links()}
+        pipeliner = {c["id"]: c for c in self.pipeliner.contacts()}
+        outlook = {c["id"]: c for c in self.outlook(email).contacts(self.folder_id(email))}
+        assert set(outlook) == set(links.values()), email
+        for pid, oid in links.items():
+            assert from_pipeliner(pipeliner[pid]) == from_graph(outlook[oid]), (email, pid)
+
+
+def test_three_users_run_in_parallel_deactivate_and_configure(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    activations = {
+        ALEX: ("--create-folder", space.folders[ALEX], "--sync-type", "two_way_your_contacts"),
+        MEGAN: (
+            "--create-folder",
+            space.folders[MEGAN],
+            "--sync-type",
+            "one_way_your_contacts",
+            "--option",
+            "owner",
+        ),
+        NESTOR: ("--folder", space.folders[NESTOR], "--sync-type", "one_way_all_contacts"),
+    }
+    for email, args in activations.items():
+        with cli.approving(email):
+            code, out, err = cli("activate", "--user", email, *args, capsys=capsys)
+        assert code == 0, err
+        assert "devicelogin" in out and f"Activated the contact sync of {email}" in out
+    code, _, err = cli("activate", "--user", ALEX, "--create-folder", capsys=capsys)
+    assert code == 1 and "already active" in err
+    code, _, err = cli("configure", "--user", NESTOR, "--option", "owner_or_editor", capsys=capsys)
+    assert code == 2 and "one_way_all_contacts" in err  # the option does not apply there
+
+    code, out, err = cli("run", "--all", "--parallel", "3", capsys=capsys)
+    assert code == 0, out + err
+    assert "3 succeeded, 0 failed" in out
+    assert space.emails(ALEX) == ["p1.alex@client.example", "p2.alex@client.example"]
+    assert space.emails(MEGAN) == ["p3.megan@client.example", "p4.megan@client.example"]
+    nestor = space.emails(NESTOR)  # every contact the manager of Sales Europe can see
+    seen = {"p1.alex@client.example", "p2.alex@client.example", "p5.nestor@client.example"}
+    assert seen <= set(nestor) and len(nestor) == len(set(nestor))
+    for email in (ALEX, MEGAN, NESTOR):
+        space.converged(email, cli.db)
+    status = cli.status(capsys)
+    runs = [status[e]["last_run"] for e in (ALEX, MEGAN, NESTOR)]
+    assert all(r["status"] == "ok" for r in runs)
+    # The three ran at once (each in its own working copy): every start before any end.
+    start = max(datetime.fromisoformat(r["started_at"]) for r in runs)
+    assert start < min(datetime.fromisoformat(r["finished_at"]) for r in runs)
+    assert status[ALEX]["last_run"]["counts"]["pipeliner->outlook"]["created"] == 2
+
+    # Megan deactivates; Alex widens to owner_or_editor (Lynne's contact he edits must come).
+    assert cli("deactivate", "--user", MEGAN, capsys=capsys)[0] == 0
+    code, out, err = cli("configure", "--user", ALEX, "--option", "owner_or_editor", capsys=capsys)
+    assert code == 0 and "'owner' -> 'owner_or_editor'" in out, err
+    megan_before = space.emails(MEGAN)
+    for n, owner in ((7, "alex"), (8, "megan"), (9, "nestor")):
+        space.pipeliner.create(owner, **_contact(n, owner))
+    code, out, err = cli("run", "--all", "--parallel", "3", capsys=capsys)
+    assert code == 0, out + err
+    assert "2 succeeded" in out and MEGAN not in out  # the others run; Megan does not
+    owned_or_edited = ((1, "alex"), (2, "alex"), (6, "lynne"), (7, "alex"))
+    alex = space.emails(ALEX)
+    assert alex == [f"p{n}.{o}@client.example" for n, o in owned_or_edited], alex
+    assert "p9.nestor@client.example" in space.emails(NESTOR)
+    assert space.emails(MEGAN) == megan_before  # her folder as she left it
+    assert cli.status(capsys)[MEGAN]["active"] is False
+
+    # Megan re-activates with her previous settings (silently, from her token cache): she
+    # resumes in the same scope and state, without duplicates.
+    code, out, err = cli("activate", "--user", MEGAN, capsys=capsys)
+    assert code == 0 and "Re-activated" in out and "token cache" in out, err
+    code, out, err = cli("run", "--user", MEGAN, capsys=capsys)
+    assert code == 0, out + err
+    assert space.emails(MEGAN) == [f"p{n}.megan@client.example" for n in (3, 4, 8)]
+    for email in (ALEX, MEGAN, NESTOR):
+        space.converged(email, cli.db)
+    code, out, _ = cli("status", capsys=capsys)
+    assert code == 0 and "owner_or_editor" in out and space.folders[MEGAN] in out
