@@ -220,13 +220,16 @@ def test_killed_mid_run_then_rerun_creates_no_duplicate(pipeliner, sandbox, tmp_
 # --- bad input --------------------------------------------------------------------------------
 
 
-def test_a_record_of_the_wrong_type_stops_the_run_naming_it(pipeliner, sandbox, tmp_path) -> None:
+def test_a_record_of_the_wrong_type_is_rejected_naming_it(pipeliner, sandbox, tmp_path) -> None:
     bad = outlook_record(1, share_mode="everyone")
     config = target_config(sandbox, tmp_path)
-    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([bad], SCHEMA))
-    assert run.returncode != 0
-    assert "share_mode" in run.stderr
-    assert pipeliner.contacts() == []
+    records = [bad, outlook_record(2)]
+    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    assert run.returncode == 0, run.stderr  # one bad record does not sink the run
+    [issue] = report(tmp_path)["issues"]
+    assert issue["record_id"] == "outlook-1" and "share_mode" in issue["reason"]
+    assert "everyone" not in issue["reason"]  # names the field, never the value
+    assert set(by_email(pipeliner)) == {"ola2@fjord.example"}
 
 
 def test_a_record_without_key_or_contact_fields_is_rejected(pipeliner, sandbox, tmp_path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -101,6 +102,16 @@ AUTH_SETTINGS_SCHEMA: Mapping[str, dict[str, Any]] = {
 
 class AuthError(Exception):
     """Signing in failed; the message says what to do. Never holds a token or secret."""
+
+    #: The identity provider could not be reached or failed: trying later may work, signing
+    #: in again would not help.
+    transient = False
+
+
+class AuthUnavailable(AuthError):
+    """The identity provider was unreachable, throttling or failing (after our retries)."""
+
+    transient = True
 
 
 class AuthConfigError(AuthError, ValueError):
@@ -230,13 +241,30 @@ def normalize_authority(value: object) -> str:
 # --------------------------------------------------------------------------- HTTP for MSAL
 
 
+class _TokenRetry(Retry):
+    """urllib3's retry, reading a fractional ``Retry-After`` ("0.5") as seconds: urllib3 takes
+    only whole seconds and raises ``InvalidHeader`` otherwise, failing the token request."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            return super().parse_retry_after(retry_after)
+        if not math.isfinite(seconds) or seconds < 0:
+            return super().parse_retry_after(retry_after)
+        return seconds
+
+
 class IdentitySession(requests.Session):
     """The ``http_client`` handed to MSAL.
 
     ``trust_env=False`` so that ``REQUESTS_CA_BUNDLE`` cannot override ``verify`` (and proxy
     variables cannot reroute loopback traffic); a default timeout on every call (MSAL sets
-    none); no redirects (a token request carries credentials in its body); two retries of
-    connection failures and of 502/503/504 (the server did not process the request).
+    none); no redirects (a token request carries credentials in its body). The identity
+    provider throttles and fails transiently like any service, and one failed refresh stops a
+    whole run, so connection failures, dropped answers, 429 (after its ``Retry-After``) and
+    500/502/503/504 are retried a few times. Presenting a refresh token again after a dropped
+    answer is safe: Entra ID accepts a just-rotated one for a while.
     """
 
     def __init__(self, verify: bool | str, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
@@ -244,15 +272,15 @@ class IdentitySession(requests.Session):
         self.trust_env = False
         self.verify = verify
         self._timeout = timeout
-        retry = Retry(
-            total=4,
+        retry = _TokenRetry(
+            total=6,
             connect=2,
-            read=0,
-            status=2,
+            read=2,
+            status=3,
             other=0,
             redirect=0,
             allowed_methods=None,
-            status_forcelist=(502, 503, 504),
+            status_forcelist=(429, 500, 502, 503, 504),
             backoff_factor=0.25,
             backoff_max=5.0,
             retry_after_max=10,
@@ -602,16 +630,16 @@ class TokenProvider:
                 "that signed its certificate"
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise AuthError(
+            raise AuthUnavailable(
                 f"could not {action}: cannot reach the identity provider at {authority} "
                 f"({_reason(exc)}); check authority and the network"
             ) from None
         except requests.RequestException as exc:
-            raise AuthError(
+            raise AuthUnavailable(
                 f"could not {action}: request to {authority} failed ({type(exc).__name__})"
             ) from None
         except MsalServiceError as exc:
-            raise AuthError(
+            raise AuthUnavailable(
                 f"could not {action}: the identity provider at {authority} failed "
                 f"({self._scrub(str(exc))}); try again later"
             ) from None

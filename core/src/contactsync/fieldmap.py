@@ -16,10 +16,14 @@ Both sides go through the same :func:`normalize`, so a value read back equals th
 from __future__ import annotations
 
 import copy
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+#: A UTF-16 surrogate on its own: never valid text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Values = Mapping[str, str | None]
 """Table values: every key of :data:`KEYS` to a normalised string or None."""
@@ -84,6 +88,10 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"expected a string, got {type(value).__name__}")
         value = str(value)
+    if _SURROGATE.search(value):
+        # Invalid UTF-8 read with surrogateescape, or a "\ud800" JSON escape: no API can
+        # store it, and encoding it later would fail the whole batch instead of this record.
+        raise ValueError("not valid Unicode (a lone surrogate: invalid UTF-8 or escape)")
     # Controls go before NFC: one between a letter and its accent would keep them apart.
     text = value.replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
@@ -100,7 +108,13 @@ def normalize_values(values: Mapping[str, object]) -> dict[str, str | None]:
     unknown = set(values) - set(KEYS)
     if unknown:
         raise KeyError(f"not field-table keys: {', '.join(sorted(unknown))}")
-    return {f.key: normalize(values.get(f.key), multiline=f.multiline) for f in FIELDS}
+    out: dict[str, str | None] = {}
+    for f in FIELDS:
+        try:
+            out[f.key] = normalize(values.get(f.key), multiline=f.multiline)
+        except ValueError as exc:
+            raise ValueError(f"field {f.key}: {exc}") from None
+    return out
 
 
 def _normalized(values: Mapping[str, object], key: str) -> str | None:

@@ -18,6 +18,7 @@ from contactsync.pipeliner_records import (
     SOURCE_ID,
     SOURCE_MODIFIED,
     SOURCE_VERSION,
+    UNMAPPABLE,
     parse_time,
 )
 from contactsync.plan import DeleteReason, SourceRecord
@@ -91,6 +92,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     key = record.get(SOURCE_ID) or record.get("id")
     if not key:
         raise ValueError("a contact record needs a key: `_source_id` or the Outlook `id`")
+    if record.get(UNMAPPABLE):
+        raise ValueError(str(record[UNMAPPABLE]))
     version = record.get(SOURCE_VERSION) or record.get("changeKey")
     modified = parse_time(record.get(SOURCE_MODIFIED) or record.get("lastModifiedDateTime"))
     stamp = None if record.get(SOURCE_ID) else pipeliner_stamp(record)

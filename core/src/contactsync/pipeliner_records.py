@@ -22,6 +22,9 @@ DELETED_REASON = "_sync_deleted_reason"
 SOURCE_ID = "_source_id"
 SOURCE_VERSION = "_source_version"
 SOURCE_MODIFIED = "_source_modified"
+#: Set (to the reason) on a record the mapper could not map: the target rejects it by name, and
+#: a complete listing still counts its key as listed, so its copy is not taken for deleted.
+UNMAPPABLE = "_sync_unmappable"
 
 _STRING = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -70,6 +73,7 @@ SOURCE_PROPERTIES: dict[str, Any] = {
     SOURCE_ID: _STRING,
     SOURCE_VERSION: _STRING,
     SOURCE_MODIFIED: _TIME,
+    UNMAPPABLE: _STRING,
 }
 
 
@@ -133,6 +137,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     key = record.get(SOURCE_ID) or record.get("id")
     if not key:
         raise ValueError("a contact record needs a key: `_source_id` or the Pipeliner `id`")
+    if record.get(UNMAPPABLE):
+        raise ValueError(str(record[UNMAPPABLE]))
     # A Pipeliner id on the record is the strongest evidence of its counterpart.
     stamp = record.get("id") or None
     version = record.get(SOURCE_VERSION)
@@ -155,6 +161,7 @@ __all__ = [
     "SOURCE_ID",
     "SOURCE_PROPERTIES",
     "TABLE_FIELDS",
+    "UNMAPPABLE",
     "parse_time",
     "source_record",
     "tap_record",

@@ -20,7 +20,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import Message, SchemaMessage, SingerMessageType
 
 from contactsync import settings as cs
-from contactsync.pipeliner_records import DELETED_REASON
+from contactsync.pipeliner_records import DELETED_REASON, SOURCE_ID, UNMAPPABLE
 from contactsync.scope import ScopeSettingError
 from contactsync_mapper.mapping import (
     CONTACTS_STREAM,
@@ -94,6 +94,7 @@ class ContactsyncMapper(InlineMapper):
         except ScopeSettingError as exc:
             raise ConfigValidationError("Config validation failed", errors=[str(exc)]) from None
         self.counts: Counter[str] = Counter()
+        self._schema_seen = False
         self.logger.info(
             "mapping %s, scope %s%s",
             self.direction,
@@ -111,6 +112,7 @@ class ContactsyncMapper(InlineMapper):
         problem = input_schema_problem(self.direction, message_dict.get("schema"))
         if problem:
             raise MapperInputError(f"stream {stream!r}: {problem}")
+        self._schema_seen = True
         yield SchemaMessage(
             stream=stream,
             schema=output_schema(self.direction),
@@ -124,11 +126,23 @@ class ContactsyncMapper(InlineMapper):
         if message_dict.get("stream") != CONTACTS_STREAM:
             yield Forwarded(message_dict)
             return
+        if not self._schema_seen:
+            # The Singer spec puts SCHEMA first; passing the record on would only move the
+            # failure to the target, further from its cause.
+            raise MapperInputError(
+                f"stream {CONTACTS_STREAM!r}: a RECORD before its SCHEMA message; "
+                "the tap must send SCHEMA first"
+            )
         self.counts["read"] += 1
         try:
             record = map_record(self.direction, message_dict.get("record"), self.scope)
         except RecordError as exc:
             self._drop(exc)
+            if exc.key is not None:
+                # Still listed: the target reports it, and a complete listing keeps its copy.
+                yield Forwarded(
+                    {**message_dict, "record": {SOURCE_ID: exc.key, UNMAPPABLE: str(exc)}}
+                )
             return
         self.counts[record.get(DELETED_REASON) if record.get(DELETED_AT) else "contact"] += 1
         # version and time_extracted stay as the tap sent them.
@@ -153,7 +167,7 @@ class ContactsyncMapper(InlineMapper):
     # --- reporting -----------------------------------------------------------------------------
 
     def _drop(self, exc: RecordError) -> None:
-        """A bad record is logged and left out; the run goes on (the target would reject it)."""
+        """A bad record is logged and not mapped; the run goes on (the target rejects it)."""
         self.counts["dropped"] += 1
         if self.counts["dropped"] <= MAX_DROP_WARNINGS:
             self.logger.warning("dropped a record: %s", exc)

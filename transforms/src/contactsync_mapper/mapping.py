@@ -81,7 +81,15 @@ class Direction(StrEnum):
 
 
 class RecordError(ValueError):
-    """A record that is neither a contact nor a tombstone; the message names it and says why."""
+    """A record that is neither a contact nor a tombstone; the message names it and says why.
+
+    ``key`` is the record's id when it has one: the mapper then still hands the target the key
+    (marked unmappable), so that a complete listing does not take the contact for deleted.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -176,7 +184,8 @@ def _relation(record: Mapping[str, Any], key: str) -> Relation:
         found = "has no" if value is None else f"has an unknown value {value!r} in"
         raise RecordError(
             f"Pipeliner contact {key} {found} `{RELATION}` (expected {allowed}), so the scope "
-            "filter cannot place it; records of tap-pipeliner-contacts carry it"
+            "filter cannot place it; records of tap-pipeliner-contacts carry it",
+            key,
         ) from None
 
 
@@ -216,7 +225,7 @@ def pipeliner_to_outlook(record: Mapping[str, Any], scope: SyncScope) -> dict[st
     try:
         values = from_pipeliner(record)
     except (TypeError, ValueError, AttributeError) as exc:
-        raise RecordError(f"Pipeliner contact {key}: {exc}") from None
+        raise RecordError(f"Pipeliner contact {key}: {exc}", key) from None
     return {**head, **graph_fields(values)}
 
 
@@ -243,7 +252,7 @@ def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
             return _tombstone(head, record[DELETED_AT], DeleteReason.DELETED)
         values = from_graph(record)
     except (TypeError, ValueError, AttributeError) as exc:
-        raise RecordError(f"Outlook contact {key}: {exc}") from None
+        raise RecordError(f"Outlook contact {key}: {exc}", key) from None
     return {**head, **to_pipeliner(values)}
 
 
