@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from singer_sdk import Target
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 
 from contactsync import settings as cs
-from contactsync.engine import Destination, LegSettings, SyncLeg
+from contactsync.engine import Destination, LegSettings, SyncLeg, WriteResult
 from contactsync.ledger import Ledger, ScopeLedger
 from contactsync.link import Side
 from contactsync.merge import ConflictPolicy
-from contactsync.plan import SourceRecord
+from contactsync.plan import Action, DestRecord, SourceRecord
 from contactsync.report import RunReport
+
+
+class LazyDestination:
+    """The target's destination, built on first use.
+
+    Building it costs requests (resolving the user in Pipeliner, the folder in Graph); a quiet
+    run, with no record, failure or delete to carry out, then costs none of them.
+    """
+
+    def __init__(self, side: Side, build: Callable[[], Destination]) -> None:
+        self.side = side
+        self._build = build
+        self._built: Destination | None = None
+
+    @property
+    def destination(self) -> Destination:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
+        return self.destination.fetch(ids)
+
+    def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
+        return self.destination.candidates(records)
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        return self.destination.apply(actions)
+
+
+#: Where a record that failed schema validation carries its reason to ``process_batch``.
+INVALID = "__contactsync_invalid__"
 
 
 class ContactsSink(BatchSink):
@@ -39,11 +72,32 @@ class ContactsSink(BatchSink):
         """Always: ``_sdc_deleted_at`` is how a tombstone arrives, and must not be stripped."""
         return True
 
+    def _validate_and_parse(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record of the wrong shape is one bad record, not a bad run: reject it naming its
+        key and field (never the value: it may be personal data) and write the rest."""
+        if self._validator is not None:
+            try:
+                self._validator.validate(record)
+            except InvalidRecord as exc:
+                cause = exc.__cause__
+                path = ".".join(str(p) for p in getattr(cause, "absolute_path", ()))
+                rule = getattr(cause, "validator", None)
+                expected = getattr(cause, "validator_value", None)
+                what = f"{rule} {expected}" if rule else "the schema"
+                record[INVALID] = f"field {path or '(record)'} does not match {what}"[:300]
+                return record
+        self._parse_timestamps_in_record(
+            record=record, schema=self.schema, treatment=self.datetime_error_treatment
+        )
+        return record
+
     def process_batch(self, context: dict[str, Any]) -> None:
         leg = self.owner.leg
         records = []
         for raw in context.get("records", []):
             try:
+                if INVALID in raw:
+                    raise ValueError(raw[INVALID])
                 records.append(self.owner.source_record(raw))
             except ValueError as exc:
                 key = raw.get("_source_id") or raw.get("id") or "(no key)"
@@ -99,7 +153,8 @@ class LegTarget(Target):
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
             dry_run=bool(self.config.get("dry_run")),
         )
-        leg = SyncLeg(self.scope_ledger, self.build_destination(), settings)
+        destination = LazyDestination(self.source_side.other, self.build_destination)
+        leg = SyncLeg(self.scope_ledger, destination, settings)
         leg.retry_failures()
         return leg
 

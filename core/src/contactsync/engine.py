@@ -31,6 +31,7 @@ from contactsync.plan import (
     LegContext,
     SourceRecord,
     check_mass_delete,
+    needs_copy,
     plan_batch,
     plan_restores,
 )
@@ -174,12 +175,17 @@ class SyncLeg:
         for record in batch:  # a newer record of the same contact supersedes a pending delete
             self._deferred.pop(record.id, None)
         links = self.ledger.get_many(self.src, [r.id for r in batch])
-        linked_dest = [i for link in links.values() if (i := link.id_on(self.dest.side))]
+        by_id = {r.id: r for r in batch}
+        context = self.settings.context
+        linked_dest = [  # only the copies the plan looks at: echoes cost no read
+            i
+            for source_id, link in links.items()
+            if (i := link.id_on(self.dest.side)) and needs_copy(by_id[source_id], link, context)
+        ]
         dests = self.dest.fetch(linked_dest) if linked_dest else {}
         unlinked = [r for r in batch if r.id not in links and r.values is not None]
         candidates = self._unlinked_candidates(unlinked)
-        actions = plan_batch(batch, links, dests, candidates, self.settings.context)
-        by_id = {r.id: r for r in batch}
+        actions = plan_batch(batch, links, dests, candidates, context)
         now: list[tuple[Action, SourceRecord]] = []
         for action in actions:
             pair = (action, by_id[action.source_id])

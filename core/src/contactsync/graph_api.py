@@ -434,6 +434,19 @@ class _BatchAnswer:
     auth_used: str | None = None
 
 
+def _throttled(chunk: Sequence[_Op], answer: _BatchAnswer) -> int:
+    """How many requests of ``chunk`` the answer refused with 429 (all, for a refused batch)."""
+    if answer.retry_status is not None:
+        return len(chunk) if answer.retry_status == 429 else 0
+    responses = answer.responses or {}
+    return sum(
+        1
+        for op in chunk
+        if isinstance(inner := responses.get(str(op.index)), Mapping)
+        and str(inner.get("status")) == "429"
+    )
+
+
 def _graph_error_of(body: Any) -> tuple[str | None, str | None]:
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         error = body["error"]
@@ -549,6 +562,10 @@ class GraphClient:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        #: $batch pacing after throttling (see ``_execute``): requests per batch, and no new
+        #: batch before ``_gate`` (this client's clock).
+        self._pace_size = 0
+        self._gate = 0.0
 
     # ------------------------------------------------------------- lifecycle
 
@@ -1135,6 +1152,12 @@ class GraphClient:
         stop: GraphError | None = None
         done_any = False
         lost_in_row = 0
+        # After a throttled answer nothing new is sent before its Retry-After, and the next
+        # batches carry only as many requests as the throttled one got through (one more after
+        # each clean answer): Graph's budget frees up gradually, and full batches sent the
+        # moment it allows one request would answer 429 to nearly all of them. Kept across
+        # calls: the engine writes a run in many small calls.
+        size, gate = min(self._pace_size or settings.batch_size, settings.batch_size), self._gate
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-batch") as pool:
             while pending or in_flight:
                 now = self._clock()
@@ -1142,8 +1165,8 @@ class GraphClient:
                     for op in pending:
                         results[op.index] = _Outcome(0, None, f"not sent: {stop}")
                     pending = []
-                while stop is None and len(in_flight) < workers:
-                    ready = [op for op in pending if op.not_before <= now][: settings.batch_size]
+                while stop is None and len(in_flight) < workers and now >= gate:
+                    ready = [op for op in pending if op.not_before <= now][:size]
                     if not ready:
                         break
                     taken = {id(op) for op in ready}
@@ -1155,11 +1178,12 @@ class GraphClient:
                     in_flight[pool.submit(self._post_batch, ready)] = ready
                 if not in_flight:
                     if pending:
-                        self._sleep(max(0.0, min(op.not_before for op in pending) - now))
+                        due = max(gate, min(op.not_before for op in pending))
+                        self._sleep(max(0.0, due - now))
                     continue
                 timeout = None
                 if pending and stop is None:
-                    timeout = max(0.0, min(op.not_before for op in pending) - now)
+                    timeout = max(0.0, max(gate, min(op.not_before for op in pending)) - now)
                 finished, _ = wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in finished:
                     chunk = in_flight.pop(future)
@@ -1183,6 +1207,12 @@ class GraphClient:
                             "Check the network path to Microsoft Graph and run again."
                         )
                     requeue, auth_error = self._settle(chunk, answer, results)
+                    throttled = _throttled(chunk, answer)
+                    if throttled:
+                        size = max(1, len(chunk) - throttled)
+                        gate = max([gate, *(op.not_before for op in requeue)])
+                    else:
+                        size = min(settings.batch_size, size + 1)
                     done_any = done_any or any(
                         op.index in results and 200 <= results[op.index].status < 300
                         for op in chunk
@@ -1191,6 +1221,7 @@ class GraphClient:
                         stop = auth_error
                     pending.extend(requeue)
                     pending.sort(key=lambda o: o.index)
+        self._pace_size, self._gate = size, gate
         if isinstance(stop, GraphAuthError) and not done_any:
             raise stop
         return results
@@ -1394,9 +1425,11 @@ class GraphClient:
             except GraphError:
                 raise
             except Exception as exc:
+                # A provider that is down or throttling needs patience, not a new sign-in.
+                advice = "Try again later" if getattr(exc, "transient", False) else "Sign in again"
                 raise GraphAuthError(
                     f"Microsoft Graph refused the access token (401) and refreshing it failed: "
-                    f"{type(exc).__name__}: {exc}. Sign in again.",
+                    f"{type(exc).__name__}: {exc}. {advice}.",
                     status=401,
                 ) from exc
             self._count("token_refreshes")

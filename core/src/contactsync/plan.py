@@ -124,6 +124,25 @@ class Action:
 # --- linked records ----------------------------------------------------------------------------
 
 
+def needs_copy(record: SourceRecord, link: Link, ctx: LegContext) -> bool:
+    """Whether planning this linked record needs the destination's current copy.
+
+    In two-way, a live record still equal to the agreed values (the echo of our own write, or
+    a bookmark re-read) is a SKIP whatever the copy holds, since the copy's own changes travel
+    on the other leg; so is an Outlook edit of a contact leaving the scope. Not reading those
+    copies saves a request per contact on Pipeliner, whose API has no multi-id read.
+    """
+    if record.values is None:
+        return True
+    if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
+        return False
+    return not (
+        ctx.two_way
+        and link.state is LinkState.ACTIVE
+        and not changed_keys(record.values, link.agreed)
+    )
+
+
 def plan_linked(
     record: SourceRecord, link: Link, dest: DestRecord | None, ctx: LegContext
 ) -> Action:
@@ -141,16 +160,15 @@ def plan_linked(
             reason="the contact left the sync scope: Outlook edits to its copy are not sent "
             "to Pipeliner, and the copy is removed",
         )
+    if not needs_copy(record, link, ctx):
+        # Also when the copy is gone: in two-way its deletion reaches the source on the other leg.
+        echo = record.version is not None and record.version == link.version_on(ctx.source_side)
+        quiet = f"no change to a mapped field ({ctx.dest_side} edits travel on the other leg)"
+        return Action(
+            Kind.SKIP, record.id, dest_id, reason="echo of our own write" if echo else quiet
+        )
     back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
     if dest is None:
-        if ctx.two_way and link.state is LinkState.ACTIVE and not changed_keys(source, link.agreed):
-            return Action(
-                Kind.SKIP,
-                record.id,
-                dest_id,
-                reason=f"{ctx.dest_side} copy deleted: its deletion reaches {ctx.source_side} "
-                "on the other leg",
-            )
         return Action(
             Kind.RESTORE,
             record.id,

@@ -1,0 +1,96 @@
+"""Profile one plugin of the initial one-way sync under pyinstrument (bench-only tool).
+
+    python -m bench.profile [--n 10000] [--plugin target-outlook-contacts]
+
+Runs tap-pipeliner-contacts and contactsync-mapper against a fresh sandbox into files, then
+the chosen plugin (the mapper or the target) alone under pyinstrument, fed those files, and
+prints where its CPU time goes (``--out`` also keeps the HTML report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.run import ALEX, BIN, ROOT, SPACE, Sandbox, sign_in
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument(
+        "--plugin",
+        default="target-outlook-contacts",
+        choices=["contactsync-mapper", "target-outlook-contacts"],
+    )
+    parser.add_argument("--out", help="also write pyinstrument's HTML report here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="contactsync-profile-") as tmp:
+        work = Path(tmp)
+        box = Sandbox(work, "profile")
+        try:
+            cache = sign_in(box, work / "token-cache.json")
+            box.seed_pipeliner(args.n)
+            box.new_folder("Profile")
+            info = box.info
+            configs = {
+                "tap-pipeliner-contacts": {
+                    "service_url": info["pipeliner_url"],
+                    "space_id": SPACE,
+                    "api_username": info["pipeliner_api_username"],
+                    "api_password": info["pipeliner_api_password"],
+                    "ca_bundle": info["ca_path"],
+                    "user_email": ALEX,
+                    "sync_type": "one_way_your_contacts",
+                },
+                "contactsync-mapper": {
+                    "direction": "pipeliner_to_outlook",
+                    "sync_type": "one_way_your_contacts",
+                },
+                "target-outlook-contacts": {
+                    "authority": info["authority"],
+                    "client_id": info["identity_client_id"],
+                    "token_cache_path": str(cache),
+                    "ca_bundle": info["ca_path"],
+                    "graph_url": info["graph_url"],
+                    "mailbox": "me",
+                    "folder": "Profile",
+                    "ledger_url": str(work / "ledger.sqlite"),
+                    "space_id": SPACE,
+                    "user_email": ALEX,
+                    "sync_type": "one_way_your_contacts",
+                },
+            }
+            for name, config in configs.items():
+                (work / f"{name}.json").write_text(json.dumps(config))
+            stages = [("tap-pipeliner-contacts", None), ("contactsync-mapper", "tap.out")]
+            outputs = {"tap-pipeliner-contacts": "tap.out", "contactsync-mapper": "mapped.out"}
+            for name, stdin in stages:
+                if name == args.plugin:
+                    break
+                cmd = [str(BIN / name), "--config", str(work / f"{name}.json")]
+                with open(work / outputs[name], "w") as out:
+                    inp = open(work / stdin) if stdin else None  # noqa: SIM115
+                    quiet = subprocess.DEVNULL
+                    subprocess.run(cmd, stdin=inp, stdout=out, stderr=quiet, check=True)
+                    if inp:
+                        inp.close()
+            feed = "tap.out" if args.plugin == "contactsync-mapper" else "mapped.out"
+            cmd = [str(BIN / "pyinstrument"), "-r", "text", "--show-all"]
+            if args.out:
+                cmd = [str(BIN / "pyinstrument"), "-r", "html", "-o", args.out]
+            cmd += [str(BIN / args.plugin), "--config", str(work / f"{args.plugin}.json")]
+            with open(work / feed) as inp:
+                quiet = subprocess.DEVNULL
+                subprocess.run(cmd, stdin=inp, stdout=sys.stdout, stderr=quiet, cwd=ROOT)
+        finally:
+            box.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
