@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PACKAGES := core sandbox contactsync-singer tap-pipeliner-contacts target-pipeliner-contacts \
             tap-outlook-contacts target-outlook-contacts transforms
 
-.PHONY: install test lint unit sandbox demo plugins constraints clean
+.PHONY: install test lint unit sandbox demo plugins constraints clean orchestrator orchestrator-constraints
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ lint: install
 ## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run),
 ## on TEST_WORKERS processes (pytest-xdist; each worker starts its own sandbox on free ports).
 TEST_WORKERS ?= 2
-test: lint plugins
+test: lint plugins orchestrator
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## make sandbox: run the local emulators in the foreground (Ctrl-C stops them).
@@ -43,9 +43,37 @@ $(MELTANO_STAMP): $(STAMP) meltano.yml
 demo: plugins
 	$(BIN)/python scripts/demo.py
 
+## make orchestrator: the Dagster deployment's own virtualenv, orchestrator/.venv (Dagster and
+## Meltano upgrade independently; it calls the project's `contactsync`). See docs/orchestrator.md.
+ORCH_VENV  := orchestrator/.venv
+ORCH_STAMP := $(ORCH_VENV)/.installed
+orchestrator: $(ORCH_STAMP)
+$(ORCH_STAMP): orchestrator/pyproject.toml orchestrator/constraints.txt
+	@test -x $(ORCH_VENV)/bin/python || $(PYTHON) -m venv $(ORCH_VENV)
+	$(ORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  -c orchestrator/constraints.txt -e ./orchestrator
+	@touch $@
+
+orchestrator-constraints:
+	$(ORCH_VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)==' \
+	  | sed '1i # Exact versions for the orchestrator virtualenv (make orchestrator). Regenerate with: make orchestrator-constraints' \
+	  > orchestrator/constraints.txt
+
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)==' \
 	  | sed '1i # Exact versions for the project virtualenv (make install). Regenerate with: make constraints' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(ORCH_VENV) .pytest_cache .ruff_cache .hypothesis
+
+## make bench: issue #6's benchmarks through `meltano run` on the sandbox (not part of make test;
+## about 10-15 minutes at the default sizes on 2 cores). Writes docs/benchmarks.{json,md,png}.
+## Quick run: make bench BENCH_SIZES=1000,10000
+.PHONY: bench
+BENCH_SIZES ?= 1000,10000,50000
+BENCH_STAMP := $(VENV)/.bench-installed
+bench: plugins $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --sizes $(BENCH_SIZES)
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PIP) install -c constraints.txt -r requirements-bench.txt
+	@touch $@

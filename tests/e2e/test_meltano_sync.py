@@ -7,7 +7,6 @@ Needs the Meltano plugins installed (`make plugins`, which `make test` runs firs
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ import pytest
 from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
+from tests.support.meltano_env import meltano_env
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,37 +48,7 @@ class Project:
         self.user = ALEX
         self.pipeliner = PipelinerActor(sandbox.control("pipeliner"))
         self.outlook = OutlookActor(sandbox.control("graph"))
-        info = sandbox.info
-        shared = {
-            "CA_BUNDLE": info["ca_path"],
-            "USER_EMAIL": ALEX,
-            "FOLDER": self.folder,
-            "LEDGER_URL": str(workdir / "ledger.sqlite"),
-        }
-        pipeliner = {"SERVICE_URL": info["pipeliner_url"]}
-        graph = {
-            "AUTHORITY": info["authority"],
-            "GRAPH_URL": info["graph_url"],
-            "TOKEN_CACHE_PATH": str(cache),
-        }
-        self.env = {
-            **os.environ,
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
-        }
-        for plugin, groups in {
-            "TAP_PIPELINER_CONTACTS": (shared, pipeliner),
-            "TAP_PIPELINER_CONTACTS_ALL": (shared, pipeliner),
-            "TARGET_PIPELINER_CONTACTS": (shared, pipeliner),
-            "TAP_OUTLOOK_CONTACTS": (shared, graph),
-            "TARGET_OUTLOOK_CONTACTS": (shared, graph),
-            "TARGET_OUTLOOK_CONTACTS_ONE_WAY": (shared, graph),
-        }.items():
-            for group in groups:
-                for key, value in group.items():
-                    self.env[f"{plugin}_{key}"] = value
-            if plugin.startswith("TARGET_"):
-                self.env[f"{plugin}_REPORT_PATH"] = str(workdir / f"{plugin.lower()}.json")
+        self.env = meltano_env(sandbox.info, cache, workdir, self.folder)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [MELTANO, "run", f"--state-id-suffix={self.suffix}", *args]
