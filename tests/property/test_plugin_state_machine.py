@@ -19,6 +19,7 @@ import itertools
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from contactsync.fieldmap import BY_KEY, from_graph, from_pipeliner, normalize
 from contactsync.link import Side
 from contactsync_sandbox.client import SandboxControl
-from tests.support.pipeline import Leg, Pipeline
+from tests.support.pipeline import Leg, Sync
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
 
 EUROPE, AMERICAS = "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002"
@@ -85,7 +86,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
         self.tainted: set[str] = set()
         self.shared: set[str] = set()  # Pipeliner ids shared with Alex as editor
         self.tokens = (f"T{n:03d}" for n in itertools.count())
-        self.pipeline: Pipeline
+        self.sync_run: Sync
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -98,59 +99,16 @@ class PluginSyncMachine(RuleBasedStateMachine):
         self.outlook.control.clear_faults()
         self.folder = f"Prop {uuid.uuid4().hex[:8]}"
         self.outlook.new_folder(self.folder)
-        self.pipeline = self._pipeline(self.workroot / self.folder.replace(" ", "-"))
+        workdir = self.workroot / self.folder.replace(" ", "-")
+        self.sync_run = Sync(
+            self.sandbox, self.token_cache, workdir, sync_option=option, folder=self.folder
+        )
+        # Scenarios delete most of a small set; the mass-delete guard has its own tests.
+        for target in ("target-outlook-contacts", "target-pipeliner-contacts"):
+            self.sync_run.extra[target] = {"allow_mass_delete": True}
         for _ in range(owned):
             self._p_create(owner=ALEX)
         self._p_create(owner=LYNNE)
-
-    def _pipeline(self, workdir: Path) -> Pipeline:
-        info = self.sandbox.info
-        pipeliner = {
-            "service_url": info["pipeliner_url"],
-            "space_id": info["pipeliner_space_id"],
-            "api_username": info["pipeliner_api_username"],
-            "api_password": info["pipeliner_api_password"],
-            "ca_bundle": info["ca_path"],
-            "user_email": "alex@contoso.example",
-            "sync_type": "two_way_your_contacts",
-            "sync_option": self.option,
-        }
-        graph = {
-            "authority": info["authority"],
-            "client_id": info["identity_client_id"],
-            "token_cache_path": str(self.token_cache),
-            "ca_bundle": info["ca_path"],
-            "graph_url": info["graph_url"],
-            "mailbox": "me",
-            "folder": self.folder,
-        }
-        target = {
-            "space_id": info["pipeliner_space_id"],
-            "user_email": "alex@contoso.example",
-            "mailbox": "me",
-            "folder": self.folder,
-            "ledger_url": str(workdir / "ledger.sqlite"),
-            # Scenarios delete most of a small set; the guard has its own test.
-            "allow_mass_delete": True,
-        }
-        mapper = {"sync_type": "two_way_your_contacts", "sync_option": self.option}
-        return Pipeline(
-            [
-                Leg(
-                    "pipeliner-to-outlook",
-                    ("tap-pipeliner-contacts", pipeliner),
-                    ("contactsync-mapper", {**mapper, "direction": "pipeliner_to_outlook"}),
-                    ("target-outlook-contacts", {**graph, **target}),
-                ),
-                Leg(
-                    "outlook-to-pipeliner",
-                    ("tap-outlook-contacts", graph),
-                    ("contactsync-mapper", {"direction": "outlook_to_pipeliner"}),
-                    ("target-pipeliner-contacts", {**pipeliner, **target}),
-                ),
-            ],
-            workdir,
-        )
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -275,19 +233,19 @@ class PluginSyncMachine(RuleBasedStateMachine):
         if fault is None and len(runs) == 2 and all(r.ok for r in runs):
             self.clean_rounds.append(self.round)
 
-    @rule(leg=st.sampled_from(["pipeliner-to-outlook", "outlook-to-pipeliner"]))
+    @rule(leg=st.sampled_from(["pipeliner_to_outlook", "outlook_to_pipeliner"]))
     def killed_sync(self, leg: str) -> None:
         """SIGKILL the leg's target once its first write reached the API (writes slowed down so
         the kill lands in the middle of them)."""
-        control = self.sandbox.control("graph" if leg == "pipeliner-to-outlook" else "pipeliner")
+        control = self.sandbox.control("graph" if leg == "pipeliner_to_outlook" else "pipeliner")
         control.latency(0.2, method="POST")
         before = _writes(control)
-        self._run(kill_leg=leg, kill_when=lambda: _writes(control) > before)
+        self._run(kill=(leg, lambda: _writes(control) > before))
 
-    def _run(self, **kill: Any) -> list[Any]:
+    def _run(self, kill: tuple[str, Callable[[], bool]] | None = None) -> list[Leg]:
         self.round += 1
         try:
-            return self.pipeline.run(**kill)
+            return self.sync_run.run(kill=kill)
         finally:
             for api in ("pipeliner", "graph"):
                 self.sandbox.control(api).clear_faults()
@@ -295,7 +253,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
     # -- the checks ------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        if not hasattr(self, "pipeline"):
+        if not hasattr(self, "sync_run"):
             return
         for _ in range(2):
             runs = self._run()
