@@ -13,7 +13,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,7 +25,7 @@ from contactsync.cli import main
 from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
-from tests.support.plugins import USERS, OutlookActor, PipelinerActor
+from tests.support.plugins import USERS, OutlookActor, PipelinerActor, approving
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = "5a5a5a5a-0000-4000-8000-000000000001"
@@ -78,32 +77,8 @@ class Cli:
         out, err = capsys.readouterr()
         return code, out, err
 
-    @contextlib.contextmanager
-    def approving(self, upn: str) -> Iterator[None]:
-        """Approve the next device code as ``upn`` (the user picking their account + Accept)."""
-        identity = self.sandbox.control("identity")
-        stop = threading.Event()
-
-        def approve() -> None:
-            while not stop.is_set():
-                pending = identity._call("GET", "/identity/device", params={"status": "pending"})
-                codes = [d["user_code"] for d in pending["device_codes"]]
-                if codes:
-                    identity._call(
-                        "POST",
-                        "/identity/device/approve",
-                        json={"user_code": codes[0], "upn": upn},
-                    )
-                    return
-                stop.wait(0.05)
-
-        thread = threading.Thread(target=approve, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(5)
+    def approving(self, upn: str) -> contextlib.AbstractContextManager[None]:
+        return approving(self.sandbox, upn)
 
     def status(self, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
         code, out, _ = self("status", "--json", capsys=capsys)

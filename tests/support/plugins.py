@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,20 +214,10 @@ class OutlookActor:
         )
 
 
-def sign_in(sandbox: Any, cache_path: Path, upn: str = "alex@contoso.example") -> Path:
-    """Device-code sign-in through the real MSAL flow, approved as ``upn`` in the sandbox."""
-    import threading
-
-    from contactsync.auth import AuthSettings, TokenProvider
-
+@contextlib.contextmanager
+def approving(sandbox: Any, upn: str) -> Iterator[None]:
+    """Approve the next device code as ``upn`` (the person picking the account, then Accept)."""
     identity = sandbox.control("identity")
-    info = sandbox.info
-    settings = AuthSettings(
-        authority=info["authority"],
-        client_id=info["identity_client_id"],
-        token_cache_path=str(cache_path),
-        ca_bundle=info["ca_path"],
-    )
     stop = threading.Event()
 
     def approve() -> None:
@@ -237,13 +229,28 @@ def sign_in(sandbox: Any, cache_path: Path, upn: str = "alex@contoso.example") -
                     "POST", "/identity/device/approve", json={"user_code": codes[0], "upn": upn}
                 )
                 return
-            stop.wait(0.1)
+            stop.wait(0.05)
 
     approver = threading.Thread(target=approve, daemon=True)
     approver.start()
     try:
-        TokenProvider(settings).login_device_code(echo=lambda _: None, timeout=60)
+        yield
     finally:
         stop.set()
         approver.join(5)
+
+
+def sign_in(sandbox: Any, cache_path: Path, upn: str = "alex@contoso.example") -> Path:
+    """Device-code sign-in through the real MSAL flow, approved as ``upn`` in the sandbox."""
+    from contactsync.auth import AuthSettings, TokenProvider
+
+    info = sandbox.info
+    settings = AuthSettings(
+        authority=info["authority"],
+        client_id=info["identity_client_id"],
+        token_cache_path=str(cache_path),
+        ca_bundle=info["ca_path"],
+    )
+    with approving(sandbox, upn):
+        TokenProvider(settings).login_device_code(echo=lambda _: None, timeout=60)
     return cache_path
