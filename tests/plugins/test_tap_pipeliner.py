@@ -10,7 +10,14 @@ from singer_sdk.testing import get_tap_test_class
 from singer_sdk.testing.runners import TapTestRunner
 from tap_pipeliner_contacts.tap import TapPipelinerContacts
 
-from tests.support.plugins import ACCOUNTS, UNITS, USERS, PipelinerActor, run_plugin
+from tests.support.plugins import (
+    ACCOUNTS,
+    UNITS,
+    USERS,
+    PipelinerActor,
+    pipeliner_connection,
+    run_plugin,
+)
 
 TAP = "tap-pipeliner-contacts"
 EUROPE, AMERICAS = UNITS["Sales Europe"], UNITS["Sales Americas"]
@@ -18,16 +25,7 @@ SECRET = "Marker-9f3a-not-the-password"
 
 
 def tap_config(sandbox: Any, user: str = "alex", **extra: Any) -> dict[str, Any]:
-    info = sandbox.info
-    return {
-        "service_url": info["pipeliner_url"],
-        "space_id": info["pipeliner_space_id"],
-        "api_username": info["pipeliner_api_username"],
-        "api_password": info["pipeliner_api_password"],
-        "ca_bundle": info["ca_path"],
-        "user_email": f"{user}@contoso.example",
-        **extra,
-    }
+    return {**pipeliner_connection(sandbox.info, user), **extra}
 
 
 @pytest.fixture

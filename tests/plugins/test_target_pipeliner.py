@@ -21,6 +21,7 @@ from tests.support.plugins import (
     ACCOUNTS,
     USERS,
     PipelinerActor,
+    pipeliner_connection,
     run_plugin,
     singer_stream,
     start_plugin,
@@ -36,14 +37,8 @@ SECRET = "Marker-77c1-not-the-password"
 
 
 def target_config(sandbox: Any, workdir: Path, **extra: Any) -> dict[str, Any]:
-    info = sandbox.info
     return {
-        "service_url": info["pipeliner_url"],
-        "space_id": info["pipeliner_space_id"],
-        "api_username": info["pipeliner_api_username"],
-        "api_password": info["pipeliner_api_password"],
-        "ca_bundle": info["ca_path"],
-        "user_email": "alex@contoso.example",
+        **pipeliner_connection(sandbox.info),
         "ledger_url": str(workdir / "ledger.sqlite"),
         "report_path": str(workdir / "report.json"),
         **extra,

@@ -22,7 +22,7 @@ from typing import Any
 
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
-from tests.support.plugins import BIN, USERS, OutlookActor, PipelinerActor
+from tests.support.plugins import BIN, USERS, OutlookActor, PipelinerActor, pipeliner_connection
 
 # --------------------------------------------------------------------------- processes
 
@@ -158,15 +158,7 @@ class Sync:
     # -- configs --------------------------------------------------------------------------
 
     def pipeliner_config(self) -> dict[str, Any]:
-        info = self.info
-        return {
-            "service_url": info["pipeliner_url"],
-            "space_id": info["pipeliner_space_id"],
-            "api_username": info["pipeliner_api_username"],
-            "api_password": info["pipeliner_api_password"],
-            "ca_bundle": info["ca_path"],
-            "user_email": self.email,
-        }
+        return pipeliner_connection(self.info, self.user)
 
     def graph_config(self) -> dict[str, Any]:
         info = self.info

@@ -24,6 +24,18 @@ UNITS = {u["name"]: u["id"] for u in PIPELINER["units"]}
 ACCOUNTS = {a["name"]: a["id"] for a in PIPELINER["accounts"]}
 
 
+def pipeliner_connection(info: Mapping[str, Any], user: str = "alex") -> dict[str, Any]:
+    """The Pipeliner settings of every plugin that talks to the sandbox's Pipeliner as ``user``."""
+    return {
+        "service_url": info["pipeliner_url"],
+        "space_id": info["pipeliner_space_id"],
+        "api_username": info["pipeliner_api_username"],
+        "api_password": info["pipeliner_api_password"],
+        "ca_bundle": info["ca_path"],
+        "user_email": f"{user}@contoso.example",
+    }
+
+
 @dataclass
 class PluginRun:
     """What one plugin process did: exit code, Singer messages on stdout, log on stderr."""
