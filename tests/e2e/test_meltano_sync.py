@@ -71,6 +71,7 @@ class Project:
         self.user = email
         for plugin in (
             "TAP_PIPELINER_CONTACTS",
+            "TAP_PIPELINER_CONTACTS_ALL",
             "TARGET_PIPELINER_CONTACTS",
             "TARGET_OUTLOOK_CONTACTS",
             "TARGET_OUTLOOK_CONTACTS_ONE_WAY",

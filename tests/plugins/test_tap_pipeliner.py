@@ -126,16 +126,37 @@ def test_primary_account_name_and_unmapped_fields(pipeliner, sandbox, tmp_path) 
 # --- the syncing user's relation ----------------------------------------------------------------
 
 RELATION_CASES = [
-    # (id, owner, unit, share_mode, shares, user, expected relation, can delete)
-    ("owner", "alex", EUROPE, 0, [], "alex", "owner", True),
-    ("client editor", "lynne", AMERICAS, 0, [("client_id", "alex", 2)], "alex", "editor", True),
-    ("client watcher", "lynne", AMERICAS, 0, [("client_id", "alex", 1)], "alex", "viewer", False),
-    ("unit editor", "lynne", AMERICAS, 0, [("unit_id", EUROPE, 2)], "alex", "editor", True),
-    ("other unit", "lynne", AMERICAS, 0, [], "alex", "none", False),
-    ("all view", "lynne", AMERICAS, 2, [], "alex", "viewer", False),
-    ("all edit", "lynne", AMERICAS, 3, [], "alex", "editor", True),
-    ("private in own unit", "megan", EUROPE, 1, [], "alex", "none", False),
-    ("role level editor, own unit", "megan", EUROPE, 0, [], "alex", "editor", True),
+    # (id, owner, unit, share_mode, shares, user, relation, can edit, can delete); the rules are
+    # docs/access-rules.md: only the owner deletes, visibility through the unit is never editor.
+    ("owner", "alex", EUROPE, 0, [], "alex", "owner", True, True),
+    (
+        "client editor",
+        "lynne",
+        AMERICAS,
+        0,
+        [("client_id", "alex", 2)],
+        "alex",
+        "editor",
+        True,
+        False,
+    ),
+    (
+        "client watcher",
+        "lynne",
+        AMERICAS,
+        0,
+        [("client_id", "alex", 1)],
+        "alex",
+        "viewer",
+        False,
+        False,
+    ),
+    ("unit editor", "lynne", AMERICAS, 0, [("unit_id", EUROPE, 2)], "alex", "editor", True, False),
+    ("other unit", "lynne", AMERICAS, 0, [], "alex", "none", False, False),
+    ("all view", "lynne", AMERICAS, 2, [], "alex", "viewer", False, False),
+    ("all edit", "lynne", AMERICAS, 3, [], "alex", "editor", True, False),
+    ("private in own unit", "megan", EUROPE, 1, [], "alex", "none", False, False),
+    ("role level editor, own unit", "megan", EUROPE, 0, [], "alex", "viewer", False, False),
     (
         "read-only role caps editor",
         "alex",
@@ -144,6 +165,7 @@ RELATION_CASES = [
         [("client_id", "lynne", 2)],
         "lynne",
         "viewer",
+        False,
         False,
     ),
     (
@@ -154,17 +176,28 @@ RELATION_CASES = [
         [("client_id", "megan", 2)],
         "megan",
         "editor",
+        True,
         False,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("owner", "unit", "share_mode", "shares", "user", "relation", "can_delete"),
+    ("owner", "unit", "share_mode", "shares", "user", "relation", "can_edit", "can_delete"),
     [pytest.param(*case[1:], id=case[0]) for case in RELATION_CASES],
 )
 def test_sync_user_relation(
-    pipeliner, sandbox, tmp_path, owner, unit, share_mode, shares, user, relation, can_delete
+    pipeliner,
+    sandbox,
+    tmp_path,
+    owner,
+    unit,
+    share_mode,
+    shares,
+    user,
+    relation,
+    can_edit,
+    can_delete,
 ) -> None:
     pipeliner.seed([contact(1, owner, unit, share_mode=share_mode)])
     [seeded] = pipeliner.contacts()
@@ -173,6 +206,7 @@ def test_sync_user_relation(
         pipeliner.share(owner, seeded["id"], **{key: value, "role": role})
     [record] = run_plugin(TAP, tap_config(sandbox, user), tmp_path).records()
     assert record["_sync_user_relation"] == relation
+    assert record["_sync_user_can_edit"] is can_edit
     assert record["_sync_user_can_delete"] is can_delete
 
 
@@ -222,4 +256,4 @@ def test_a_changed_sync_scope_reads_everything_again(pipeliner, sandbox, tmp_pat
     again = run_plugin(TAP, wider, tmp_path, state=quiet.state)
     assert again.returncode == 0, again.stderr
     assert len(again.records()) == 5
-    assert "reading every contact again" in again.stderr
+    assert "reading every contact in Pipeliner: sync scope changed" in again.stderr

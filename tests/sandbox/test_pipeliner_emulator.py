@@ -593,6 +593,37 @@ def test_sharing_changes_bump_the_contact_unless_configured_off(pl):
     assert len(pl.contact(cid)["sharing_clients"]) == 1
 
 
+def test_whether_a_delete_moves_modified_is_a_switch(pl):
+    # Undocumented by the vendor: both readings are served (the product must heal either way).
+    kept = _create(pl)
+    pl.call("DELETE", f"/Contacts/{kept['id']}")
+    bumped = pl.contact(kept["id"], **{"include-deleted": "true"})
+    assert bumped["is_deleted"] and _us(bumped["modified"]) > _us(kept["modified"])
+
+    pl.ctl("POST", "/settings", {"delete_bumps_modified": False})
+    quiet = _create(pl)
+    pl.call("POST", "/Contacts/batch-delete", json=[quiet["id"]])
+    after = pl.contact(quiet["id"], **{"include-deleted": "true"})
+    assert after["is_deleted"]
+    assert (after["modified"], after["revision"]) == (quiet["modified"], quiet["revision"])
+    since = {"filter[modified]": quiet["modified"], "filter-op[modified]": "gt"}
+    assert quiet["id"] not in pl.ids(**{"include-deleted": "true"}, **since)
+
+
+def test_deleted_contacts_can_be_purged_after_a_while(pl):
+    gone, kept = _create(pl), _create(pl, first_name="Ada")
+    pl.ctl("POST", "/settings", {"purge_deleted_after": 3600})
+    pl.call("DELETE", f"/Contacts/{gone['id']}")
+    assert gone["id"] in pl.ids(**{"include-deleted": "true"})
+    pl.ctl("POST", "/clock", {"advance_seconds": 3599})
+    assert gone["id"] in pl.ids(**{"include-deleted": "true"})
+    pl.ctl("POST", "/clock", {"advance_seconds": 2})
+    listed = pl.ids(**{"include-deleted": "true"})
+    assert gone["id"] not in listed and kept["id"] in listed
+    pl.get(f"/Contacts/{gone['id']}", status=404)
+    pl.ctl("POST", "/settings", {"purge_deleted_after": -1}, status=400)
+
+
 def test_contact_inputs_replace_relation_sets(pl):
     created = _create(
         pl,

@@ -153,8 +153,44 @@ class PipelinerActor:
     def share(self, user: str, contact_id: str, **target: Any) -> dict[str, Any]:
         return self._call("POST", f"/users/{USERS[user]}/contacts/{contact_id}/share", target)
 
+    def unshare(self, user: str, contact_id: str, **target: Any) -> dict[str, Any]:
+        return self._call("POST", f"/users/{USERS[user]}/contacts/{contact_id}/unshare", target)
+
     def raw(self, contact_id: str) -> dict[str, Any]:
         return self._call("GET", f"/contacts/{contact_id}")
+
+    # -- an administrator ------------------------------------------------------------------
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """The Pipeliner REST API with the space's application keys, as an admin script would."""
+        base = self.control.control_url.removesuffix("/_sandbox")
+        space, key = PIPELINER["space_id"], PIPELINER["application_keys"][0]
+        response = self.control.session.request(
+            method,
+            f"{base}/api/v100/rest/spaces/{space}/entities{path}",
+            json=body,
+            auth=(key["api_username"], key["api_password"]),
+            timeout=self.control.timeout,
+        )
+        assert response.ok, response.text[:500]
+        return response.json()["data"]
+
+    def move_user(self, user: str, unit: str) -> dict[str, Any]:
+        """Make ``unit`` the user's only unit (Administration → Users: unit membership)."""
+        body = {"unit_membership": [{"id": unit}], "default_unit_id": unit}
+        return self.api("PATCH", f"/Clients/{USERS[user]}", body)
+
+    def edit_role(self, role_id: str, **rights: Any) -> dict[str, Any]:
+        """Change a role's rights (the admin module; the API has no route for it)."""
+        return self._call("PATCH", f"/roles/{role_id}", rights)
+
+    def move_unit(self, unit: str, parent: str | None) -> dict[str, Any]:
+        """Put a sales unit under another one in the unit tree (the admin module)."""
+        return self._call("PATCH", f"/units/{unit}", {"parent_id": parent})
+
+    def settings(self, **switches: Any) -> dict[str, Any]:
+        """The emulator's switches for what the vendor does not document."""
+        return self._call("POST", "/settings", switches)
 
     def contacts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         rows = self.control.state().get("contacts", [])

@@ -32,7 +32,7 @@ from contactsync.plan import (
     check_mass_delete,
     plan_batch,
     plan_linked,
-    plan_restores,
+    plan_owed_to_outlook,
 )
 
 PL, OL = Side.PIPELINER, Side.OUTLOOK
@@ -113,6 +113,8 @@ class Row:
     outlook_id: str | None = O_ID
     deleted: DeleteReason = DELETED
     can_delete: bool = True
+    edit_refusal: str | None = None
+    scope_exit: str | None = None
     version: str | None = None
     link_versions: tuple[str | None, str | None] = (None, None)  # (pipeliner, outlook)
     source_modified: datetime | None = None
@@ -135,7 +137,14 @@ def run_row(row: Row) -> Action:
     dest = (
         None
         if row.dest is None
-        else DestRecord(dest_id, row.dest, modified=row.dest_modified, can_delete=row.can_delete)
+        else DestRecord(
+            dest_id,
+            row.dest,
+            modified=row.dest_modified,
+            can_delete=row.can_delete,
+            edit_refusal=row.edit_refusal,
+            scope_exit=row.scope_exit,
+        )
     )
     return plan_linked(record, link, dest, LegContext(row.side, row.policy, row.two_way))
 
@@ -444,6 +453,50 @@ LIVE_ROWS: list[Row] = [
         state=LEAVING,
         expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE),
     ),
+    # -- rights at the time of the write (issue #11): only a Pipeliner copy can refuse ------------
+    Row(
+        "outlook edit of a contact that left the scope",
+        OL,
+        source=SRC_EDIT,
+        dest=BASE,
+        scope_exit="alex can no longer edit this contact",
+        expect=Expect(Kind.LEAVE, link_state=LEAVING, reason="can no longer edit"),
+    ),
+    Row(
+        "outlook edit of a contact the user may not edit",
+        OL,
+        source=SRC_EDIT,
+        dest=BASE,
+        edit_refusal="the Pipeliner contact is archived",
+        expect=Expect(
+            Kind.REJECT,
+            agreed=BASE,
+            link_state=RESTORE_OUTLOOK,
+            reason="not written: the Pipeliner contact is archived",
+        ),
+    ),
+    Row(
+        "outlook edit equal to a not editable pipeliner contact",
+        OL,
+        source=DEST_EDIT,
+        dest=DEST_EDIT,
+        edit_refusal="read-only role",
+        expect=Expect(Kind.SKIP, agreed=DEST_EDIT),
+    ),
+    Row(
+        "pipeliner record puts back a refused outlook edit",
+        PL,
+        source=BASE,
+        dest=DEST_EDIT,
+        state=RESTORE_OUTLOOK,
+        expect=Expect(
+            Kind.UPDATE,
+            {"mobile_phone": BASE["mobile_phone"]},
+            BASE,
+            link_state=ACTIVE,
+            reason="put back",
+        ),
+    ),
 ]
 
 
@@ -609,6 +662,14 @@ TOMBSTONE_ROWS: list[Row] = [
         dest=SRC_EDIT,
         state=LEAVING,
         expect=Expect(Kind.FORGET, reason="never deleted in Pipeliner"),
+    ),
+    Row(
+        "outlook delete of a contact that left the scope",
+        OL,
+        source=None,
+        dest=BASE,
+        scope_exit="alex can no longer edit this contact",
+        expect=Expect(Kind.FORGET, reason="not deleted in pipeliner"),
     ),
     Row(
         "outlook tombstone of LEAVING link, pipeliner gone",
@@ -1185,15 +1246,22 @@ def test_plan_batch_accepts_a_one_shot_candidate_iterable() -> None:
     assert [(a.kind, a.dest_id) for a in actions] == [(Kind.LINK, "o-7")]
 
 
-# --- restores owed to Outlook --------------------------------------------------------------------
+# --- work owed to Outlook from earlier runs ------------------------------------------------
 
-RESTORE_LINKS = (
+OWED_LINKS = (
     Link("p-active", "o-active", BASE),
     Link("p-owed-1", None, BASE, state=RESTORE_OUTLOOK),
     Link("p-leaving", "o-leaving", BASE, state=LEAVING),
     Link("p-handled", None, BASE, state=RESTORE_OUTLOOK),
     Link("p-owed-2", None, SRC_EDIT, state=RESTORE_OUTLOOK),
+    Link("p-refused", "o-refused", BASE, state=RESTORE_OUTLOOK),
+    Link("p-left-gone", "o-left-gone", BASE, state=LEAVING),
 )
+#: The Outlook copies still there: the refused edit's copy holds the Outlook edit.
+OWED_COPIES = {
+    "o-leaving": DestRecord("o-leaving", BASE),
+    "o-refused": DestRecord("o-refused", DEST_EDIT),
+}
 
 
 @pytest.mark.parametrize(
@@ -1201,28 +1269,53 @@ RESTORE_LINKS = (
     [
         pytest.param(
             (),
-            [("p-owed-1", BASE), ("p-handled", BASE), ("p-owed-2", SRC_EDIT)],
-            id="every owed restore, in link order",
+            [
+                (Kind.RESTORE, "p-owed-1", None, dict(BASE), ACTIVE),
+                (Kind.DELETE, "p-leaving", "o-leaving", {}, LEAVING),
+                (Kind.RESTORE, "p-handled", None, dict(BASE), ACTIVE),
+                (Kind.RESTORE, "p-owed-2", None, dict(SRC_EDIT), ACTIVE),
+                (
+                    Kind.UPDATE,
+                    "p-refused",
+                    "o-refused",
+                    {k: v for k, v in BASE.items() if DEST_EDIT.get(k) != v},
+                    ACTIVE,
+                ),
+                (Kind.FORGET, "p-left-gone", None, {}, None),
+            ],
+            id="every owed action, in link order",
         ),
         pytest.param(
-            ("p-handled", "p-active"),
-            [("p-owed-1", BASE), ("p-owed-2", SRC_EDIT)],
+            ("p-handled", "p-active", "p-leaving", "p-refused", "p-left-gone"),
+            [
+                (Kind.RESTORE, "p-owed-1", None, dict(BASE), ACTIVE),
+                (Kind.RESTORE, "p-owed-2", None, dict(SRC_EDIT), ACTIVE),
+            ],
             id="ids planned from a fresh record are skipped",
         ),
-        pytest.param(("p-owed-1", "p-handled", "p-owed-2"), [], id="all handled"),
     ],
 )
-def test_plan_restores(handled, expected) -> None:
-    actions = plan_restores(iter(RESTORE_LINKS), handled=iter(handled))
-    assert [summary(a) for a in actions] == [
-        (Kind.RESTORE, pid, None, dict(values), dict(values), (), ACTIVE)
-        for pid, values in expected
-    ]
-    assert all("restored" in a.reason for a in actions)
+def test_plan_owed_to_outlook(handled, expected) -> None:
+    actions = plan_owed_to_outlook(iter(OWED_LINKS), OWED_COPIES, handled=iter(handled))
+    assert [(a.kind, a.source_id, a.dest_id, dict(a.fields), a.link_state) for a in actions] == (
+        expected
+    )
+    for action in actions:
+        if action.kind in (Kind.RESTORE, Kind.UPDATE):
+            assert action.agreed == dict(OWED_LINKS_BY_ID[action.source_id].agreed)
 
 
-def test_plan_restores_without_links() -> None:
-    assert plan_restores([]) == []
+OWED_LINKS_BY_ID = {link.pipeliner_id: link for link in OWED_LINKS}
+
+
+def test_plan_owed_to_outlook_skips_a_copy_already_equal() -> None:
+    link = Link("p-1", "o-1", BASE, state=RESTORE_OUTLOOK)
+    (action,) = plan_owed_to_outlook([link], {"o-1": DestRecord("o-1", BASE)})
+    assert (action.kind, action.fields, action.link_state) == (Kind.SKIP, {}, ACTIVE)
+
+
+def test_plan_owed_to_outlook_without_links() -> None:
+    assert plan_owed_to_outlook([], {}) == []
 
 
 # --- the mass-delete guard -----------------------------------------------------------------------
@@ -1400,3 +1493,39 @@ def test_one_two_way_round_converges_and_the_next_writes_nothing(
         assert not action.writes and not action.fields and not action.conflicts
         if action.agreed is not None:
             agreed = dict(action.agreed)
+
+
+# --- matching a contact the user may not edit (issue #12, no duplicate CRM contact) -------------
+
+
+@pytest.mark.parametrize(
+    ("dest", "expected", "words"),
+    [
+        pytest.param(
+            DestRecord(P_ID, BASE, scope_exit="owned by nestor@contoso.example"),
+            Kind.REJECT,
+            "outside the sync scope: owned by nestor",
+            id="visible, not in scope: reported, not copied",
+        ),
+        pytest.param(
+            DestRecord(P_ID, SRC_TITLE_CLEARED, edit_refusal="read-only access"),
+            Kind.REJECT,
+            "read-only access: not linked",
+            id="in scope, not editable, changes to write",
+        ),
+        pytest.param(
+            DestRecord(P_ID, SRC_EDIT, edit_refusal="read-only access"),
+            Kind.LINK,
+            "matched",
+            id="in scope, not editable, nothing to write",
+        ),
+    ],
+)
+def test_an_outlook_contact_matching_a_contact_the_user_may_not_change(
+    dest: DestRecord, expected: Kind, words: str
+) -> None:
+    record = SourceRecord(O_ID, SRC_EDIT)
+    [action] = plan_batch([record], {}, {}, [dest], LegContext(OL, two_way=True))
+    assert action.kind is expected
+    assert words in action.reason
+    assert action.kind is not Kind.CREATE  # never a second CRM contact

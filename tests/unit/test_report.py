@@ -18,6 +18,7 @@ EXPECTED_COUNTERS = (
     "restored",
     "linked",
     "unchanged",
+    "out_of_scope",
     "conflicts",
     "rejected",
     "failed",

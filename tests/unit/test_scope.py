@@ -21,6 +21,7 @@ from contactsync.scope import (
     UnitTree,
     UserRole,
     can_delete,
+    can_edit,
     relation,
 )
 
@@ -109,10 +110,11 @@ def test_relation_rank_orders_owner_editor_viewer_none():
 @pytest.mark.parametrize(
     ("mode", "unit", "level", "direction", "expected"),
     [
-        # The role sees the user's own unit (direction Current, level Editor).
-        (ShareMode.STANDARD, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, E),
+        # The role sees the user's own unit (direction Current, level Editor): visibility alone
+        # is never "editor" (issue #11).
+        (ShareMode.STANDARD, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, V),
         (ShareMode.PRIVATE, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, N),
-        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, E),
+        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, V),
         (ShareMode.ALL_EDIT, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, E),
         (ShareMode.STANDARD, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, N),
         (ShareMode.PRIVATE, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, N),
@@ -190,14 +192,14 @@ def test_unit_sharing_counts_every_membership():
     [
         pytest.param(AccessLevel.NO_ACCESS, (), (), ShareMode.STANDARD, N, id="no-access"),
         pytest.param(AccessLevel.READONLY, (), (), ShareMode.STANDARD, V, id="readonly"),
-        pytest.param(AccessLevel.EDITOR, (), (), ShareMode.STANDARD, E, id="editor"),
-        pytest.param(AccessLevel.ALL, (), (), ShareMode.STANDARD, E, id="all"),
+        pytest.param(AccessLevel.EDITOR, (), (), ShareMode.STANDARD, V, id="editor"),
+        pytest.param(AccessLevel.ALL, (), (), ShareMode.STANDARD, V, id="all"),
         pytest.param(
-            AccessLevel.EDITOR_OR_UNIT_MANAGER, (CURRENT,), (), ShareMode.STANDARD, E,
+            AccessLevel.EDITOR_OR_UNIT_MANAGER, (CURRENT,), (), ShareMode.STANDARD, V,
             id="eoum-manager-of-contact-unit",
         ),
         pytest.param(
-            AccessLevel.EDITOR_OR_UNIT_MANAGER, (GRANDPARENT,), (), ShareMode.STANDARD, E,
+            AccessLevel.EDITOR_OR_UNIT_MANAGER, (GRANDPARENT,), (), ShareMode.STANDARD, V,
             id="eoum-manager-of-ancestor",
         ),
         pytest.param(
@@ -246,8 +248,12 @@ _UNITS = [GRANDPARENT, PARENT, CURRENT, CHILD, GRANDCHILD, SIBLING, UNRELATED, N
 )
 def test_direction(direction, unit):
     user = make_user(AccessLevel.EDITOR, direction)
-    expected = E if unit in _VISIBLE[direction] else N
+    expected = V if unit in _VISIBLE[direction] else N
     assert relation(make_contact(unit=unit), user) is expected
+    # Level All edits whatever the direction shows, still without being "editor".
+    assert can_edit(make_contact(unit=unit), make_user(AccessLevel.ALL, direction)) is (
+        unit in _VISIBLE[direction]
+    )
 
 
 def test_direction_table_is_not_trivial():
@@ -259,7 +265,7 @@ def test_direction_table_is_not_trivial():
 @pytest.mark.parametrize(
     ("see_private", "direction", "owner", "clients", "expected"),
     [
-        pytest.param(True, Direction.CURRENT, SOMEONE, (), E, id="see-private-same-unit"),
+        pytest.param(True, Direction.CURRENT, SOMEONE, (), V, id="see-private-same-unit"),
         pytest.param(False, Direction.CURRENT, SOMEONE, (), N, id="no-see-private-same-unit"),
         pytest.param(False, Direction.ALL, SOMEONE, (), N, id="no-see-private-direction-all"),
         pytest.param(True, Direction.OWNED, SOMEONE, (), N, id="see-private-but-owned-only"),
@@ -309,7 +315,7 @@ def test_enums_coerced_from_plain_values():
 # ---------------------------------------------------------------------------------------------
 # can_delete
 
-_DELETABLE = {(True, False, OWN), (True, False, E)}
+_DELETABLE = {(True, False, OWN)}  # only the owner deletes
 
 
 @pytest.mark.parametrize(
@@ -330,7 +336,7 @@ def test_can_delete(flag, protected, rel):
     ("contact", "expected"),
     [
         pytest.param(make_contact(owner=ME, unit=UNRELATED), True, id="owner"),
-        pytest.param(make_contact(unit=UNRELATED, clients=[(ME, ED)]), True, id="editor"),
+        pytest.param(make_contact(unit=UNRELATED, clients=[(ME, ED)]), False, id="editor"),
         pytest.param(make_contact(unit=UNRELATED, clients=[(ME, W)]), False, id="watcher"),
         pytest.param(make_contact(unit=UNRELATED), False, id="invisible"),
         pytest.param(make_contact(owner=ME, protected=True), False, id="protected"),
@@ -471,30 +477,17 @@ def test_is_wider_than(new, old, expected):
 
 def test_admits_combines_relation_and_scope():
     user = make_user(AccessLevel.EDITOR, Direction.CURRENT)
-    owned, edited, viewed = (
+    owned, edited, unit_mate, viewed = (
         make_contact(owner=ME, unit=UNRELATED),
+        make_contact(unit=UNRELATED, clients=[(ME, ED)]),
         make_contact(unit=CURRENT),
         make_contact(unit=UNRELATED, mode=ShareMode.ALL_VIEW),
     )
     hidden = make_contact(unit=UNRELATED)
-    assert [YOURS_1.admits(c, user) for c in (owned, edited, viewed, hidden)] == [
-        True,
-        False,
-        False,
-        False,
-    ]
-    assert [YOURS_2E.admits(c, user) for c in (owned, edited, viewed, hidden)] == [
-        True,
-        True,
-        False,
-        False,
-    ]
-    assert [ALL_1.admits(c, user) for c in (owned, edited, viewed, hidden)] == [
-        True,
-        True,
-        True,
-        False,
-    ]
+    contacts = (owned, edited, unit_mate, viewed, hidden)
+    assert [YOURS_1.admits(c, user) for c in contacts] == [True, False, False, False, False]
+    assert [YOURS_2E.admits(c, user) for c in contacts] == [True, True, False, False, False]
+    assert [ALL_1.admits(c, user) for c in contacts] == [True, True, True, True, False]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,8 +750,10 @@ def test_user_from_api_with_id_lists():
 def test_user_from_api_direction_current_does_not_reach_managed_subunits():
     role = {**MASTER_RIGHT, "access_entity_contact_direction": 2}
     user = SyncUser.from_api(api_client(), role, SALES_UNITS)
-    assert relation(make_contact(unit=CURRENT), user) is E  # manager of it: EOUM → editor
+    assert relation(make_contact(unit=CURRENT), user) is V  # visible, never "editor"
+    assert can_edit(make_contact(unit=CURRENT), user)  # manager of it: EOUM may edit
     assert relation(make_contact(unit=SIBLING), user) is V  # member, not manager
+    assert not can_edit(make_contact(unit=SIBLING), user)
     assert relation(make_contact(unit=CHILD), user) is N  # Current only
 
 
@@ -780,9 +775,12 @@ def test_user_from_api_end_to_end_with_unit_share():
         api_contact(unit_id=UNRELATED, sharing_units=[_unit_share(SIBLING, 2)])
     )
     assert relation(contact, user) is E
-    assert can_delete(contact, user) is True
+    assert can_edit(contact, user) is True
+    assert can_delete(contact, user) is False  # an editor never deletes
+    owned = ContactSharing.from_api(api_contact(owner_id=ME, unit_id=UNRELATED))
+    assert can_delete(owned, user) is True
     protected = ContactSharing.from_api(
-        api_contact(is_delete_protected=True, sharing_units=[_unit_share(SIBLING, 2)])
+        api_contact(owner_id=ME, is_delete_protected=True, unit_id=UNRELATED)
     )
     assert can_delete(protected, user) is False
 

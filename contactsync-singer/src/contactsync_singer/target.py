@@ -65,7 +65,9 @@ class ContactsSink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.owner = target
-        self.seen: set[str] = set()
+        #: The keys received since the current full listing began (None: no listing under way).
+        self.seen: set[str] | None = None
+        self.listing_version: int | None = None
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -101,18 +103,26 @@ class ContactsSink(BatchSink):
                 records.append(self.owner.source_record(raw))
             except ValueError as exc:
                 key = raw.get("_source_id") or raw.get("id") or "(no key)"
-                self.seen.add(str(key))  # listed by the source, even if we cannot use it
+                if self.seen is not None:
+                    self.seen.add(str(key))  # listed by the source, even if we cannot use it
                 self.logger.warning("rejected record %s: %s", key, exc)
                 leg.report.issue(str(key), "rejected", str(exc))
                 leg.report.count("rejected")
-        self.seen.update(r.id for r in records)
+        if self.seen is not None:
+            self.seen.update(r.id for r in records)
         leg.process(records)
 
     def activate_version(self, new_version: int) -> None:
-        """Our taps send ACTIVATE_VERSION after a complete listing of their side (see their
-        READMEs): every linked contact not received in this run is gone."""
+        """The Singer full-table convention: a tap sends ACTIVATE_VERSION when a full listing
+        starts and the same version again when it is complete. Only a listing seen from its
+        start to its end says that a linked contact it did not list is gone; a lone message
+        (a listing that broke off, or a tap that sends only one) deletes nothing."""
         self.owner.drain_one(self)
-        self.owner.leg.complete_listing(self.seen)
+        if self.listing_version == new_version and self.seen is not None:
+            self.owner.leg.complete_listing(self.seen)
+            self.listing_version, self.seen = None, None
+        else:
+            self.listing_version, self.seen = new_version, set()
 
     def clean_up(self) -> None:
         self.owner.finish_leg()

@@ -33,7 +33,7 @@ from contactsync.plan import (
     check_mass_delete,
     needs_copy,
     plan_batch,
-    plan_restores,
+    plan_owed_to_outlook,
 )
 from contactsync.report import RunReport
 
@@ -128,6 +128,7 @@ _COUNTER = {
     Kind.KEEP: "unchanged",
     Kind.FORGET: "forgotten",
     Kind.REJECT: "rejected",
+    Kind.LEAVE: "out_of_scope",
 }
 
 
@@ -189,7 +190,7 @@ class SyncLeg:
         now: list[tuple[Action, SourceRecord]] = []
         for action in actions:
             pair = (action, by_id[action.source_id])
-            if action.kind is Kind.DELETE:
+            if action.kind is Kind.DELETE and action.link_state is not LinkState.LEAVING:
                 self._defer(*pair)
             else:
                 now.append(pair)
@@ -212,21 +213,7 @@ class SyncLeg:
     def finish(self) -> RunReport:
         """Restores owed to Outlook, then the deletes, behind the mass-delete guard."""
         if self.src is Side.PIPELINER:
-            restores = plan_restores(
-                self.ledger.iter_links(LinkState.RESTORE_OUTLOOK), handled=self._handled
-            )
-            if restores:
-                links = self.ledger.get_many(Side.PIPELINER, [a.source_id for a in restores])
-                pairs = [
-                    (
-                        a,
-                        SourceRecord(
-                            a.source_id, a.fields, version=links[a.source_id].pipeliner_version
-                        ),
-                    )
-                    for a in restores
-                ]
-                self._execute(pairs, links)
+            self._settle_owed_work()
         if self._deferred:
             try:
                 check_mass_delete(
@@ -246,6 +233,34 @@ class SyncLeg:
         return self.report
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _settle_owed_work(self) -> None:
+        """Outlook copies owed from earlier runs: put back (RESTORE_OUTLOOK) or removed
+        because their contact left the scope (LEAVING), unless this run already handled them."""
+        owed = [
+            link
+            for state in (LinkState.RESTORE_OUTLOOK, LinkState.LEAVING)
+            for link in self.ledger.iter_links(state)
+            if link.pipeliner_id not in self._handled
+        ]
+        if not owed:
+            return
+        copies = [link.outlook_id for link in owed if link.outlook_id]
+        current = self.dest.fetch(copies) if copies else {}
+        actions = plan_owed_to_outlook(owed, current, handled=self._handled)
+        links = {link.pipeliner_id: link for link in owed}
+        pairs = [
+            (
+                action,
+                SourceRecord(
+                    action.source_id,
+                    dict(links[action.source_id].agreed),
+                    version=links[action.source_id].pipeliner_version,
+                ),
+            )
+            for action in actions
+        ]
+        self._execute(pairs, links)
 
     def _defer(self, action: Action, record: SourceRecord) -> None:
         """Hold a delete for the guard, durably: the target may emit Singer state (and so the
@@ -316,7 +331,9 @@ class SyncLeg:
                 changes["agreed"] = action.agreed
             if action.link_state is not None:
                 changes["state"] = action.link_state
-                if action.link_state is LinkState.RESTORE_OUTLOOK:
+                if action.link_state is LinkState.RESTORE_OUTLOOK and record.values is None:
+                    # The copy was deleted: it is created again. (A refused edit keeps it, to
+                    # be put back in place.)
                     changes["outlook_id"] = None
                     changes["outlook_version"] = None
             if action.kind is not Kind.REJECT:
@@ -332,6 +349,8 @@ class SyncLeg:
             else:
                 self._cleared(record.id)
         else:
+            if action.kind is Kind.LEAVE:
+                self.report.issue(record.id, "out of scope", action.reason)
             self._cleared(record.id)
 
     def _link_after(
@@ -359,7 +378,10 @@ class SyncLeg:
         return result.dest_id or action.dest_id or ""
 
     def _count(self, action: Action) -> None:
-        self.report.count(_COUNTER[action.kind])
+        if action.kind is Kind.DELETE and action.link_state is LinkState.LEAVING:
+            self.report.count("out_of_scope")  # a scope exit, not a deletion of the contact
+        else:
+            self.report.count(_COUNTER[action.kind])
         if action.conflicts:
             self.report.count("conflicts", len(action.conflicts))
 

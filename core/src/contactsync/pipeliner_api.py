@@ -523,6 +523,10 @@ class PipelinerClient:
             ) from exc
         return ResolvedUser(client=client, role=role, sync_user=sync_user)
 
+    def get_client(self, client_id: str) -> dict[str, Any] | None:
+        """A Pipeliner user (Client) by id, deleted ones included; None if unknown."""
+        return self._find_by_id("Clients", client_id, include_deleted=True)
+
     def _sales_units(self, client: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The space's sales units (id, parent_id) for the unit tree.
 

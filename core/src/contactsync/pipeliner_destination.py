@@ -4,6 +4,11 @@ Writes go in batches of up to 100 (``batch-modify`` / ``batch-delete`` / ``batch
 ``rollback-method=1``), so one bad record never sinks the others. New contacts are owned by the
 syncing user. The company goes to an existing Account of that name (case-insensitive) as primary
 account when there is exactly one, else to ``quick_account_name``; Accounts are never created.
+
+The application keys reach the whole space, so Pipeliner never refuses one of our writes: every
+contact read here carries the syncing user's rights on it (``contactsync.scope``, see
+docs/access-rules.md), the plan acts on them, and :meth:`PipelinerDestination.apply` checks them
+once more at the write (the last line of defence: a write without the right fails by name).
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ from contactsync.pipeliner_api import (
 )
 from contactsync.pipeliner_records import parse_time
 from contactsync.plan import Action, DestRecord, Kind, SourceRecord
-from contactsync.scope import ContactSharing, SyncScope, can_delete, relation
+from contactsync.scope import (
+    AccessLevel,
+    ContactSharing,
+    Relation,
+    SyncScope,
+    SyncType,
+    can_create,
+    can_delete,
+    can_edit,
+    relation,
+)
 
 log = logging.getLogger("contactsync.pipeliner")
 
@@ -45,31 +60,74 @@ class PipelinerDestination:
         self.scope = scope
         self._searched = 0
         self._pool: dict[str, Mapping[str, Any]] | None = None
+        #: The rights of each contact as last read in this run, for the check at the write.
+        self._read: dict[str, DestRecord] = {}
+        self._owners: dict[str, str] = {}
+
+    @property
+    def who(self) -> str:
+        """The syncing user as the report names them."""
+        return str(self.user.client.get("email") or self.user.client.get("id"))
 
     # -- reading -----------------------------------------------------------------------------
 
     def _dest_record(self, contact: Mapping[str, Any]) -> DestRecord:
         sharing = ContactSharing.from_api(contact)
-        rel = relation(sharing, self.user.sync_user)
-        return DestRecord(
+        user = self.user.sync_user
+        rel = relation(sharing, user)
+        record = DestRecord(
             contact["id"],
             from_pipeliner(contact),
             modified=parse_time(contact.get("modified")),
             version=str(contact.get("revision")) if contact.get("revision") is not None else None,
-            can_delete=can_delete(sharing, self.user.sync_user, rel),
+            can_delete=can_delete(sharing, user, rel),
+            edit_refusal=None if can_edit(sharing, user, rel) else self._why_not_editable(sharing),
+            scope_exit=None if self.scope.includes(rel) else self._why_out_of_scope(sharing, rel),
         )
+        self._read[record.id] = record
+        return record
 
-    def _in_scope(self, contact: Mapping[str, Any]) -> bool:
+    def _why_not_editable(self, sharing: ContactSharing) -> str:
+        if sharing.is_archived:
+            return f"the Pipeliner contact is archived, so {self.who} cannot edit it"
+        if self.user.sync_user.role.level is AccessLevel.READONLY:
+            return f"{self.who} has read-only access to Pipeliner contacts"
+        return f"{self.who} can no longer edit this contact"
+
+    def _why_out_of_scope(self, sharing: ContactSharing, rel: Relation) -> str:
+        owner = self._owner(sharing.owner_id)
+        if self.scope.sync_type is SyncType.ONE_WAY_ALL_CONTACTS:
+            return f"{self.who} can no longer see this contact (owner {owner})"
+        if rel is Relation.EDITOR:  # owner option: an editor is not in scope
+            return f"{self.who} is an editor, not the owner (owner {owner})"
+        seen = "" if rel is Relation.VIEWER else " nor see"
+        return f"{self.who} can no longer edit{seen} this contact (owner {owner})"
+
+    def _owner(self, client_id: str) -> str:
+        """The owner's e-mail (one read per owner and run; their id if it cannot be read)."""
+        if client_id not in self._owners:
+            try:
+                found = self.client.get_client(client_id)
+            except PipelinerError:
+                found = None
+            self._owners[client_id] = str((found or {}).get("email") or client_id)
+        return self._owners[client_id]
+
+    def _visible(self, contact: Mapping[str, Any]) -> bool:
+        """Live and visible to the user: a candidate to match (whether in scope or not)."""
         if contact.get("is_deleted"):
             return False
-        return self.scope.includes(relation(ContactSharing.from_api(contact), self.user.sync_user))
+        return relation(ContactSharing.from_api(contact), self.user.sync_user) is not Relation.NONE
 
     def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
         found = self.client.get_contacts(ids)
         return {i: self._dest_record(c) for i, c in found.items() if not c.get("is_deleted")}
 
     def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
-        """Contacts in the user's scope sharing an e-mail, else a name, with the records.
+        """Contacts the user can see sharing an e-mail, else a name, with the records.
+
+        Every visible contact is a candidate, in scope or not: a match the user may not edit is
+        reported by the plan instead of being copied as a second Pipeliner contact.
 
         Searching costs up to three requests per record (one per e-mail field), so once a run
         has searched for :data:`LIST_SCOPE_FROM` records, the user's contacts are listed once
@@ -78,11 +136,11 @@ class PipelinerDestination:
         self._searched += len(records)
         if self._pool is None and self._searched >= LIST_SCOPE_FROM:
             listed = self.client.iter_contacts(include_deleted=False)
-            self._pool = {c["id"]: c for c in listed if self._in_scope(c)}
+            self._pool = {c["id"]: c for c in listed if self._visible(c)}
         found: dict[str, Mapping[str, Any]] = dict(self._pool or {})
         for record in records:
             if self._pool is None:
-                found.update((c["id"], c) for c in self._search(record) if self._in_scope(c))
+                found.update((c["id"], c) for c in self._search(record) if self._visible(c))
             # A stamp names the contact outright: in scope or not, it is the counterpart.
             if record.stamp and record.stamp not in found:
                 stamped = self.client.get_contact(record.stamp)
@@ -109,13 +167,18 @@ class PipelinerDestination:
         deletes: list[tuple[int, str]] = []
         restores: list[tuple[int, str]] = []
         for index, action in enumerate(actions):
-            if action.kind is Kind.DELETE:
+            refusal = self._refusal(action)
+            if refusal:
+                log.warning("not written: %s %s: %s", action.kind, action.dest_id, refusal)
+                results[index] = WriteResult(action.source_id, False, action.dest_id, error=refusal)
+            elif action.kind is Kind.DELETE:
                 deletes.append((index, action.dest_id or ""))
             elif action.kind is Kind.RESTORE and action.dest_id:
                 restores.append((index, action.dest_id))
             else:
                 modify.append((index, self._item(action, action.dest_id)))
 
+        restores = self._restorable(restores, actions, modify)
         for (index, contact_id), outcome in zip(
             restores, self._batch(self.client.batch_restore, [i for _, i in restores]), strict=True
         ):
@@ -139,6 +202,22 @@ class PipelinerDestination:
                 self._link_account(actions[index], result.dest_id)
         return [results[i] for i in range(len(actions))]
 
+    def _refusal(self, action: Action) -> str | None:
+        """Why the user may not make this write now (None: they may). The plan already acted on
+        the rights it read; this is the check at the write itself."""
+        if action.kind is Kind.CREATE or (action.kind is Kind.RESTORE and not action.dest_id):
+            if not can_create(self.user.sync_user):
+                return f"{self.who}'s role may not create Pipeliner contacts"
+            return None
+        if action.kind is Kind.RESTORE:
+            return None  # restoring is checked on the deleted contact itself, in apply
+        read = self._read.get(action.dest_id or "")
+        if read is None:
+            return f"{action.dest_id} was not read before the write; its rights are unknown"
+        if action.kind is Kind.DELETE:
+            return None if read.can_delete else f"{self.who} may not delete this contact"
+        return read.scope_exit or read.edit_refusal
+
     def _item(self, action: Action, target: str | None) -> dict[str, Any]:
         """The batch-modify item: only the fields to write; creates are owned by the user."""
         full = action.kind in (Kind.CREATE, Kind.RESTORE) or target is None
@@ -148,6 +227,25 @@ class PipelinerDestination:
         else:
             item["owner_id"] = self.user.client["id"]
         return item
+
+    def _restorable(
+        self,
+        restores: list[tuple[int, str]],
+        actions: Sequence[Action],
+        modify: list[tuple[int, dict[str, Any]]],
+    ) -> list[tuple[int, str]]:
+        """The deleted contacts the user may bring back; the others come back as new contacts
+        of the user's own (the Outlook edit that asked for the restore is not lost)."""
+        allowed: list[tuple[int, str]] = []
+        for index, contact_id in restores:
+            found = self.client.get_contact(contact_id)
+            sharing = ContactSharing.from_api(found) if found else None
+            if sharing is not None and can_edit(sharing, self.user.sync_user):
+                allowed.append((index, contact_id))
+            else:
+                log.info("not restoring Pipeliner contact %s: %s", contact_id, "no edit right")
+                modify.append((index, self._item(actions[index], None)))
+        return allowed
 
     @staticmethod
     def _batch(call: Any, items: Sequence[Any]) -> list[BatchItemResult]:

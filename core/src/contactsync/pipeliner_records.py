@@ -12,7 +12,7 @@ from typing import Any
 
 from contactsync.fieldmap import BY_KEY, from_pipeliner
 from contactsync.plan import DeleteReason, SourceRecord
-from contactsync.scope import ContactSharing, SyncUser, can_delete, relation
+from contactsync.scope import ContactSharing, SyncUser, can_delete, can_edit, relation
 
 #: Pipeliner fields of the table, in table order (company is ``quick_account_name``).
 TABLE_FIELDS: tuple[str, ...] = tuple(f.pipeliner for f in BY_KEY.values())
@@ -55,6 +55,7 @@ CONTACT_SCHEMA: dict[str, Any] = {
         "sharing_units": _SHARES,
         "is_deleted": {"type": ["boolean", "null"]},
         "is_delete_protected": {"type": ["boolean", "null"]},
+        "is_archived": {"type": ["boolean", "null"]},
         "created": _TIME,
         "modified": _TIME,
         "revision": {"type": ["integer", "null"]},
@@ -62,6 +63,7 @@ CONTACT_SCHEMA: dict[str, Any] = {
             "type": ["string", "null"],
             "enum": ["owner", "editor", "viewer", "none", None],
         },
+        "_sync_user_can_edit": {"type": ["boolean", "null"]},
         "_sync_user_can_delete": {"type": ["boolean", "null"]},
         "_sdc_deleted_at": _TIME,
     },
@@ -87,7 +89,7 @@ def _shares(items: Any, key: str) -> list[dict[str, Any]]:
 
 def tap_record(contact: Mapping[str, Any], user: SyncUser) -> dict[str, Any]:
     """A Pipeliner API contact (read with ``expand=primary_account,sharing_*``) as a record,
-    with the syncing user's relation to it and their right to delete it."""
+    with the syncing user's relation to it and their rights to edit and delete it."""
     sharing = ContactSharing.from_api(contact)
     rel = relation(sharing, user)
     record: dict[str, Any] = {name: contact.get(name) for name in TABLE_FIELDS}
@@ -103,10 +105,12 @@ def tap_record(contact: Mapping[str, Any], user: SyncUser) -> dict[str, Any]:
         sharing_units=_shares(contact.get("sharing_units"), "unit_id"),
         is_deleted=bool(contact.get("is_deleted")),
         is_delete_protected=contact.get("is_delete_protected"),
+        is_archived=contact.get("is_archived"),
         created=contact.get("created"),
         modified=contact.get("modified"),
         revision=contact.get("revision"),
         _sync_user_relation=rel.value,
+        _sync_user_can_edit=can_edit(sharing, user, rel),
         _sync_user_can_delete=can_delete(sharing, user, rel),
     )
     if record["is_deleted"]:

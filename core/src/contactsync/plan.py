@@ -16,7 +16,11 @@ The rules, by case (S = source values, A = agreed values, D = destination values
 * tombstone, linked: DELETE the copy, except that an edit wins over a delete (KEEP: the deleted
   side gets its copy back, nothing is lost), a Pipeliner delete needs deletion rights (else
   REJECT and restore the Outlook copy), and a contact leaving the scope only ever removes the
-  Outlook copy (DELETE marked LEAVING; the Outlook tombstone that follows only FORGETs).
+  Outlook copy (DELETE marked LEAVING; the Outlook tombstone that follows only FORGETs);
+* a destination copy the user may no longer change (DESIGN §1: rights are checked at the time
+  of every write): out of the user's scope -> LEAVE (nothing written; the link is marked LEAVING
+  and the other leg removes the Outlook copy); in scope but not editable (read-only role,
+  archived) -> REJECT, and the Outlook copy is put back as the destination has it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Kind(StrEnum):
     KEEP = "keep"
     FORGET = "forget"
     REJECT = "reject"
+    #: The contact left the syncing user's scope: nothing is written, its Outlook copy goes.
+    LEAVE = "leave"
 
 
 #: Kinds that write to the destination.
@@ -77,8 +83,12 @@ class SourceRecord:
 
 @dataclass(frozen=True)
 class DestRecord:
-    """The destination's current copy. ``can_delete`` is the syncing user's right to delete
-    it (always true in an own Outlook folder)."""
+    """The destination's current copy, and the syncing user's rights on it as of this read.
+
+    ``can_delete`` is the right to delete it; ``edit_refusal`` says why the user may not change
+    it (None: they may); ``scope_exit`` says why it is no longer in the user's sync scope (None:
+    it is). An own Outlook folder grants everything.
+    """
 
     id: str
     values: Values
@@ -86,6 +96,8 @@ class DestRecord:
     version: str | None = None
     can_delete: bool = True
     stamp: str | None = None
+    edit_refusal: str | None = None
+    scope_exit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,21 @@ def plan_linked(
             Kind.SKIP, record.id, dest_id, reason="echo of our own write" if echo else quiet
         )
     back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
+    if dest is not None and dest.scope_exit:
+        return _leave(record, link, dest)
+    if dest is not None and link.state is LinkState.RESTORE_OUTLOOK:
+        # The Outlook copy owes the source's values (a refused edit): put them back whole.
+        fields = {k: v for k, v in source.items() if dest.values.get(k) != v}
+        kind = Kind.UPDATE if fields else Kind.SKIP
+        return Action(
+            kind,
+            record.id,
+            dest.id,
+            fields=fields,
+            agreed=dict(source),
+            link_state=LinkState.ACTIVE,
+            reason=f"{ctx.dest_side} copy put back as {ctx.source_side} has it",
+        )
     if dest is None:
         return Action(
             Kind.RESTORE,
@@ -187,6 +214,16 @@ def plan_linked(
         source_modified=record.modified,
         dest_modified=dest.modified,
     )
+    if result.writes and dest.edit_refusal:
+        return Action(
+            Kind.REJECT,
+            record.id,
+            dest.id,
+            agreed=dict(dest.values),
+            link_state=LinkState.RESTORE_OUTLOOK,
+            reason=f"not written: {dest.edit_refusal}; the {ctx.source_side} copy is put back "
+            f"as {ctx.dest_side} has it (changed: {', '.join(sorted(result.writes))})",
+        )
     if result.writes:
         return Action(
             Kind.UPDATE,
@@ -219,6 +256,18 @@ def plan_linked(
     )
 
 
+def _leave(record: SourceRecord, link: Link, dest: DestRecord) -> Action:
+    """The destination contact left the user's scope: write nothing; its Outlook copy goes."""
+    return Action(
+        Kind.LEAVE,
+        record.id,
+        dest.id,
+        link_state=LinkState.LEAVING,
+        reason=f"left the sync scope: {dest.scope_exit}; not written, and its Outlook copy "
+        "is removed on the next run (the Pipeliner contact is untouched)",
+    )
+
+
 def _plan_tombstone(
     record: SourceRecord, link: Link, dest: DestRecord | None, ctx: LegContext
 ) -> Action:
@@ -234,6 +283,13 @@ def _plan_tombstone(
         )
     if dest is None:
         return Action(Kind.FORGET, record.id, dest_id, reason="deleted on both sides")
+    if dest.scope_exit:
+        return Action(
+            Kind.FORGET,
+            record.id,
+            dest_id,
+            reason=f"deleted in {src}; {dest.scope_exit}, so it is not deleted in {dst}",
+        )
     edited = sorted(changed_keys(link.agreed, dest.values))
     if record.deleted is DeleteReason.OUT_OF_SCOPE and src is Side.PIPELINER:
         lost = f"; its unsynced Outlook edits ({', '.join(edited)}) go with it" if edited else ""
@@ -372,6 +428,16 @@ def _plan_unlinked(
 
 def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) -> Action:
     assert record.values is not None
+    if dest.scope_exit:
+        # Creating it again would make a second CRM contact; linking would sync someone else's.
+        return Action(
+            Kind.REJECT,
+            record.id,
+            dest.id,
+            reason=f"exists in {ctx.dest_side} as {dest.id} (matched by {by}), outside the sync "
+            f"scope: {dest.scope_exit}. Not copied: ask for it to be shared with you as editor, "
+            "or remove this contact from the folder",
+        )
     result = merge(
         None,
         record.values,
@@ -381,6 +447,14 @@ def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) 
         source_modified=record.modified,
         dest_modified=dest.modified,
     )
+    if result.writes and dest.edit_refusal:
+        return Action(
+            Kind.REJECT,
+            record.id,
+            dest.id,
+            reason=f"exists in {ctx.dest_side} as {dest.id} (matched by {by}), but "
+            f"{dest.edit_refusal}: not linked, since its changes could not be written",
+        )
     return Action(
         Kind.LINK,
         record.id,
@@ -395,26 +469,70 @@ def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) 
 # --- restores and the mass-delete guard --------------------------------------------------------
 
 
-def plan_restores(links: Iterable[Link], handled: Iterable[str] = ()) -> list[Action]:
-    """Outlook copies owed back (RESTORE_OUTLOOK links), for the Pipeliner -> Outlook leg.
+def plan_owed_to_outlook(
+    links: Iterable[Link], current: Mapping[str, DestRecord], handled: Iterable[str] = ()
+) -> list[Action]:
+    """What the Pipeliner -> Outlook leg owes the folder from earlier runs, by link state.
+
+    * RESTORE_OUTLOOK: the copy is put back from the agreed values (it was deleted without the
+      right to delete the Pipeliner contact, or edited without the right to edit it): updated in
+      place when it is still there (``current``, by Outlook id), else created again.
+    * LEAVING: the contact left the user's scope (seen by the other leg at a write): its copy
+      is removed. Never a mass delete: Pipeliner is untouched and the scope says so.
 
     ``handled`` are Pipeliner ids this run already planned from a fresh record.
     """
     done = set(handled)
-    return [
-        Action(
-            Kind.RESTORE,
-            link.pipeliner_id,
-            None,
-            fields=dict(link.agreed),
-            agreed=dict(link.agreed),
-            link_state=LinkState.ACTIVE,
-            reason="Outlook copy restored: it was deleted without the right to delete "
-            "the Pipeliner contact, or the Pipeliner contact was edited meanwhile",
-        )
-        for link in links
-        if link.state is LinkState.RESTORE_OUTLOOK and link.pipeliner_id not in done
-    ]
+    actions: list[Action] = []
+    for link in links:
+        if link.pipeliner_id in done:
+            continue
+        copy = current.get(link.outlook_id) if link.outlook_id else None
+        if link.state is LinkState.LEAVING:
+            if copy is None:
+                actions.append(
+                    Action(Kind.FORGET, link.pipeliner_id, None, reason="left the sync scope")
+                )
+                continue
+            actions.append(
+                Action(
+                    Kind.DELETE,
+                    link.pipeliner_id,
+                    copy.id,
+                    link_state=LinkState.LEAVING,
+                    reason="left the sync scope: the Outlook copy is removed "
+                    "(the Pipeliner contact is untouched)",
+                )
+            )
+        elif link.state is LinkState.RESTORE_OUTLOOK:
+            if copy is not None:
+                fields = {k: v for k, v in link.agreed.items() if copy.values.get(k) != v}
+                actions.append(
+                    Action(
+                        Kind.UPDATE if fields else Kind.SKIP,
+                        link.pipeliner_id,
+                        copy.id,
+                        fields=fields,
+                        agreed=dict(link.agreed),
+                        link_state=LinkState.ACTIVE,
+                        reason="Outlook copy put back as Pipeliner has it: the edit was not "
+                        "allowed in Pipeliner",
+                    )
+                )
+                continue
+            actions.append(
+                Action(
+                    Kind.RESTORE,
+                    link.pipeliner_id,
+                    None,
+                    fields=dict(link.agreed),
+                    agreed=dict(link.agreed),
+                    link_state=LinkState.ACTIVE,
+                    reason="Outlook copy restored: it was deleted without the right to delete "
+                    "the Pipeliner contact, or the Pipeliner contact was edited meanwhile",
+                )
+            )
+    return actions
 
 
 #: Deleting this few contacts never trips the guard, however small the folder.

@@ -22,6 +22,7 @@ COUNTERS = (
     "restored",
     "linked",
     "unchanged",
+    "out_of_scope",
     "conflicts",
     "rejected",
     "failed",

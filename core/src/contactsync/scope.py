@@ -2,37 +2,46 @@
 
 Pipeliner documents the *fields* of its sharing model (contact ``share_mode``, the
 ``sharing_clients`` / ``sharing_units`` relations, the role's ``access_entity_contact*`` fields)
-but not their exact semantics. This module is our reading of them, kept in one pure place so that
-the tap, the mapper and the targets agree and so that it can be corrected in one spot.
+in its OpenAPI, and their meaning in its help centre. The rules below follow that help; every rule
+and its source is in ``docs/access-rules.md`` (one tested row per case). They live in this one
+pure module so that the tap, the mapper and the targets agree.
 
-A user's relation to a contact is the strongest of OWNER > EDITOR > VIEWER > NONE, found thus:
+A user's **relation** to a contact (what ``sync_option`` and ``one_way_all_contacts`` select on)
+is the strongest of OWNER > EDITOR > VIEWER > NONE:
 
-1. No contact access: a role with ``access_contacts`` false or ``access_entity_contact`` NoAccess
-   sees no contact at all, *not even the ones the user owns* (Pipeliner hides the module, and
-   syncing such contacts would leak them to Outlook) → NONE.
-2. ``owner_id`` is the user → OWNER.
-3. Explicit sharing, in every share mode: a ``sharing_clients`` row for the user, or a
-   ``sharing_units`` row for a unit the user belongs to (as member or manager; a share to a
-   parent or child of the user's unit does not count). Role Editor → EDITOR, Watcher → VIEWER.
-   Relations with ``is_deleted`` true are ignored.
-4. Share mode AllEdit → EDITOR for everyone with contact access; AllView → VIEWER.
-5. Role visibility, for Standard / AllView / AllEdit contacts (Private ones only when the role has
-   ``access_entity_contact_private``): the direction decides whether the contact's sales unit is
-   visible — Owned: none; Current: the user's units; CurrentAndParent: also their ancestors;
-   CurrentAndSubunit: also their descendants; CurrentAndParentAndSubunit: both; All: every
-   contact, even one without a unit. A visible contact is VIEWER under level Readonly, EDITOR under
-   Editor and All, and under EditorOrUnitManager EDITOR when the user manages the contact's unit
-   (or one of its ancestors), else VIEWER.
-6. The strongest of 3-5 wins; then level Readonly caps every non-owner relation at VIEWER.
+1. No contact access (role ``access_contacts`` false or ``access_entity_contact`` NoAccess): NONE,
+   even for owned contacts (Pipeliner hides the module; syncing them would leak them).
+2. ``owner_id`` is the user: OWNER.
+3. EDITOR only by an explicit grant: a ``sharing_clients`` row for the user or a ``sharing_units``
+   row for a unit the user belongs to (member or manager) with role Editor, or share mode AllEdit.
+   Never by mere visibility through the role's unit direction ("Editor: additional user(s) added
+   to the record who can update all details").
+4. VIEWER: a Watcher share, share mode AllView, or visibility through the role's unit direction
+   (Private contacts only with ``access_entity_contact_private``): Owned: none; Current: the
+   user's units; CurrentAndParent: also their ancestors; CurrentAndSubunit: also their
+   descendants; CurrentAndParentAndSubunit: both; All: every contact.
+5. Level Readonly caps every non-owner relation at VIEWER.
 
-Deletion (:func:`can_delete`) needs the role's ``access_entity_contact_delete``, a contact that is
-not ``is_delete_protected``, and an OWNER or EDITOR relation.
+**Rights** are separate from the relation, since a role can grant edit rights wider than the
+explicit editors (they never widen a sync's scope, only what the user may write):
 
-The sync settings of DESIGN §1 (:class:`SyncScope`) turn a relation into "in scope or not".
+* edit (:func:`can_edit`): a role with write access (level Editor, EditorOrUnitManager or All;
+  never Readonly), on a contact that is not archived, where the user is owner or editor; under
+  level All also every contact visible through the unit direction; under EditorOrUnitManager also
+  visible contacts of a unit the user manages (or one below it).
+* delete (:func:`can_delete`): edit rights, the user is the **owner** ("Only the owner can delete
+  data … an Editor cannot delete the record"), the role's ``access_entity_contact_delete``, and no
+  ``is_delete_protected``.
+* create (:func:`can_create`): contact access with write access.
+
+The sync settings of DESIGN §1 (:class:`SyncScope`) turn a relation into "in scope or not", and
+:func:`scope_fingerprint` sums up everything a user's scope depends on besides the contact itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -54,8 +63,11 @@ __all__ = [
     "SyncUser",
     "UnitTree",
     "UserRole",
+    "can_create",
     "can_delete",
+    "can_edit",
     "relation",
+    "scope_fingerprint",
 ]
 
 
@@ -159,6 +171,7 @@ class ContactSharing:
     sharing_clients: tuple[tuple[str, SharingRole], ...] = ()
     sharing_units: tuple[tuple[str, SharingRole], ...] = ()
     is_delete_protected: bool = False
+    is_archived: bool = False
 
     def __post_init__(self) -> None:
         # Coerce, so that plain ints and lists from callers compare like the enums they mean.
@@ -175,7 +188,8 @@ class ContactSharing:
         role, so guessing would silently shrink or widen the scope: that is refused. A missing
         ``share_mode`` means Standard; a missing relation list means none; a sharing row without
         ``role`` counts as Watcher (the weaker grant); a missing ``is_delete_protected`` counts as
-        protected, so that an incomplete read can never turn into a Pipeliner delete.
+        protected, so that an incomplete read can never turn into a Pipeliner delete. Archived
+        contacts "cannot be edited until reactivated" (the spec's ``is_archived``).
         """
         owner_id = contact.get("owner_id")
         if not owner_id:
@@ -192,6 +206,7 @@ class ContactSharing:
             sharing_clients=_sharing(contact, "sharing_clients", "client_id"),
             sharing_units=_sharing(contact, "sharing_units", "unit_id"),
             is_delete_protected=_flag(contact, "is_delete_protected", default=True),
+            is_archived=_flag(contact, "is_archived", default=False),
         )
 
 
@@ -423,6 +438,13 @@ _BY_SHARING_ROLE = {SharingRole.EDITOR: Relation.EDITOR, SharingRole.WATCHER: Re
 _BY_SHARE_MODE = {ShareMode.ALL_EDIT: Relation.EDITOR, ShareMode.ALL_VIEW: Relation.VIEWER}
 
 
+def visible_by_role(contact: ContactSharing, user: SyncUser) -> bool:
+    """Whether the role's unit direction shows the contact (Private ones need the private flag)."""
+    if contact.share_mode is ShareMode.PRIVATE and not user.role.see_private:
+        return False
+    return user.sees_unit(contact.unit_id)
+
+
 def relation(contact: ContactSharing, user: SyncUser) -> Relation:
     """The user's relation to the contact, by the rules in the module docstring."""
     role = user.role
@@ -438,15 +460,8 @@ def relation(contact: ContactSharing, user: SyncUser) -> Relation:
         _BY_SHARING_ROLE[r] for unit_id, r in contact.sharing_units if unit_id in user.unit_ids
     ]
     grants.append(_BY_SHARE_MODE.get(contact.share_mode, Relation.NONE))
-
-    private_ok = contact.share_mode is not ShareMode.PRIVATE or role.see_private
-    if private_ok and user.sees_unit(contact.unit_id):
-        if role.level is AccessLevel.READONLY:
-            grants.append(Relation.VIEWER)
-        elif role.level is AccessLevel.EDITOR_OR_UNIT_MANAGER:
-            grants.append(Relation.EDITOR if user.manages(contact.unit_id) else Relation.VIEWER)
-        else:  # EDITOR, ALL
-            grants.append(Relation.EDITOR)
+    if visible_by_role(contact, user):
+        grants.append(Relation.VIEWER)
 
     best = Relation.strongest(grants)
     if role.level is AccessLevel.READONLY and best.rank > Relation.VIEWER.rank:
@@ -454,18 +469,65 @@ def relation(contact: ContactSharing, user: SyncUser) -> Relation:
     return best
 
 
-def can_delete(contact: ContactSharing, user: SyncUser, rel: Relation | None = None) -> bool:
-    """Whether an Outlook-side delete may delete the contact in Pipeliner (DESIGN §1).
+def can_edit(contact: ContactSharing, user: SyncUser, rel: Relation | None = None) -> bool:
+    """Whether the user may change the contact in Pipeliner (see the module docstring).
 
     Pass ``rel`` when it is already known, to avoid computing it twice.
     """
+    role = user.role
+    if not role.has_contact_access or role.level is AccessLevel.READONLY or contact.is_archived:
+        return False
+    if rel is None:
+        rel = relation(contact, user)
+    if rel in (Relation.OWNER, Relation.EDITOR):
+        return True
+    if role.level is AccessLevel.ALL:
+        return visible_by_role(contact, user)
+    if role.level is AccessLevel.EDITOR_OR_UNIT_MANAGER:
+        return visible_by_role(contact, user) and user.manages(contact.unit_id)
+    return False
+
+
+def can_delete(contact: ContactSharing, user: SyncUser, rel: Relation | None = None) -> bool:
+    """Whether an Outlook-side delete may delete the contact in Pipeliner (DESIGN §1)."""
     if rel is None:
         rel = relation(contact, user)
     return (
-        user.role.can_delete
+        rel is Relation.OWNER
+        and user.role.can_delete
         and not contact.is_delete_protected
-        and rel in (Relation.OWNER, Relation.EDITOR)
+        and can_edit(contact, user, rel)
     )
+
+
+def can_create(user: SyncUser) -> bool:
+    """Whether the user may create contacts (they are owned by the user)."""
+    return user.role.has_contact_access and user.role.level is not AccessLevel.READONLY
+
+
+def scope_fingerprint(user: SyncUser) -> str:
+    """A digest of everything the user's scope depends on besides the contacts themselves.
+
+    The user, their role's contact rights, their unit memberships and the unit tree. The tap keeps
+    it in its state: when it changes (a unit move, a narrowed role, a new sub-unit), contacts may
+    have entered or left the scope without being modified, so the whole scope is read again.
+    """
+    role = user.role
+    facts = {
+        "user": user.id,
+        "role": [
+            role.access_contacts,
+            int(role.level),
+            int(role.direction),
+            role.can_delete,
+            role.see_private,
+        ],
+        "units": sorted(user.unit_ids),
+        "managed": sorted(user.managed_unit_ids),
+        "tree": sorted((unit, parent or "") for unit, parent in user.units.parents.items()),
+    }
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ class ContactsStream(Stream):
 
     The Singer state holds the folder's delta link; deletions arrive as tombstones
     (``_sdc_deleted_at``), replays are de-duplicated, an expired delta link (410) restarts
-    the round from scratch once. After a full round comes an ACTIVATE_VERSION message: the
-    records before it are the whole folder.
+    the round from scratch once. A round that lists the whole folder (the first, or a restart)
+    follows the Singer convention for a full table: ACTIVATE_VERSION when it starts, every
+    RECORD stamped with that version, ACTIVATE_VERSION again when it is complete.
     """
 
     name = "contacts"
@@ -36,22 +37,30 @@ class ContactsStream(Stream):
         if delta_link is None:
             self.logger.info("reading the whole folder %r (no delta link yet)", folder.display_name)
         last_link = None
-        complete = delta_link is None
+        version: int | None = None
         for page in tap.graph.iter_delta(folder, delta_link):
-            complete = complete or page.full_resync
+            if version is None and (delta_link is None or page.full_resync):
+                version = self._begin_listing()
             for contact_id in page.removed:
                 yield tombstone_record(contact_id)
             for contact in page.contacts:
                 yield tap_record(contact)
             last_link = page.delta_link or last_link
-        if complete and last_link:
-            # A full round lists every contact: tell the target, which then knows that a
-            # linked contact missing from it was deleted (a resync reports no deletions).
-            self._write_activate_version_message(int(time.time() * 1000))
+        if version is not None and last_link:
+            # The whole folder was listed: the target now knows that a linked contact missing
+            # from it was deleted (a resync reports no deletions).
+            self._write_activate_version_message(version)
         if last_link:
             state["folder_id"] = folder.id
             state["delta_link"] = last_link
             self.state_manager.is_flushed = False
+
+    def _begin_listing(self) -> int:
+        """Start a full listing: ACTIVATE_VERSION, and the records that follow carry its version."""
+        version = int(time.time() * 1000)
+        self._stream_version = version
+        self._write_activate_version_message(version)
+        return version
 
 
 class TapOutlookContacts(Tap):

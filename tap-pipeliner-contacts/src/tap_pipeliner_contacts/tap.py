@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from singer_sdk import Stream, Tap
 
+from contactsync import full_read
 from contactsync import settings as cs
 from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
 from contactsync.pipeliner_records import CONTACT_SCHEMA, tap_record
-from contactsync.scope import SyncScope
+from contactsync.scope import SyncScope, scope_fingerprint
 
 
 class ContactsStream(Stream):
     """Contacts changed since the bookmark, deleted ones as tombstones (``_sdc_deleted_at``).
 
     Read in ``modified`` order with the primary account and sharing expanded in the same
-    request, so each page of 100 costs one request. After a complete first read comes an
-    ACTIVATE_VERSION message: the records before it are every contact of the space.
+    request, so each page of 100 costs one request. Some runs read every contact instead
+    (``contactsync.full_read``: the first run, a changed scope, the periodic reconcile); such a
+    read follows the Singer convention for a full table: ACTIVATE_VERSION first, every RECORD
+    stamped with that version, and ACTIVATE_VERSION again once the listing is complete. Standard
+    loaders then keep every live row, and our targets take a listing that ended as complete.
     """
 
     name = "contacts"
@@ -33,25 +38,36 @@ class ContactsStream(Stream):
         tap: TapPipelinerContacts = self._tap  # type: ignore[assignment]
         since = self.get_starting_timestamp(context)
         state = self.get_context_state(context)
-        scope = tap.sync_scope
-        if since is not None and state.get("sync_scope") not in (None, scope):
-            # Wider: contacts that just entered the scope were not modified, so only a full
-            # read finds them; narrower: the full read lets the mapper mark what left it.
-            self.logger.info(
-                "sync scope changed from %s to %s: reading every contact again",
-                state["sync_scope"],
-                scope,
-            )
+        user = tap.sync_user.sync_user
+        now = datetime.now(UTC)
+        reason = full_read.full_read_reason(
+            state,
+            has_bookmark=since is not None,
+            scope=tap.sync_scope,
+            fingerprint=scope_fingerprint(user),
+            interval_seconds=tap.full_read_interval,
+            now=now,
+        )
+        if reason is not None:
+            self.logger.info("reading every contact in Pipeliner: %s", reason)
             since = None
             for key in ("replication_key_value", "progress_markers"):
                 state.pop(key, None)  # the bookmark starts over with the full read
-        state["sync_scope"] = scope
-        user = tap.sync_user.sync_user
+        state[full_read.SCOPE_KEY] = tap.sync_scope
+        state[full_read.FINGERPRINT_KEY] = scope_fingerprint(user)
+        version = self._begin_listing() if since is None else None
         for contact in tap.client.iter_contacts(modified_since=since, include_deleted=True):
             yield tap_record(contact, user)
-        if since is None and tap.client.last_read_complete:
-            # Every contact was listed: tell the target (see the README).
-            self._write_activate_version_message(int(time.time() * 1000))
+        if version is not None and tap.client.last_read_complete:
+            self._write_activate_version_message(version)  # the listing is complete
+            state[full_read.LAST_FULL_READ_KEY] = full_read.stamp(now)
+
+    def _begin_listing(self) -> int:
+        """Start a full listing: ACTIVATE_VERSION, and the records that follow carry its version."""
+        version = int(time.time() * 1000)
+        self._stream_version = version
+        self._write_activate_version_message(version)
+        return version
 
 
 class TapPipelinerContacts(Tap):
@@ -67,6 +83,16 @@ class TapPipelinerContacts(Tap):
                 "type": ["string"],
                 "format": "date-time",
                 "description": "Read contacts modified since then on the first run (default: all).",
+            },
+            "full_read_interval": {
+                "type": ["integer"],
+                "minimum": 0,
+                "default": full_read.DEFAULT_INTERVAL_SECONDS,
+                "description": (
+                    "Seconds between two reads of the user's whole scope (0: every run). "
+                    "Pipeliner does not document that a delete or a sharing change moves a "
+                    "contact's `modified`; a full read heals such a missed change."
+                ),
             },
             "page_size": {
                 "type": ["integer"],
@@ -87,6 +113,11 @@ class TapPipelinerContacts(Tap):
     @cached_property
     def sync_user(self) -> ResolvedUser:
         return cs.resolve_sync_user(self.client, self.config)
+
+    @property
+    def full_read_interval(self) -> float:
+        value = self.config.get("full_read_interval")
+        return float(full_read.DEFAULT_INTERVAL_SECONDS if value is None else value)
 
     @property
     def sync_scope(self) -> str:

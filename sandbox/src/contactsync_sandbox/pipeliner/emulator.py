@@ -143,6 +143,7 @@ class PipelinerEmulator(Emulator):
         def endpoint(request: Request, space_id: str, **values: Any) -> Response:
             self._authenticate(request, space_id)
             self._throttle()
+            self.space.purge_deleted()
             return handler(request, **values)
 
         endpoint.__name__ = getattr(handler, "__name__", "endpoint")
@@ -365,6 +366,10 @@ class PipelinerEmulator(Emulator):
                 Rule(f"{c}/{kind}", endpoint=self._c_identity(kind), methods=["POST"])
                 for kind in seeding.IDENTITY_KINDS
             ),
+            *(
+                Rule(f"{c}/{kind}/<rid>", endpoint=self._c_edit_identity(kind), methods=["PATCH"])
+                for kind in seeding.EDITABLE_IDENTITIES
+            ),
             Rule(f"{c}/generate", endpoint=self.c_generate, methods=["POST"]),
             Rule(f"{c}/rate-limit", endpoint=self.c_get_rate_limit, methods=["GET"]),
             Rule(f"{c}/rate-limit", endpoint=self.c_set_rate_limit, methods=["POST"]),
@@ -503,6 +508,21 @@ class PipelinerEmulator(Emulator):
 
         create.__name__ = f"c_create_{kind}"
         return create
+
+    def _c_edit_identity(self, kind: str) -> Callable[..., Response]:
+        type_name = seeding.EDITABLE_IDENTITIES[kind]
+
+        def edit(request: Request, rid: str) -> Response:
+            body = self._object(request)
+            with self.lock:
+                try:
+                    row = seeding.update_identity(self.space, kind, rid, body)
+                except LookupError as exc:
+                    raise ApiError(404, "NotFound", str(exc)) from None
+                return self.json_response(self.space.render(type_name, row, self._base(request)))
+
+        edit.__name__ = f"c_edit_{kind}"
+        return edit
 
     def c_generate(self, request: Request) -> Response:
         body = self._object(request)

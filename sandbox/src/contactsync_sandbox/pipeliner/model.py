@@ -9,9 +9,13 @@ emulator clock never repeats or goes back) and the next value of the space-wide 
 counter (so `revision` increases on every change of the entity and is comparable across rows).
 A no-op update (all values equal) changes nothing. Changes of a contact's account relations
 always bump the contact (its `primary_account` / `account_relations` change); changes of its
-sharing relations bump it while the `sharing_bumps_contact` setting is true (our assumption, the
-vendor does not say). Changes made through the control API "as a user" also set
-`modified_by_user`; changes through the API (application keys) do not.
+sharing relations bump it while the `sharing_bumps_contact` setting is true. The vendor documents
+neither that, nor that a delete moves `modified` (`delete_bumps_modified`), nor how long deleted
+contacts stay listable with `include-deleted=true` (`purge_deleted_after`: seconds after which a
+deleted contact is gone for good, null = never). Each of the three is a switch, so that the
+product is tested under both readings (its periodic full read must heal a missed change).
+Changes made through the control API "as a user" also set `modified_by_user`; changes through the
+API (application keys) do not.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ _ID_NAMESPACE = uuid.UUID("5a5a5a5a-0000-4000-8000-00000000ffff")
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "sharing_bumps_contact": True,
+    "delete_bumps_modified": True,
+    "purge_deleted_after": None,
     "timestamp_format": "vendor",
     "include_total": False,
     "batch_max_items": 100,
@@ -684,10 +690,33 @@ class Space:
 
         def commit() -> Row:
             row["is_deleted"] = True
-            self.bump("Contact", row, actor)
+            row["_deleted_at"] = self.clock.peek()
+            if self.settings["delete_bumps_modified"]:
+                self.bump("Contact", row, actor)
+            else:
+                self.types["Contact"].collection.touch(row["id"])
             return row
 
         return commit
+
+    def purge_deleted(self) -> int:
+        """Forget contacts deleted more than `purge_deleted_after` seconds ago (see the module
+        docstring); returns how many went."""
+        after = self.settings["purge_deleted_after"]
+        if after is None:
+            return 0
+        cutoff = self.clock.peek() - int(after * 1_000_000)
+        collection = self.types["Contact"].collection
+        gone = [
+            rid
+            for rid, row in collection.records.items()
+            if row.get("is_deleted") and row.get("_deleted_at", row.get("modified", 0)) <= cutoff
+        ]
+        if gone:
+            collection.replace_all(
+                {rid: row for rid, row in collection.records.items() if rid not in set(gone)}
+            )
+        return len(gone)
 
     def plan_contact_restore(self, rid: Any, *, actor: str | None = None) -> Plan:
         if not isinstance(rid, str):
@@ -1193,7 +1222,7 @@ class Space:
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         new = {**self.settings, **data}
-        for name in ("sharing_bumps_contact", "include_total"):
+        for name in ("sharing_bumps_contact", "delete_bumps_modified", "include_total"):
             if not isinstance(new[name], bool):
                 raise ValueError(f"{name} must be true or false")
         if new["timestamp_format"] not in TIMESTAMP_FORMATS:
@@ -1202,6 +1231,11 @@ class Space:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError("batch_max_items must be a positive integer")
         new["rate_limit"] = check_rate_limit(new["rate_limit"])
+        purge = new["purge_deleted_after"]
+        if purge is not None and (
+            isinstance(purge, bool) or not isinstance(purge, int | float) or purge < 0
+        ):
+            raise ValueError("purge_deleted_after must be a number of seconds >= 0, or null")
         self.settings = new
         return dict(new)
 

@@ -208,6 +208,41 @@ def add_identity(space: Space, kind: str, item: Any) -> Row:
     return row
 
 
+#: What an administrator may change in the admin module (which has no API route): a role's
+#: contact rights and a unit's name and place in the tree.
+EDITABLE_IDENTITIES = {"roles": "MasterRight", "units": "SalesUnit"}
+
+
+def update_identity(space: Space, kind: str, rid: str, changes: Any) -> Row:
+    """Change a role or a unit now (control API), as an administrator does in Pipeliner's UI."""
+    type_name = EDITABLE_IDENTITIES[kind]
+    row = space.rows(type_name).get(rid)
+    if row is None or row.get("is_deleted"):
+        raise LookupError(f"no {kind[:-1]} {rid}")
+    where = f"{kind[:-1]} {rid}"
+    kinds = F.schema("MasterRight").kinds if kind == "roles" else space.types[type_name].kinds
+    if not isinstance(changes, dict) or not changes or "id" in changes:
+        raise ValueError(f"{where}: the body is an object of the fields to change (not id)")
+    update = _row(changes, kinds, where)
+    if kind == "units" and "parent_id" in changes:
+        parent = changes["parent_id"] or None
+        seen = {rid}
+        walk = parent
+        while walk is not None:
+            if walk in seen:
+                raise ValueError(f"{where}: parent_id {parent} would make a cycle")
+            if walk not in space.rows("SalesUnit"):
+                raise ValueError(f"{where}: parent_id {walk} is not a unit")
+            seen.add(walk)
+            walk = space.rows("SalesUnit")[walk].get("parent_id")
+        update["parent_id"] = parent
+    row.update(update)
+    now = space.clock.now()
+    row["modified"] = now
+    row["revision"] = space.next_revision()
+    return row
+
+
 _CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _CACHE_SIZE = 8
 _CACHE_MAX_KEY = 2_000_000
