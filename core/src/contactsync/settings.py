@@ -234,3 +234,65 @@ def graph_client(config: Mapping[str, Any]) -> GraphClient:
     from contactsync.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
+
+
+def coerce_text_numbers(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Read a number setting given as text ("0.3") as the number it spells, in place.
+
+    Meltano hands a setting from an environment variable or `meltano config set` over as text
+    unless its kind says otherwise, and its ``decimal`` kind cannot write such a value into the
+    plugin's config at all; so meltano.yml declares our number settings as strings and the
+    plugins read them here. Anything that is not a number stays as it is (and fails validation).
+    """
+    for name, prop in schema.get("properties", {}).items():
+        value = config.get(name)
+        declared = prop.get("type", [])
+        types = [declared] if isinstance(declared, str) else declared
+        if not isinstance(value, str) or not {"number", "integer"} & set(types):
+            continue
+        text = value.strip()
+        if not text and "null" in types:
+            config[name] = None
+            continue
+        try:
+            config[name] = (
+                int(text)
+                if "integer" in types and text.lstrip("-").isdigit()
+                else (float(text) if "number" in types else value)
+            )
+        except ValueError:
+            continue
+
+
+#: Settings that must be one value for a whole Meltano job, and the variable that carries it:
+#: the tap, the mapper and both targets of a job read them through meltano.yml from there.
+JOB_SETTINGS: Mapping[str, tuple[str, str | None]] = {
+    "sync_option": ("CONTACTSYNC_SYNC_OPTION", None),
+    "conflict_policy": ("CONTACTSYNC_CONFLICT_POLICY", "pipeliner_wins"),
+}
+
+#: Variables Meltano sets for the plugins it runs (its plugin-info variables).
+_UNDER_MELTANO = ("MELTANO_EXTRACTOR_NAME", "MELTANO_MAPPER_NAME", "MELTANO_LOADER_NAME")
+
+
+def job_setting_problems(
+    plugin: str, config: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[str]:
+    """Job-wide settings set on this plugin alone, under Meltano: refused, since they would
+    apply to one leg or one plugin of the job only (a mapper's ``sync_option`` without the tap's
+    re-read; a ``conflict_policy`` on the second leg, whose conflicts the first leg decided)."""
+    if not any(environ.get(name) for name in _UNDER_MELTANO):
+        return []  # a plain Singer pipeline: each plugin is configured on its own
+    problems = []
+    for name, (variable, default) in JOB_SETTINGS.items():
+        if name not in config:
+            continue
+        mine = config.get(name) or default
+        job = environ.get(variable, "").strip() or default
+        if mine != job:
+            problems.append(
+                f"{name} {mine!r} is set on {plugin} alone, but one value must govern the whole "
+                f"job (the job's is {job!r}): set {variable}={mine} for the job instead, and "
+                f"remove {name} from {plugin}'s config (README: one setting per job)"
+            )
+    return problems

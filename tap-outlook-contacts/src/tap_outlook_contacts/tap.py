@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 
 from contactsync import settings as cs
@@ -54,7 +55,7 @@ class ContactsStream(Stream):
             self.state_manager.is_flushed = False
 
 
-class TapOutlookContacts(Tap):
+class TapOutlookContacts(ContactsyncPlugin, Tap):
     """The contacts of one personal Outlook (Microsoft 365) folder, through Microsoft Graph."""
 
     name = "tap-outlook-contacts"

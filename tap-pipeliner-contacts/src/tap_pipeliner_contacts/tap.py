@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 
 from contactsync import settings as cs
@@ -54,7 +55,7 @@ class ContactsStream(Stream):
             self._write_activate_version_message(int(time.time() * 1000))
 
 
-class TapPipelinerContacts(Tap):
+class TapPipelinerContacts(ContactsyncPlugin, Tap):
     """Pipeliner CRM contacts, with the syncing user's relation to each (owner, editor, …)."""
 
     name = "tap-pipeliner-contacts"
