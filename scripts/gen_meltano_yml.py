@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 #: JSON-schema type -> Meltano setting kind. ``number`` is declared as ``string``: Meltano 4.4's
 #: ``decimal`` kind cannot write a value given as text (an environment variable, `meltano config
 #: set`) into the plugin's config file (Decimal is not JSON serializable), and our plugins read
-#: a number written as text (contactsync.settings.coerce_text_numbers).
+#: a number written as text (contactsync.settings.normalize_text_settings).
 KIND = {
     "string": "string",
     "integer": "integer",
@@ -55,7 +55,7 @@ HEADER = """\
 #   meltano run --state-id-suffix=<user> two-way-your-contacts
 # One value per job: CONTACTSYNC_SYNC_OPTION (owner / owner_or_editor) and
 # CONTACTSYNC_CONFLICT_POLICY (pipeliner_wins / outlook_wins / newest_wins), e.g.
-#   CONTACTSYNC_SYNC_OPTION=owner_or_editor meltano run --state-id-suffix=<user> two-way-your-contacts
+#   CONTACTSYNC_SYNC_OPTION=owner_or_editor meltano run --state-id-suffix=<u> two-way-your-contacts
 """
 
 SANDBOX = {

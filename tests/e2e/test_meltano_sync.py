@@ -62,9 +62,8 @@ class Project:
         return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
 
     def set_option(self, option: str) -> None:
-        """Configure sync_option the way a user would, for every plugin that reads it."""
-        for plugin in ("CONTACTSYNC_MAPPER", "TAP_PIPELINER_CONTACTS", "TARGET_PIPELINER_CONTACTS"):
-            self.env[f"{plugin}_SYNC_OPTION"] = option
+        """Configure sync_option the way the README says: once, for the whole job."""
+        self.env["CONTACTSYNC_SYNC_OPTION"] = option
 
     def sync_as(self, email: str) -> None:
         """Another Pipeliner user's sync into the same (signed-in) mailbox."""
@@ -270,8 +269,7 @@ def test_leaving_the_scope_removes_only_the_outlook_copy(project: Project) -> No
 def test_same_field_conflict_follows_the_policy_and_an_edit_beats_a_delete(
     project: Project,
 ) -> None:
-    project.env["TARGET_OUTLOOK_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
-    project.env["TARGET_PIPELINER_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.env["CONTACTSYNC_CONFLICT_POLICY"] = "outlook_wins"  # one value for the job
     project.run("two-way-your-contacts")
     (pid, oid), (pid2, oid2) = list(project.links().items())[:2]
     project.pipeliner.edit("alex", pid, position="From Pipeliner")

@@ -6,11 +6,15 @@
 * At the end of a failed run: one final ERROR line saying what happened and what to do; the
   traceback only at DEBUG (`meltano --log-level=debug run …`). A plugin whose output pipe was
   closed says so at WARNING: the plugin that stopped reading has its own error line.
+* While it works: the SDK's ``http_request_duration`` (per attempt) and ``http_request_count``
+  (per endpoint) METRIC lines for every request of our API clients, and a progress line every
+  ``progress_interval_seconds`` on long reads (taps) and writes (targets).
 * ``--about``: the class docstring as one paragraph, so that the Markdown renders as text.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -20,11 +24,15 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import click
+from singer_sdk import metrics
 from singer_sdk.about import AboutInfo
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import SingerCommand
+from singer_sdk.singerlib import SingerMessageType
 
 from contactsync import settings as cs
+from contactsync.http import RequestEvent, observe_requests
+from contactsync.progress import Progress
 
 #: Packages whose exceptions carry a message written for the person running the sync.
 OUR_PACKAGES = (
@@ -101,8 +109,49 @@ def _silence_stdout() -> None:
         pass
 
 
+class RequestMetrics:
+    """singer-sdk's request metrics for the requests of our own API clients (which are not SDK
+    streams): a timer point per attempt, a counter per endpoint logged at the SDK's interval and
+    when the process ends."""
+
+    def __init__(self) -> None:
+        self.logger = metrics.get_metrics_logger()
+        self.counters: dict[str, metrics.Counter] = {}
+        self.stop = observe_requests(self.observe)
+        atexit.register(self.close)
+
+    def observe(self, event: RequestEvent) -> None:
+        ok = event.status is not None and event.status < 400
+        tags = {
+            metrics.Tag.ENDPOINT: event.endpoint,
+            metrics.Tag.HTTP_STATUS_CODE: event.status,
+            metrics.Tag.STATUS: metrics.Status.SUCCEEDED if ok else metrics.Status.FAILED,
+            "method": event.method,
+        }
+        point = metrics.Point("timer", metrics.Metric.HTTP_REQUEST_DURATION, event.seconds, tags)
+        metrics.log(self.logger, point)
+        counter = self.counters.get(event.endpoint)
+        if counter is None:
+            counter = metrics.Counter(
+                metrics.Metric.HTTP_REQUEST_COUNT, {metrics.Tag.ENDPOINT: event.endpoint}
+            )
+            self.counters[event.endpoint] = counter
+        counter.increment()
+
+    def close(self) -> None:
+        self.stop()
+        for counter in self.counters.values():
+            if counter.value:
+                counter.exit()
+        self.counters.clear()
+
+
 class ContactsyncPlugin:
     """Mixin for our singer-sdk plugins; put it before the SDK base class."""
+
+    #: What the progress line counts (None: no progress line).
+    progress_what: ClassVar[str | None] = None
+    _request_metrics: ClassVar[RequestMetrics | None] = None
 
     #: The plugin instance of this process, for the failure report of its command.
     running: ClassVar[ContactsyncPlugin | None] = None
@@ -111,13 +160,31 @@ class ContactsyncPlugin:
     _config: dict
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        cs.coerce_text_numbers(self._config, self.config_jsonschema)
+        cs.normalize_text_settings(self._config, self.config_jsonschema)
         errors: list[str] = super()._validate_config(raise_errors=raise_errors)  # type: ignore[misc]
         problems = self.setting_problems()
         if problems and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=problems)
         ContactsyncPlugin.running = self
+        if ContactsyncPlugin._request_metrics is None:
+            ContactsyncPlugin._request_metrics = RequestMetrics()
         return errors + problems
+
+    def write_message(self, message: Any) -> None:
+        """A tap's records go out here: they are what its progress line counts."""
+        super().write_message(message)  # type: ignore[misc]
+        if self.progress_what and getattr(message, "type", None) == SingerMessageType.RECORD:
+            self.progress.add()
+
+    @property
+    def progress(self) -> Progress:
+        """The progress line of this run (created on first use)."""
+        found: Progress | None = self.__dict__.get("_progress")
+        if found is None:
+            interval = float(self._config.get("progress_interval_seconds") or 30)
+            what = self.progress_what or "records"
+            found = self.__dict__["_progress"] = Progress(self.logger, what, interval)
+        return found
 
     def setting_problems(self) -> list[str]:
         """Settings that cannot apply to this plugin as configured (empty: all fine)."""

@@ -108,6 +108,7 @@ class ContactsSink(BatchSink):
                 leg.report.count("rejected")
         self.seen.update(r.id for r in records)
         leg.process(records)
+        self.owner.progress.add(len(context.get("records", [])))
 
     def activate_version(self, new_version: int) -> None:
         """Our taps send ACTIVATE_VERSION after a complete listing of their side (see their
@@ -124,6 +125,7 @@ class LegTarget(ContactsyncPlugin, Target):
     """A target that is one leg of a sync: subclasses name the sides and the destination."""
 
     default_sink_class = ContactsSink
+    progress_what = "contact records processed"
     #: The side the records come from.
     source_side: Side
     _finished: RunReport | None = None

@@ -7,6 +7,7 @@ Plain dictionaries (no Singer import): the taps, targets and mapper assemble the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,17 @@ HTTP_LIMITS: Mapping[str, Schema] = {
         "type": ["number", "null"],
         "exclusiveMinimum": 0,
         "description": "Requests per second per host (unset: no limit of our own).",
+    },
+}
+
+#: What every plugin logs while it works (the SDK's metrics come on top of it).
+PROGRESS: Mapping[str, Schema] = {
+    "progress_interval_seconds": {
+        "type": ["number"],
+        "exclusiveMinimum": 0,
+        "default": 30,
+        "description": "Seconds between progress lines (records so far, rate) during long reads "
+        "and writes.",
     },
 }
 
@@ -236,32 +248,30 @@ def graph_client(config: Mapping[str, Any]) -> GraphClient:
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
 
 
-def coerce_text_numbers(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
-    """Read a number setting given as text ("0.3") as the number it spells, in place.
+def normalize_text_settings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Read settings given as text the way their schema means them, in place.
 
     Meltano hands a setting from an environment variable or `meltano config set` over as text
     unless its kind says otherwise, and its ``decimal`` kind cannot write such a value into the
-    plugin's config at all; so meltano.yml declares our number settings as strings and the
-    plugins read them here. Anything that is not a number stays as it is (and fails validation).
+    plugin's config at all; so meltano.yml declares our number settings as strings and "0.3" is
+    read here as 0.3. A blank value of a setting that may be null is unset (a mapping's
+    ``$CONTACTSYNC_SYNC_OPTION`` with the variable unset arrives as ""). Anything else stays as
+    it is, and validation names it.
     """
     for name, prop in schema.get("properties", {}).items():
         value = config.get(name)
         declared = prop.get("type", [])
-        types = [declared] if isinstance(declared, str) else declared
-        if not isinstance(value, str) or not {"number", "integer"} & set(types):
+        types = set([declared] if isinstance(declared, str) else declared)
+        if not isinstance(value, str):
             continue
         text = value.strip()
         if not text and "null" in types:
             config[name] = None
-            continue
-        try:
-            config[name] = (
-                int(text)
-                if "integer" in types and text.lstrip("-").isdigit()
-                else (float(text) if "number" in types else value)
-            )
-        except ValueError:
-            continue
+        elif "integer" in types and text.lstrip("-").isdigit():
+            config[name] = int(text)
+        elif "number" in types:
+            with contextlib.suppress(ValueError):
+                config[name] = float(text)
 
 
 #: Settings that must be one value for a whole Meltano job, and the variable that carries it:

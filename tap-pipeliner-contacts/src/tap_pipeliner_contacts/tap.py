@@ -59,6 +59,7 @@ class TapPipelinerContacts(ContactsyncPlugin, Tap):
     """Pipeliner CRM contacts, with the syncing user's relation to each (owner, editor, …)."""
 
     name = "tap-pipeliner-contacts"
+    progress_what = "contacts read"
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
@@ -78,6 +79,7 @@ class TapPipelinerContacts(ContactsyncPlugin, Tap):
             },
         },
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("service_url", "space_id", "api_username", "api_password"),
     )
 

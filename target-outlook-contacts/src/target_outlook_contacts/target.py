@@ -37,6 +37,7 @@ class TargetOutlookContacts(LegTarget):
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("authority", "client_id", "space_id"),
     )
 
