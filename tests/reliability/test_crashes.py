@@ -291,11 +291,16 @@ def test_meltano_run_killed_then_rerun_at_once_on_a_shared_deployment(
     )
     try:
         logs = cli.workdir / "data" / "logs" / suffix
-        wait_for(
-            lambda: any("Running job with name" in p.read_text() for p in logs.glob("*.log")),
-            timeout=120,
-            what="Alex's meltano run to start its job",
-        )
+        try:
+            # The target writes (slowly): Meltano's job record is "running" by then.
+            wait_for(
+                lambda: any("opened ledger scope" in p.read_text() for p in logs.glob("*.log")),
+                timeout=120,
+                what="Alex's meltano run to start writing",
+            )
+        except AssertionError:
+            run.kill()
+            raise AssertionError(run.communicate()[0]) from None
         pid = _meltano_pid(suffix)
         assert pid is not None, "no `meltano run` process of Alex"
         os.kill(pid, signal.SIGKILL)

@@ -242,19 +242,40 @@ class WorkingCopies:
 
 
 def ensure_state_db(setup: RunSetup, environ: Mapping[str, str] = os.environ) -> None:
-    """Create/migrate a new SQLite system database once, before runs race to do it."""
-    uri = setup.state_db_uri
-    if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///") :]).exists():
+    """Create/migrate a new system database once, before parallel runs race to do it (they
+    fail with "Cannot upgrade the system database" otherwise, on SQLite and PostgreSQL)."""
+    if _state_db_ready(setup.state_db_uri):
         return
     with WorkingCopies(setup).acquire() as slot:
+        env = base_env(setup, environ)
+        env["MELTANO_SYS_DIR_ROOT"] = str(slot / ".meltano")
         subprocess.run(
             [setup.meltano, "state", "list"],
             cwd=slot,
-            env=base_env(setup, environ),
+            env=env,
             capture_output=True,
             timeout=300,
             check=False,
         )
+
+
+def _state_db_ready(uri: str) -> bool:
+    """Whether Meltano's system database exists and has been migrated at least once."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).exists()
+    from sqlalchemy import create_engine, inspect  # only for a database server
+
+    try:
+        engine = create_engine(uri)
+    except Exception:  # an unknown driver: let Meltano say what is wrong
+        return True
+    try:
+        with engine.connect() as conn:
+            return inspect(conn).has_table("alembic_version")
+    except Exception:
+        return False  # Meltano will create it, or say why it cannot
+    finally:
+        engine.dispose()
 
 
 def run_user(
