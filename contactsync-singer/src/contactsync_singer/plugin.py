@@ -91,6 +91,8 @@ class ContactsyncCommand(SingerCommand):
         plugin = ContactsyncPlugin.running
         if plugin is not None:
             plugin.on_fatal(exc_value)
+        if ContactsyncPlugin._request_metrics is not None:
+            ContactsyncPlugin._request_metrics.close()  # before the final line, not after it
         if isinstance(exc_value, BrokenPipeError):
             self.logger.warning(
                 "stopped: the next plugin of the pipeline stopped reading (its own error says why)"
