@@ -7,6 +7,7 @@ Needs the Meltano plugins installed (`make plugins`, which `make test` runs firs
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -315,3 +316,21 @@ def test_one_way_your_contacts_never_writes_to_pipeliner(project: Project) -> No
     after = project.pipeliner_contacts()
     assert all(after[i]["revision"] == r for i, r in revisions.items() if i != gone)
     assert not any(c.get("last_name") == "InOutlook" for c in after.values())
+
+
+def test_a_job_setting_on_one_plugin_alone_is_refused_naming_it(project: Project) -> None:
+    """conflict_policy set on target-pipeliner-contacts alone would never apply in the two-way
+    job (its first leg decides conflicts): the run stops at start with one ERROR line (at error
+    level under Meltano) naming the setting and the job-wide variable, and writes nothing."""
+    project.env["TARGET_PIPELINER_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.outlook.create(project.folder, givenName="Only", surname="InOutlook")
+    before = len(project.pipeliner.contacts())
+    cmd = [MELTANO, "run", f"--state-id-suffix={project.suffix}"]
+    cmd += ["tap-outlook-contacts", "outlook-to-pipeliner", "target-pipeliner-contacts"]
+    done = subprocess.run(cmd, cwd=ROOT, env=project.env, capture_output=True, text=True)
+    assert done.returncode != 0
+    errors = [ln for ln in done.stderr.splitlines() if re.search(r"\[error\s*\] target-pip", ln)]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert "conflict_policy" in errors[0] and "CONTACTSYNC_CONFLICT_POLICY" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert len(project.pipeliner.contacts()) == before
