@@ -129,6 +129,26 @@ def test_activation_before_enable_is_refused_and_every_command_has_help(
     assert all(c in done.stdout for c in ("enable", "activate", "deactivate", "run"))
 
 
+def test_enable_checks_the_keys_and_the_identity_provider_before_storing(
+    cli: Cli, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINER_API_PASSWORD", "not-the-password")
+    code, _, err = cli(*cli.enable_args, capsys=capsys)
+    assert code == 1 and "refused the API keys" in err and "api_password" in err, err
+    assert "not-the-password" not in err
+    code, _, err = cli("status", capsys=capsys)
+    assert code == 1 and "not enabled" in err  # nothing was stored
+    monkeypatch.setenv("PIPELINER_API_PASSWORD", cli.sandbox.info["pipeliner_api_password"])
+    authority = cli.enable_args.index("--authority") + 1
+    unreachable = list(cli.enable_args)
+    unreachable[authority] = "https://127.0.0.1:9/e0000000-0000-4000-8000-000000000001"
+    code, _, err = cli(*unreachable, capsys=capsys)
+    assert code == 1 and "identity provider" in err and "does not answer" in err, err
+    assert not (cli.workdir / "data" / "secrets.json").exists()
+    code, _, err = cli(*unreachable, "--no-check", capsys=capsys)
+    assert code == 0, err  # the operator's call: stored unchecked
+
+
 def test_enable_keeps_secrets_out_of_the_database(
     cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
