@@ -286,3 +286,65 @@ def test_three_users_run_in_parallel_deactivate_and_configure(
         space.converged(email, cli.db)
     code, out, _ = cli("status", capsys=capsys)
     assert code == 0 and "owner_or_editor" in out and space.folders[MEGAN] in out
+
+
+def test_an_ambiguous_match_is_linked_by_hand(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Outlook contacts share the e-mail of one Pipeliner contact: the run links neither
+    and says so; `contactsync link` links the one the user picks; the next run brings it in
+    line, and no third copy is made."""
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    name = space.folders[ALEX]
+    outlook = space.outlook(ALEX)
+    outlook.new_folder(name)
+    twins = [
+        outlook.create(
+            name,
+            givenName=given,
+            surname="Twin",
+            emailAddresses=[{"address": "p1.alex@client.example", "name": given}],
+        )
+        for given in ("Pat", "Patricia")
+    ]
+    with cli.approving(ALEX):
+        args = ("--folder", name, "--sync-type", "one_way_your_contacts")
+        assert cli("activate", "--user", ALEX, *args, capsys=capsys)[0] == 0
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    report = json.loads(
+        (
+            cli.workdir / "data" / "reports" / "alex_contoso.example" / "pipeliner-to-outlook.json"
+        ).read_text()
+    )
+    pid = space.pid("p1.alex@client.example")
+    assert any(i["record_id"] == pid and "by hand" in i["reason"] for i in report["issues"])
+    assert len(space.emails(ALEX)) == 3  # the twins and Alex's other contact
+
+    code, _, err = cli(
+        "link",
+        "--user",
+        ALEX,
+        "--pipeliner-id",
+        space.pid("p3.megan@client.example"),
+        "--outlook-id",
+        twins[0]["id"],
+        capsys=capsys,
+    )
+    assert code == 1 and "not in alex@contoso.example's sync scope" in err  # Megan's contact
+    code, out, err = cli(
+        "link", "--user", ALEX, "--pipeliner-id", pid, "--outlook-id", twins[0]["id"], capsys=capsys
+    )
+    assert code == 0 and "Linked" in out and "first_name" in out, err
+    code, _, err = cli(
+        "link", "--user", ALEX, "--pipeliner-id", pid, "--outlook-id", twins[1]["id"], capsys=capsys
+    )
+    assert code == 1 and "already linked" in err
+
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    contacts = {c["id"]: c for c in outlook.contacts(space.folder_id(ALEX))}
+    assert len(contacts) == 3  # no copy was made of the linked contact
+    assert contacts[twins[0]["id"]]["givenName"] == "Person1"  # one-way: Pipeliner's values
+    assert contacts[twins[1]["id"]]["givenName"] == "Patricia"  # the other twin untouched
