@@ -33,6 +33,7 @@ test: lint plugins orchestrator dist-check
 dist: install
 	rm -rf dist
 	for p in $(PACKAGES); do $(BIN)/uv build -q --wheel --out-dir dist $$p || exit 1; done
+	rm -rf $(PACKAGES:%=%/build)
 
 ## make dist-check: each plugin installed from dist/ into a fresh virtualenv outside the repo
 ## runs its --about (part of make test).
