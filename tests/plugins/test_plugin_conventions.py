@@ -30,6 +30,7 @@ from tests.support.plugins import (
 SCHEMA = {"type": "object", "properties": {**CONTACT_SCHEMA["properties"], **SOURCE_PROPERTIES}}
 EUROPE = "a0000000-0000-4000-8000-000000000001"
 token_cache = test_target_outlook.token_cache  # the signed-in cache of the target tests
+outlook = test_target_outlook.outlook
 
 
 def metrics(stderr: str, name: str) -> list[dict[str, Any]]:
@@ -73,14 +74,6 @@ def test_a_long_read_reports_request_metrics_and_progress(sandbox: Any, tmp_path
     progress = re.findall(r"contacts read: (\d+) so far \((\d+)/s", run.stderr)
     assert len(progress) >= 2, run.stderr[-2000:]
     assert int(progress[-1][0]) > int(progress[0][0])
-
-
-@pytest.fixture
-def outlook(sandbox: Any) -> OutlookActor:
-    actor = OutlookActor(sandbox.control("graph"))
-    actor.control.reset_counters()
-    actor.control.clear_faults()
-    return actor
 
 
 def test_batch_size_rows_is_honoured_and_writes_are_measured(
