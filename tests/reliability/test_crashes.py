@@ -9,6 +9,7 @@ and test_target_pipeliner.py: test_killed_mid_run_then_rerun_creates_no_duplicat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -318,6 +319,10 @@ def test_meltano_run_killed_then_rerun_at_once_on_a_shared_deployment(
     status = cli.status(capsys)
     assert status[ALEX]["last_run"]["status"] == "failed"
     assert "killed" in status[ALEX]["last_run"]["error"]
+    # The killed run's report says so (with the counts it got to), not the previous run's.
+    reports = cli.workdir / "data" / "reports" / suffix
+    errors = [json.loads(p.read_text())["error"] for p in reports.glob("*.json")]
+    assert any(e and "killed" in e for e in errors), errors
 
     # At once: the killed run's job record is still "running" for Meltano; the ledger lock is
     # free, so the next run goes on.

@@ -314,6 +314,8 @@ def run_user(
         for name in set(REPORTS.values()):
             (reports / name).unlink(missing_ok=True)  # never read a previous run's report
         code, error = _meltano_run(setup, space, secrets, user, environ, log_path)
+        if code != 0:  # a plugin of a killed run may still be finishing: let it write first
+            wait_for_scope(setup, space, user, setup.lock_wait)
     counts, report_error = read_reports(reports)
     if code != 0 and error is None:
         error = (
