@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PACKAGES := core sandbox contactsync-singer tap-pipeliner-contacts target-pipeliner-contacts \
             tap-outlook-contacts target-outlook-contacts transforms
 
-.PHONY: install test lint unit sandbox demo plugins constraints clean orchestrator orchestrator-constraints
+.PHONY: install test lint unit sandbox demo plugins constraints clean orchestrator orchestrator-constraints dist dist-check
 
 install: $(STAMP)
 
@@ -25,8 +25,20 @@ lint: install
 ## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run),
 ## on TEST_WORKERS processes (pytest-xdist; each worker starts its own sandbox on free ports).
 TEST_WORKERS ?= 2
-test: lint plugins orchestrator
+test: lint plugins orchestrator dist-check
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+## make dist: wheels of every package into dist/ (uv build; a plugin installs from there alone,
+## e.g. pip_url: --find-links /path/to/dist tap-pipeliner-contacts).
+dist: install
+	rm -rf dist
+	for p in $(PACKAGES); do $(BIN)/uv build -q --wheel --out-dir dist $$p || exit 1; done
+	rm -rf $(PACKAGES:%=%/build)
+
+## make dist-check: each plugin installed from dist/ into a fresh virtualenv outside the repo
+## runs its --about (part of make test).
+dist-check: dist
+	$(BIN)/python scripts/check_dist.py
 
 ## make sandbox: run the local emulators in the foreground (Ctrl-C stops them).
 sandbox: install
@@ -64,7 +76,7 @@ constraints:
 	  | sed '1i # Exact versions for the project virtualenv (make install). Regenerate with: make constraints' > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(ORCH_VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(ORCH_VENV) .pytest_cache .ruff_cache .hypothesis dist
 
 ## make bench: issue #6's benchmarks through `meltano run` on the sandbox (not part of make test;
 ## about 10-15 minutes at the default sizes on 2 cores). Writes docs/benchmarks.{json,md,png}.

@@ -129,6 +129,26 @@ def test_activation_before_enable_is_refused_and_every_command_has_help(
     assert all(c in done.stdout for c in ("enable", "activate", "deactivate", "run"))
 
 
+def test_enable_checks_the_keys_and_the_identity_provider_before_storing(
+    cli: Cli, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINER_API_PASSWORD", "not-the-password")
+    code, _, err = cli(*cli.enable_args, capsys=capsys)
+    assert code == 1 and "refused the API keys" in err and "api_password" in err, err
+    assert "not-the-password" not in err
+    code, _, err = cli("status", capsys=capsys)
+    assert code == 1 and "not enabled" in err  # nothing was stored
+    monkeypatch.setenv("PIPELINER_API_PASSWORD", cli.sandbox.info["pipeliner_api_password"])
+    authority = cli.enable_args.index("--authority") + 1
+    unreachable = list(cli.enable_args)
+    unreachable[authority] = "https://127.0.0.1:9/e0000000-0000-4000-8000-000000000001"
+    code, _, err = cli(*unreachable, capsys=capsys)
+    assert code == 1 and "identity provider" in err and "does not answer" in err, err
+    assert not (cli.workdir / "data" / "secrets.json").exists()
+    code, _, err = cli(*unreachable, "--no-check", capsys=capsys)
+    assert code == 0, err  # the operator's call: stored unchecked
+
+
 def test_enable_keeps_secrets_out_of_the_database(
     cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,3 +286,65 @@ def test_three_users_run_in_parallel_deactivate_and_configure(
         space.converged(email, cli.db)
     code, out, _ = cli("status", capsys=capsys)
     assert code == 0 and "owner_or_editor" in out and space.folders[MEGAN] in out
+
+
+def test_an_ambiguous_match_is_linked_by_hand(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Outlook contacts share the e-mail of one Pipeliner contact: the run links neither
+    and says so; `contactsync link` links the one the user picks; the next run brings it in
+    line, and no third copy is made."""
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    name = space.folders[ALEX]
+    outlook = space.outlook(ALEX)
+    outlook.new_folder(name)
+    twins = [
+        outlook.create(
+            name,
+            givenName=given,
+            surname="Twin",
+            emailAddresses=[{"address": "p1.alex@client.example", "name": given}],
+        )
+        for given in ("Pat", "Patricia")
+    ]
+    with cli.approving(ALEX):
+        args = ("--folder", name, "--sync-type", "one_way_your_contacts")
+        assert cli("activate", "--user", ALEX, *args, capsys=capsys)[0] == 0
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    report = json.loads(
+        (
+            cli.workdir / "data" / "reports" / "alex_contoso.example" / "pipeliner-to-outlook.json"
+        ).read_text()
+    )
+    pid = space.pid("p1.alex@client.example")
+    assert any(i["record_id"] == pid and "by hand" in i["reason"] for i in report["issues"])
+    assert len(space.emails(ALEX)) == 3  # the twins and Alex's other contact
+
+    code, _, err = cli(
+        "link",
+        "--user",
+        ALEX,
+        "--pipeliner-id",
+        space.pid("p3.megan@client.example"),
+        "--outlook-id",
+        twins[0]["id"],
+        capsys=capsys,
+    )
+    assert code == 1 and "not in alex@contoso.example's sync scope" in err  # Megan's contact
+    code, out, err = cli(
+        "link", "--user", ALEX, "--pipeliner-id", pid, "--outlook-id", twins[0]["id"], capsys=capsys
+    )
+    assert code == 0 and "Linked" in out and "first_name" in out, err
+    code, _, err = cli(
+        "link", "--user", ALEX, "--pipeliner-id", pid, "--outlook-id", twins[1]["id"], capsys=capsys
+    )
+    assert code == 1 and "already linked" in err
+
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    contacts = {c["id"]: c for c in outlook.contacts(space.folder_id(ALEX))}
+    assert len(contacts) == 3  # no copy was made of the linked contact
+    assert contacts[twins[0]["id"]]["givenName"] == "Person1"  # one-way: Pipeliner's values
+    assert contacts[twins[1]["id"]]["givenName"] == "Patricia"  # the other twin untouched

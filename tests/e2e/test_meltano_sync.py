@@ -7,6 +7,7 @@ Needs the Meltano plugins installed (`make plugins`, which `make test` runs firs
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -62,9 +63,8 @@ class Project:
         return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
 
     def set_option(self, option: str) -> None:
-        """Configure sync_option the way a user would, for every plugin that reads it."""
-        for plugin in ("CONTACTSYNC_MAPPER", "TAP_PIPELINER_CONTACTS", "TARGET_PIPELINER_CONTACTS"):
-            self.env[f"{plugin}_SYNC_OPTION"] = option
+        """Configure sync_option the way the README says: once, for the whole job."""
+        self.env["CONTACTSYNC_SYNC_OPTION"] = option
 
     def sync_as(self, email: str) -> None:
         """Another Pipeliner user's sync into the same (signed-in) mailbox."""
@@ -271,8 +271,7 @@ def test_leaving_the_scope_removes_only_the_outlook_copy(project: Project) -> No
 def test_same_field_conflict_follows_the_policy_and_an_edit_beats_a_delete(
     project: Project,
 ) -> None:
-    project.env["TARGET_OUTLOOK_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
-    project.env["TARGET_PIPELINER_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.env["CONTACTSYNC_CONFLICT_POLICY"] = "outlook_wins"  # one value for the job
     project.run("two-way-your-contacts")
     (pid, oid), (pid2, oid2) = list(project.links().items())[:2]
     project.pipeliner.edit("alex", pid, position="From Pipeliner")
@@ -318,3 +317,21 @@ def test_one_way_your_contacts_never_writes_to_pipeliner(project: Project) -> No
     after = project.pipeliner_contacts()
     assert all(after[i]["revision"] == r for i, r in revisions.items() if i != gone)
     assert not any(c.get("last_name") == "InOutlook" for c in after.values())
+
+
+def test_a_job_setting_on_one_plugin_alone_is_refused_naming_it(project: Project) -> None:
+    """conflict_policy set on target-pipeliner-contacts alone would never apply in the two-way
+    job (its first leg decides conflicts): the run stops at start with one ERROR line (at error
+    level under Meltano) naming the setting and the job-wide variable, and writes nothing."""
+    project.env["TARGET_PIPELINER_CONTACTS_CONFLICT_POLICY"] = "outlook_wins"
+    project.outlook.create(project.folder, givenName="Only", surname="InOutlook")
+    before = len(project.pipeliner.contacts())
+    cmd = [MELTANO, "run", f"--state-id-suffix={project.suffix}"]
+    cmd += ["tap-outlook-contacts", "outlook-to-pipeliner", "target-pipeliner-contacts"]
+    done = subprocess.run(cmd, cwd=ROOT, env=project.env, capture_output=True, text=True)
+    assert done.returncode != 0
+    errors = [ln for ln in done.stderr.splitlines() if re.search(r"\[error\s*\] target-pip", ln)]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert "conflict_policy" in errors[0] and "CONTACTSYNC_CONFLICT_POLICY" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert len(project.pipeliner.contacts()) == before

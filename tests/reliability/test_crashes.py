@@ -1,5 +1,6 @@
 """Crashes: the target killed (SIGKILL) after 0, 1 and several batches, run after run, with
-edits in between; the tap killed in the middle of its pages. Each rerun picks up what the
+edits in between; the tap killed in the middle of its pages; `meltano run` itself killed in
+the middle of a `contactsync run --parallel`, and rerun at once. Each rerun picks up what the
 killed one left (ledger, stamps, Singer state) and converges with no duplicate and no lost edit.
 
 Also covered in tests/plugins (a single kill after several batches), in test_target_outlook.py
@@ -8,12 +9,23 @@ and test_target_pipeliner.py: test_killed_mid_run_then_rerun_creates_no_duplicat
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contactsync.fieldmap import from_graph, pipeliner_stamp
+from contactsync.meltano_runs import RunSetup, user_run_lock
+from contactsync.users import Registry, state_suffix_for
+from tests.e2e import test_cli_users, test_orchestrator
+from tests.e2e.test_cli_users import ALEX, MEGAN, NESTOR, ROOT, Cli, Space
+from tests.e2e.test_orchestrator import Databases
 from tests.reliability.conftest import (
     GRAPH_DATA,
     PIPELINER_DATA,
@@ -22,9 +34,11 @@ from tests.reliability.conftest import (
     email_of_graph,
     person,
 )
-from tests.support.plugins import wait_for
+from tests.support.plugins import BIN, wait_for
 
-KILLS = (0, 1, 3)  # batches written before the kill, run after run
+KILLS = (0, 1, 3)
+cli = test_cli_users.cli  # the `contactsync` fixtures, for the runs that kill `meltano run`
+databases = test_orchestrator.databases  # batches written before the kill, run after run
 
 
 def _safe_count(sync: Sync) -> int:
@@ -214,3 +228,142 @@ def test_tap_killed_mid_page_then_rerun_converges(
         survived=lost == duplicates == 0,
     )
     assert (lost, duplicates) == (0, 0)
+
+
+# --------------------------------------------------------------------------- meltano run itself
+
+
+def _meltano_pid(suffix: str) -> int | None:
+    """The `meltano run` process of one user's run (by its state-id suffix), if any."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if (
+            any(w.endswith("/meltano") for w in words[:2])
+            and f"--state-id-suffix={suffix}" in words
+        ):
+            return int(proc.name)
+    return None
+
+
+def test_meltano_run_killed_then_rerun_at_once_on_a_shared_deployment(
+    cli: Cli,
+    sandbox: Any,
+    databases: Databases,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    record_outcome: Any,
+) -> None:
+    """A shared deployment (registry, ledger and Meltano state in PostgreSQL; the operator's
+    environment sets MELTANO_SYS_DIR_ROOT): `contactsync run --all --parallel 3`, during which
+    Alex's `meltano run` gets SIGKILL. The others finish; the next run of Alex, started at once,
+    goes on (Meltano's job record of the killed run still says "running") and converges."""
+    monkeypatch.setenv("CONTACTSYNC_LEDGER_URL", databases.registry)
+    monkeypatch.setenv("MELTANO_DATABASE_URI", databases.meltano)
+    shared = tmp_path / "image-wide-meltano"
+    shared.mkdir()
+    monkeypatch.setenv("MELTANO_SYS_DIR_ROOT", str(shared))  # e.g. set in a container image
+    cli.db = Path("/nonexistent")  # the registry is in PostgreSQL now
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    for email, args in {
+        ALEX: ("--create-folder", space.folders[ALEX], "--sync-type", "two_way_your_contacts"),
+        MEGAN: ("--create-folder", space.folders[MEGAN], "--sync-type", "one_way_your_contacts"),
+        NESTOR: ("--folder", space.folders[NESTOR], "--sync-type", "one_way_all_contacts"),
+    }.items():
+        with cli.approving(email):
+            code, _, err = cli("activate", "--user", email, *args, capsys=capsys)
+        assert code == 0, err
+    # Slow Graph writes for everyone, so that Alex's run is still going when it is killed.
+    graph = sandbox.control("graph")
+    graph.latency(1.0, path_prefix="/v1.0/", method="POST")
+    suffix = state_suffix_for(ALEX)
+    run = subprocess.Popen(
+        [str(BIN / "contactsync"), "run", "--all", "--parallel", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        logs = cli.workdir / "data" / "logs" / suffix
+        try:
+            # The target writes (slowly): Meltano's job record is "running" by then.
+            wait_for(
+                lambda: any("opened ledger scope" in p.read_text() for p in logs.glob("*.log")),
+                timeout=120,
+                what="Alex's meltano run to start writing",
+            )
+        except AssertionError:
+            run.kill()
+            raise AssertionError(run.communicate()[0]) from None
+        pid = _meltano_pid(suffix)
+        assert pid is not None, "no `meltano run` process of Alex"
+        os.kill(pid, signal.SIGKILL)
+        out, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        graph.clear_faults()
+    assert run.returncode == 1, out
+    assert "2 succeeded, 1 failed" in out, out  # each worker had its own .meltano/run/
+    alex_line = next(ln for ln in out.splitlines() if f"] {ALEX}: FAILED" in ln)
+    assert "meltano was killed (signal 9)" in alex_line, alex_line
+    assert "METRIC" not in alex_line and "Run completed" not in alex_line
+    assert not list(shared.iterdir()), "a worker used the operator's MELTANO_SYS_DIR_ROOT"
+    status = cli.status(capsys)
+    assert status[ALEX]["last_run"]["status"] == "failed"
+    assert "killed" in status[ALEX]["last_run"]["error"]
+    # The killed run's report says so (with the counts it got to), not the previous run's.
+    reports = cli.workdir / "data" / "reports" / suffix
+    errors = [json.loads(p.read_text())["error"] for p in reports.glob("*.json")]
+    assert any(e and "killed" in e for e in errors), errors
+
+    # At once: the killed run's job record is still "running" for Meltano; the ledger lock is
+    # free, so the next run goes on.
+    started = time.monotonic()
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    rerun_seconds = time.monotonic() - started
+    assert code == 0, out + err
+    assert "1 succeeded, 0 failed" in out
+    assert space.emails(ALEX) == ["p1.alex@client.example", "p2.alex@client.example"]
+    assert cli.status(capsys)[ALEX]["last_run"]["status"] == "ok"
+
+    # A second run of a user whose run is alive is refused at once, naming the holder.
+    setup = RunSetup(
+        project_dir=ROOT,
+        data_dir=cli.workdir / "data",
+        ledger_url=databases.registry,
+        state_db_uri=databases.meltano,
+    )
+    with Registry(databases.registry) as registry:
+        space_config, alex = registry.require_space(), registry.require(ALEX)
+    with user_run_lock(setup, space_config, alex):
+        code, out, _ = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 1 and "REFUSED" in out and "locked by another contactsync run" in out, out
+    refused = cli.status(capsys)[ALEX]["last_run"]
+    assert refused["status"] == "refused" and f"pid {os.getpid()}" in refused["error"]
+
+    emails = Counter(space.emails(ALEX))
+    duplicates = sum(n - 1 for n in emails.values())
+    record_outcome(
+        section="crashes",
+        cell="`meltano run` killed (SIGKILL) and rerun at once",
+        outcome=f"rerun went on in {rerun_seconds:.0f} s (no wait for Meltano's stale job)",
+        lost=2 - len(emails),
+        duplicates=duplicates,
+        survived=duplicates == 0 and len(emails) == 2,
+    )
+    record_outcome(
+        section="crashes",
+        cell="parallel runs under a shared MELTANO_SYS_DIR_ROOT (3 users, --parallel 3)",
+        outcome="the 2 runs not killed succeeded; nothing written to the shared directory",
+        lost=0,
+        duplicates=0,
+        survived=True,
+    )

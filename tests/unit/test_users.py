@@ -137,7 +137,8 @@ def test_user_env_scopes_each_plugin_to_the_user(tmp_path: Path) -> None:
     assert env["TARGET_OUTLOOK_CONTACTS_FOLDER"] == "folder-1"  # the id, not the name
     assert env["TAP_PIPELINER_CONTACTS_ALL_USER_EMAIL"] == "Alex@Contoso.example"
     assert env["TARGET_PIPELINER_CONTACTS_LEDGER_URL"] == "/abs/ledger.sqlite"
-    assert env["CONTACTSYNC_MAPPER_SYNC_OPTION"] == "owner"
+    assert env["CONTACTSYNC_SYNC_OPTION"] == "owner"  # one value for the whole job
+    assert not any(k.endswith("_SYNC_OPTION") and k != "CONTACTSYNC_SYNC_OPTION" for k in env)
     assert env["TAP_OUTLOOK_CONTACTS_CLIENT_SECRET"] == ""  # delegated
     reports = {v for k, v in env.items() if k.endswith("_REPORT_PATH")}
     assert all(str(setup.data_dir / "reports" / "alex_contoso.example") in r for r in reports)

@@ -1,4 +1,4 @@
-"""singer-sdk glue shared by the contactsync targets."""
+"""singer-sdk glue shared by the contactsync plugins."""
 
 from contactsync_singer.target import ContactsSink, LegTarget
 

@@ -17,6 +17,7 @@ from contactsync.link import Side
 from contactsync.merge import ConflictPolicy
 from contactsync.plan import Action, DestRecord, SourceRecord
 from contactsync.report import RunReport
+from contactsync_singer.plugin import ContactsyncPlugin
 
 
 class LazyDestination:
@@ -111,6 +112,7 @@ class ContactsSink(BatchSink):
         if self.seen is not None:
             self.seen.update(r.id for r in records)
         leg.process(records)
+        self.owner.progress.add(len(context.get("records", [])))
 
     def activate_version(self, new_version: int) -> None:
         """The Singer full-table convention: a tap sends ACTIVATE_VERSION when a full listing
@@ -129,16 +131,49 @@ class ContactsSink(BatchSink):
         super().clean_up()
 
 
-class LegTarget(Target):
+class LegTarget(ContactsyncPlugin, Target):
     """A target that is one leg of a sync: subclasses name the sides and the destination."""
 
     default_sink_class = ContactsSink
+    progress_what = "contact records processed"
     #: The side the records come from.
     source_side: Side
     _finished: RunReport | None = None
 
     def build_destination(self) -> Destination:
         raise NotImplementedError
+
+    def setting_problems(self) -> list[str]:
+        """singer-sdk's generic target settings this target cannot honour are refused."""
+        problems = super().setting_problems()
+        if self._config.get("load_method") == "overwrite":
+            problems.append(
+                "load_method 'overwrite' is not supported: a sync never deletes contacts that "
+                "are not in its input; deletes follow the source (tombstones, or a complete "
+                "listing ending in ACTIVATE_VERSION). Leave load_method unset (or upsert)"
+            )
+        if self._config.get("add_record_metadata"):
+            problems.append(
+                "add_record_metadata is not supported: contacts have no place for _sdc_ "
+                "columns; leave it unset"
+            )
+        return problems
+
+    def on_fatal(self, exc: BaseException) -> None:
+        """A run that ends on an error still writes its report: the error, the counts so far."""
+        if self._finished is not None:
+            return
+        if "leg" in self.__dict__:
+            report = self.leg.report
+        else:
+            report = RunReport(str(self.source_side), str(self.source_side.other))
+        report.error = report.error or " ".join(str(exc).split()) or type(exc).__name__
+        try:
+            self._write_report(report)
+        except OSError as write_error:
+            self.logger.warning("could not write the run report: %s", write_error)
+        if "scope_ledger" in self.__dict__:
+            self.scope_ledger.close()
 
     def source_record(self, record: Mapping[str, Any]) -> SourceRecord:
         raise NotImplementedError

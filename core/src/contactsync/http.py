@@ -368,6 +368,61 @@ def host_limiter(origin: str, policy: HttpPolicy) -> HostLimiter:
         return limiter
 
 
+# --------------------------------------------------------------------------- observers
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One attempt, as the plugins report it (the SDK's ``http_request_*`` metrics)."""
+
+    method: str
+    endpoint: str  # the path with ids as ``{id}``: no id, query or personal data in it
+    status: int | None  # None when no answer came (a dropped connection, a timeout)
+    seconds: float
+
+
+RequestObserver = Callable[[RequestEvent], None]
+_observers: list[RequestObserver] = []
+_observers_lock = threading.Lock()
+_ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F-]{32,36}|.*@.*|[A-Za-z0-9_=+-]{20,}|(?=.*\d)[^/]{8,})$")
+
+
+def observe_requests(observer: RequestObserver) -> Callable[[], None]:
+    """Call ``observer`` after every attempt of every client of this process; returns the
+    function that stops it. Observers must be quick and must not raise."""
+    with _observers_lock:
+        _observers.append(observer)
+
+    def stop() -> None:
+        with _observers_lock:
+            if observer in _observers:
+                _observers.remove(observer)
+
+    return stop
+
+
+def endpoint_of(url: str) -> str:
+    """The path of ``url`` with its id segments as ``{id}`` (a metric tag of few values)."""
+    path = urlsplit(url).path or "/"
+    segments = []
+    for segment in path.split("/"):
+        head, paren, _ = segment.partition("(")  # Graph's contacts('id') form
+        if paren:
+            segment = f"{head}({{id}})"
+        segments.append("{id}" if _ID_SEGMENT.match(segment) else segment)
+    return "/".join(segments)
+
+
+def _notify(event: RequestEvent) -> None:
+    with _observers_lock:
+        observers = list(_observers)
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception as exc:  # a metric must never fail a request
+            log.debug("request observer failed: %s", exc)
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -636,6 +691,9 @@ class HttpClient:
             self._limiter.release()
             elapsed = self._clock() - start
             log.debug("%s -> %s in %.3f s", call.describe(), outcome, elapsed)
+            if _observers:
+                status = int(outcome) if outcome.isdigit() else None
+                _notify(RequestEvent(call.method, endpoint_of(call.url), status, elapsed))
 
     def _redirect(self, call: _Call, response: requests.Response) -> None:
         """Point ``call`` at a same-origin Location, as browsers and RFC 9110 do."""

@@ -7,6 +7,7 @@ Plain dictionaries (no Singer import): the taps, targets and mapper assemble the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,17 @@ HTTP_LIMITS: Mapping[str, Schema] = {
         "type": ["number", "null"],
         "exclusiveMinimum": 0,
         "description": "Requests per second per host (unset: no limit of our own).",
+    },
+}
+
+#: What every plugin logs while it works (the SDK's metrics come on top of it).
+PROGRESS: Mapping[str, Schema] = {
+    "progress_interval_seconds": {
+        "type": ["number"],
+        "exclusiveMinimum": 0,
+        "default": 30,
+        "description": "Seconds between progress lines (records so far, rate) during long reads "
+        "and writes.",
     },
 }
 
@@ -234,3 +246,63 @@ def graph_client(config: Mapping[str, Any]) -> GraphClient:
     from contactsync.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
+
+
+def normalize_text_settings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Read settings given as text the way their schema means them, in place.
+
+    Meltano hands a setting from an environment variable or `meltano config set` over as text
+    unless its kind says otherwise, and its ``decimal`` kind cannot write such a value into the
+    plugin's config at all; so meltano.yml declares our number settings as strings and "0.3" is
+    read here as 0.3. A blank value of a setting that may be null is unset (a mapping's
+    ``$CONTACTSYNC_SYNC_OPTION`` with the variable unset arrives as ""). Anything else stays as
+    it is, and validation names it.
+    """
+    for name, prop in schema.get("properties", {}).items():
+        value = config.get(name)
+        declared = prop.get("type", [])
+        types = set([declared] if isinstance(declared, str) else declared)
+        if not isinstance(value, str):
+            continue
+        text = value.strip()
+        if not text and "null" in types:
+            config[name] = None
+        elif "integer" in types and text.lstrip("-").isdigit():
+            config[name] = int(text)
+        elif "number" in types:
+            with contextlib.suppress(ValueError):
+                config[name] = float(text)
+
+
+#: Settings that must be one value for a whole Meltano job, and the variable that carries it:
+#: the tap, the mapper and both targets of a job read them through meltano.yml from there.
+JOB_SETTINGS: Mapping[str, tuple[str, str | None]] = {
+    "sync_option": ("CONTACTSYNC_SYNC_OPTION", None),
+    "conflict_policy": ("CONTACTSYNC_CONFLICT_POLICY", "pipeliner_wins"),
+}
+
+#: Variables Meltano sets for the plugins it runs (its plugin-info variables).
+_UNDER_MELTANO = ("MELTANO_EXTRACTOR_NAME", "MELTANO_MAPPER_NAME", "MELTANO_LOADER_NAME")
+
+
+def job_setting_problems(
+    plugin: str, config: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[str]:
+    """Job-wide settings set on this plugin alone, under Meltano: refused, since they would
+    apply to one leg or one plugin of the job only (a mapper's ``sync_option`` without the tap's
+    re-read; a ``conflict_policy`` on the second leg, whose conflicts the first leg decided)."""
+    if not any(environ.get(name) for name in _UNDER_MELTANO):
+        return []  # a plain Singer pipeline: each plugin is configured on its own
+    problems = []
+    for name, (variable, default) in JOB_SETTINGS.items():
+        if name not in config:
+            continue
+        mine = config.get(name) or default
+        job = environ.get(variable, "").strip() or default
+        if mine != job:
+            problems.append(
+                f"{name} {mine!r} is set on {plugin} alone, but one value must govern the whole "
+                f"job (the job's is {job!r}): set {variable}={mine} for the job instead, and "
+                f"remove {name} from {plugin}'s config (README: one setting per job)"
+            )
+    return problems

@@ -21,7 +21,9 @@ from typing import Any
 #: Lines of a run's output kept for the failure message (the whole output goes to the log).
 TAIL_LINES = 40
 #: `contactsync run`'s progress line when a user's run ends ("[1/1] EMAIL: done in ...").
-_DONE = re.compile(r"^\[\d+/\d+\] (?P<email>\S+): (?P<what>done in .*|FAILED after .*)$")
+_DONE = re.compile(
+    r"^\[\d+/\d+\] (?P<email>\S+): (?P<what>done in .*|FAILED after .*|REFUSED: .*)$"
+)
 #: Its counts: "to Outlook: 3 created, 1 updated; to Pipeliner: no change".
 _LEG = re.compile(r"(?P<leg>to \w+): (?P<counts>[^;]*)")
 _COUNT = re.compile(r"(?P<n>\d+) (?P<name>[a-z_]+)")
@@ -50,7 +52,7 @@ class UserRun:
     email: str
     returncode: int
     output_tail: str
-    summary: str = ""  # "done in 4.2 s; to Outlook: 3 created" or "FAILED after ...: why"
+    summary: str = ""  # "done in 4.2 s; …", "FAILED after ...: why" or "REFUSED: why"
 
     @property
     def ok(self) -> bool:

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from contactsync import settings as cs
 from contactsync.auth import AUTH_SETTINGS_SCHEMA
@@ -28,6 +30,16 @@ class ContactsStream(Stream):
     name = "contacts"
     primary_keys = ("id",)
     schema = CONTACT_SCHEMA
+
+    @property
+    def replication_method(self) -> str:
+        """Incremental, though without a replication key: the bookmark is Graph's delta link."""
+        return REPLICATION_INCREMENTAL
+
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Mapping[str, Any] | None = None
+    ) -> None:
+        """No record value is a bookmark here: ``get_records`` keeps the delta link instead."""
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         tap: TapOutlookContacts = self._tap  # type: ignore[assignment]
@@ -63,15 +75,17 @@ class ContactsStream(Stream):
         return version
 
 
-class TapOutlookContacts(Tap):
+class TapOutlookContacts(ContactsyncPlugin, Tap):
     """The contacts of one personal Outlook (Microsoft 365) folder, through Microsoft Graph."""
 
     name = "tap-outlook-contacts"
+    progress_what = "contacts read"
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
         cs.LINK_SCOPE,
         cs.GRAPH_CONNECTION,
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("authority", "client_id"),
     )
 

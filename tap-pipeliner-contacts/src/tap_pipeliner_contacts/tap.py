@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 
 from contactsync import full_read
@@ -70,10 +71,11 @@ class ContactsStream(Stream):
         return version
 
 
-class TapPipelinerContacts(Tap):
+class TapPipelinerContacts(ContactsyncPlugin, Tap):
     """Pipeliner CRM contacts, with the syncing user's relation to each (owner, editor, …)."""
 
     name = "tap-pipeliner-contacts"
+    progress_what = "contacts read"
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
@@ -103,6 +105,7 @@ class TapPipelinerContacts(Tap):
             },
         },
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("service_url", "space_id", "api_username", "api_password"),
     )
 

@@ -37,6 +37,7 @@ class TargetOutlookContacts(LegTarget):
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("authority", "client_id", "space_id"),
     )
 
@@ -44,6 +45,17 @@ class TargetOutlookContacts(LegTarget):
     def two_way(self) -> bool:
         sync_type = self.config.get("sync_type") or "two_way_your_contacts"
         return SyncScope.parse(sync_type, self.config.get("sync_option")).two_way
+
+    def setting_problems(self) -> list[str]:
+        problems = super().setting_problems()
+        policy = self._config.get("conflict_policy")
+        if not self.two_way and policy not in (None, "pipeliner_wins"):
+            problems.append(
+                f"conflict_policy {policy!r} does not apply to a one-way sync "
+                f"({self._config.get('sync_type')}): Pipeliner's values always win there; "
+                "remove conflict_policy (or CONTACTSYNC_CONFLICT_POLICY) for this job"
+            )
+        return problems
 
     @cached_property
     def graph(self) -> GraphClient:

@@ -33,6 +33,7 @@ class TargetPipelinerContacts(LegTarget):
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
         cs.HTTP_LIMITS,
+        cs.PROGRESS,
         required=("service_url", "space_id", "api_username", "api_password"),
     )
 

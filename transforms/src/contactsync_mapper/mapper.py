@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import InlineMapper
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
@@ -56,7 +57,7 @@ class Forwarded(Message):
         return self.body
 
 
-class ContactsyncMapper(InlineMapper):
+class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
     """Pipeliner ⇄ Outlook contacts: the field table, and the scope filter on Pipeliner's side."""
 
     name = "contactsync-mapper"

@@ -3,7 +3,8 @@
 * ``login`` - a person signs in once with the device code (token cache for the plugins);
 * ``enable`` - the administrator enables the sync for the Pipeliner space;
 * ``activate`` / ``configure`` / ``deactivate`` - a user manages their own sync;
-* ``status`` - one row per user; ``run`` - the users' Meltano jobs, in parallel if asked.
+* ``status`` - one row per user; ``run`` - the users' Meltano jobs, in parallel if asked;
+* ``link`` - link an ambiguous match by hand.
 
 Every option also comes from an environment variable, so a shell, a Meltano environment or an
 orchestrator can set them once. Exit codes: 0 success, 1 the command failed (the message says
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from contactsync import __version__
-from contactsync.cli import activate, configure, deactivate, enable, login, run, status
+from contactsync.cli import activate, configure, deactivate, enable, link, login, run, status
 from contactsync.cli._common import EXIT_OK, EXIT_USAGE, PROG, Commands, Parser, UsageError
 
 SUBCOMMANDS: tuple[Callable[[Commands], None], ...] = (
@@ -33,6 +34,7 @@ SUBCOMMANDS: tuple[Callable[[Commands], None], ...] = (
     deactivate.add,
     status.add,
     run.add,
+    link.add,
 )
 
 

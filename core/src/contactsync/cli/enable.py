@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +13,21 @@ from contactsync.auth import AuthConfigError, normalize_authority
 from contactsync.cli._common import (
     EXIT_OK,
     Commands,
+    Project,
     add_project_options,
     env_default,
     fail,
     project_of,
 )
 from contactsync.graph_api import GraphConfigError, normalize_graph_url
-from contactsync.pipeliner_api import PipelinerConfigError, normalize_service_url
+from contactsync.http import HttpClient, HttpError, HttpPolicy
+from contactsync.pipeliner_api import (
+    PipelinerClient,
+    PipelinerConfigError,
+    PipelinerError,
+    PipelinerSettings,
+    normalize_service_url,
+)
 from contactsync.users import RegistryError, SpaceConfig
 
 #: (flag, dest, environment variables, help); the same names as the plugins' settings.
@@ -86,6 +95,12 @@ def add(commands: Commands) -> None:
         help="use the app's client secret (MS_CLIENT_SECRET) for every mailbox: users then "
         "activate without signing in",
     )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="store the settings without first checking the Pipeliner API keys (one request) "
+        "and the Microsoft identity provider (its OpenID discovery document)",
+    )
     secrets = parser.add_mutually_exclusive_group()
     secrets.add_argument(
         "--secrets-file",
@@ -102,6 +117,52 @@ def add(commands: Commands) -> None:
     )
     add_project_options(parser)
     parser.set_defaults(run=run, command_parser=parser)
+
+
+def _stored_password(args: argparse.Namespace, project: Project) -> str:
+    """The API password of an earlier `enable`, when this one does not give a new one."""
+    if args.no_secrets_file:
+        return ""
+    path = Path(args.secrets_file or project.data_dir / "secrets.json")
+    path = path if path.is_absolute() else project.root / path
+    try:
+        return space_secrets.read_file(path).get("api_password", "") if path.exists() else ""
+    except space_secrets.SecretsError:
+        return ""
+
+
+def check_space(config: SpaceConfig, api_password: str) -> list[str]:
+    """What is wrong with the space's settings, found by asking the two services: the
+    Pipeliner keys (one authenticated request) and the identity provider (its discovery
+    document). Empty when both answer as they should."""
+    problems = []
+    verify: bool | str = config.ca_bundle or True
+    policy = HttpPolicy(max_attempts=2, total_budget=20)
+    if not api_password:
+        problems.append("PIPELINER_API_PASSWORD is not set: the API keys cannot be checked")
+    else:
+        try:
+            settings = PipelinerSettings(
+                service_url=config.service_url,
+                space_id=config.space_id,
+                api_username=config.api_username,
+                api_password=api_password,
+                ca_bundle=config.ca_bundle,
+                policy=policy,
+            )
+            with contextlib.closing(PipelinerClient(settings)) as client:
+                client.find_accounts(["contactsync enable check"])
+        except (HttpError, PipelinerError) as exc:
+            problems.append(f"Pipeliner at {config.service_url} refused the API keys: {exc}")
+    discovery = f"{config.authority}/v2.0/.well-known/openid-configuration"
+    try:
+        with HttpClient(config.authority, policy, verify=verify) as http:
+            document = http.get(discovery).json()
+        if not isinstance(document, dict) or "token_endpoint" not in document:
+            problems.append(f"{discovery} is not an OpenID discovery document")
+    except (HttpError, ValueError) as exc:
+        problems.append(f"the identity provider {config.authority} does not answer: {exc}")
+    return problems
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -128,6 +189,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (PipelinerConfigError, AuthConfigError, GraphConfigError) as exc:
         parser.error(str(exc))
     given = space_secrets.from_environment(os.environ)
+    if not args.no_check:
+        problems = check_space(config, given.get("api_password") or _stored_password(args, project))
+        if problems:
+            return fail(
+                "enable",
+                "nothing stored: " + "; ".join(problems) + " (--no-check stores them unchecked)",
+            )
     if not args.app_only:
         given.pop("client_secret", None)  # delegated: the secret must not turn runs app-only
     path: Path | None = None

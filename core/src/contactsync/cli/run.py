@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from pathlib import Path
 
 from contactsync import space_secrets
 from contactsync.cli._common import (
@@ -129,8 +128,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             finished += 1
             if result.ok:
                 what = f"done in {result.seconds:.1f} s; {describe_counts(result.counts)}"
+            elif result.refused:
+                what = f"REFUSED: {result.error}"
             else:
-                what = f"FAILED after {result.seconds:.1f} s: {result.error}"
+                what = (
+                    f"FAILED after {result.seconds:.1f} s: {result.error} (log: {result.log_path})"
+                )
             print(f"[{finished}/{total}] {user.email}: {what}", flush=True)
             try:  # the registry tells `status` (and the next operator) what happened
                 registry.record_run(user.email, result.record())
@@ -147,20 +150,28 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         [
             r.email,
             r.job,
-            "ok" if r.ok else "FAILED",
+            "ok" if r.ok else "REFUSED" if r.refused else "FAILED",
             f"{r.seconds:.1f}",
             describe_counts(r.counts),
-            _short(r.error, r.log_path),
+            _short(r.error),
         ]
         for r in results
     ]
     print(table(("user", "job", "result", "seconds", "counts", "error"), rows))
     failed = sum(not r.ok for r in results)
-    print(f"{total - failed} succeeded, {failed} failed")
+    refused = sum(r.refused for r in results)
+    print(
+        f"{total - failed} succeeded, {failed} failed"
+        + (f" ({refused} refused)" if refused else "")
+    )
+    for r in results:
+        if not r.ok and not r.refused:
+            print(f"log of {r.email}: {r.log_path}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
-def _short(error: str | None, log: Path) -> str:
+def _short(error: str | None) -> str:
+    """The cause as the failing plugin said it; very long ones cut (the log has it whole)."""
     if not error:
         return ""
-    return error if len(error) <= 160 else f"{error[:100]}... (log: {log})"
+    return error if len(error) <= 300 else f"{error[:297]}..."

@@ -1,0 +1,207 @@
+"""What every contactsync plugin (taps, targets, mapper) does alike at start and at its end.
+
+* At start: numbers given as text are read as numbers (Meltano hands a number setting from an
+  environment variable or `meltano config set` over as text), and settings that cannot apply
+  are refused naming the setting (``setting_problems``), before any input is read.
+* At the end of a failed run: one final ERROR line saying what happened and what to do; the
+  traceback only at DEBUG (`meltano --log-level=debug run …`). A plugin whose output pipe was
+  closed says so at WARNING: the plugin that stopped reading has its own error line.
+* While it works: the SDK's ``http_request_duration`` (per attempt) and ``http_request_count``
+  (per endpoint) METRIC lines for every request of our API clients, and a progress line every
+  ``progress_interval_seconds`` on long reads (taps) and writes (targets).
+* ``--about``: the class docstring as one paragraph, so that the Markdown renders as text.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import warnings
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, ClassVar
+
+import click
+from singer_sdk import metrics
+from singer_sdk.about import AboutInfo
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.plugin_base import SingerCommand
+from singer_sdk.singerlib import SingerMessageType
+
+from contactsync import settings as cs
+from contactsync.http import RequestEvent, observe_requests
+from contactsync.progress import Progress
+
+#: Packages whose exceptions carry a message written for the person running the sync.
+OUR_PACKAGES = (
+    "contactsync",
+    "contactsync_singer",
+    "contactsync_mapper",
+    "tap_pipeliner_contacts",
+    "tap_outlook_contacts",
+    "target_outlook_contacts",
+    "target_pipeliner_contacts",
+)
+
+
+def final_message(exc: BaseException) -> str:
+    """The last ERROR line of a failed plugin: our messages as they are, others with a hint."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    module = type(exc).__module__.split(".")[0]
+    if module in OUR_PACKAGES or (isinstance(exc, ValueError | OSError) and module != "builtins"):
+        return text
+    return (
+        f"unexpected {type(exc).__name__}: {text}. Rerun with `--log-level=debug` (meltano) or "
+        "LOGLEVEL=DEBUG for the traceback, and report it with that log"
+    )
+
+
+class ContactsyncCommand(SingerCommand):
+    """singer-sdk's command, with the failure reporting described in the module docstring."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """singer-sdk's, except that refused settings end in one ERROR line naming them all."""
+        logging.captureWarnings(capture=True)
+        warnings.filterwarnings("once", category=DeprecationWarning)
+        sys.excepthook = self.excepthook
+        try:
+            return click.Command.invoke(self, ctx)
+        except ConfigValidationError as exc:
+            errors = "; ".join(str(e) for e in exc.errors) or str(exc)
+            self.logger.error(
+                "settings refused: %s. Fix them in the plugin's config (`%s --about` lists every "
+                "setting)",
+                errors,
+                self.name,
+            )
+            ctx.exit(1)
+
+    def excepthook(
+        self,
+        exc_type: type[BaseException],
+        exc_value: BaseException,
+        exc_traceback: TracebackType | None,
+    ) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc_value, exc_traceback)
+            return
+        self.logger.debug("traceback", exc_info=(exc_type, exc_value, exc_traceback))
+        plugin = ContactsyncPlugin.running
+        if plugin is not None:
+            plugin.on_fatal(exc_value)
+        if ContactsyncPlugin._request_metrics is not None:
+            ContactsyncPlugin._request_metrics.close()  # before the final line, not after it
+        if isinstance(exc_value, BrokenPipeError):
+            self.logger.warning(
+                "stopped: the next plugin of the pipeline stopped reading (its own error says why)"
+            )
+            _silence_stdout()
+            return
+        self.logger.error("%s", final_message(exc_value))
+
+
+def _silence_stdout() -> None:
+    """A closed pipe must not add a second traceback when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class RequestMetrics:
+    """singer-sdk's request metrics for the requests of our own API clients (which are not SDK
+    streams): a timer point per attempt, a counter per endpoint logged at the SDK's interval and
+    when the process ends."""
+
+    def __init__(self) -> None:
+        self.logger = metrics.get_metrics_logger()
+        self.counters: dict[str, metrics.Counter] = {}
+        self.stop = observe_requests(self.observe)
+        atexit.register(self.close)
+
+    def observe(self, event: RequestEvent) -> None:
+        ok = event.status is not None and event.status < 400
+        tags = {
+            metrics.Tag.ENDPOINT: event.endpoint,
+            metrics.Tag.HTTP_STATUS_CODE: event.status,
+            metrics.Tag.STATUS: metrics.Status.SUCCEEDED if ok else metrics.Status.FAILED,
+            "method": event.method,
+        }
+        point = metrics.Point("timer", metrics.Metric.HTTP_REQUEST_DURATION, event.seconds, tags)
+        metrics.log(self.logger, point)
+        counter = self.counters.get(event.endpoint)
+        if counter is None:
+            counter = metrics.Counter(
+                metrics.Metric.HTTP_REQUEST_COUNT, {metrics.Tag.ENDPOINT: event.endpoint}
+            )
+            self.counters[event.endpoint] = counter
+        counter.increment()
+
+    def close(self) -> None:
+        self.stop()
+        for counter in self.counters.values():
+            if counter.value:
+                counter.exit()
+        self.counters.clear()
+
+
+class ContactsyncPlugin:
+    """Mixin for our singer-sdk plugins; put it before the SDK base class."""
+
+    #: What the progress line counts (None: no progress line).
+    progress_what: ClassVar[str | None] = None
+    _request_metrics: ClassVar[RequestMetrics | None] = None
+
+    #: The plugin instance of this process, for the failure report of its command.
+    running: ClassVar[ContactsyncPlugin | None] = None
+    name: str
+    config_jsonschema: ClassVar[dict]
+    _config: dict
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        cs.normalize_text_settings(self._config, self.config_jsonschema)
+        errors: list[str] = super()._validate_config(raise_errors=raise_errors)  # type: ignore[misc]
+        problems = self.setting_problems()
+        if problems and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=problems)
+        ContactsyncPlugin.running = self
+        if ContactsyncPlugin._request_metrics is None:
+            ContactsyncPlugin._request_metrics = RequestMetrics()
+        return errors + problems
+
+    def write_message(self, message: Any) -> None:
+        """A tap's records go out here: they are what its progress line counts."""
+        super().write_message(message)  # type: ignore[misc]
+        if self.progress_what and getattr(message, "type", None) == SingerMessageType.RECORD:
+            self.progress.add()
+
+    @property
+    def progress(self) -> Progress:
+        """The progress line of this run (created on first use)."""
+        found: Progress | None = self.__dict__.get("_progress")
+        if found is None:
+            interval = float(self._config.get("progress_interval_seconds") or 30)
+            what = self.progress_what or "records"
+            found = self.__dict__["_progress"] = Progress(self.logger, what, interval)
+        return found
+
+    def setting_problems(self) -> list[str]:
+        """Settings that cannot apply to this plugin as configured (empty: all fine)."""
+        return cs.job_setting_problems(self.name, self._config, os.environ)
+
+    def on_fatal(self, exc: BaseException) -> None:
+        """Called once when the run ends on ``exc``, before the final error line."""
+
+    @classmethod
+    def _get_about_info(cls) -> AboutInfo:
+        info: AboutInfo = super()._get_about_info()  # type: ignore[misc]
+        return replace(info, description=" ".join((info.description or "").split()))
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()  # type: ignore[misc]
+        command.__class__ = ContactsyncCommand
+        return command

@@ -1,0 +1,160 @@
+"""What every plugin does alike, as real processes against the sandbox: the SDK's request
+metrics and a progress line while it works, settings it cannot honour refused at start, and a
+failed run ending on one ERROR line (the traceback only at DEBUG)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contactsync.outlook_records import CONTACT_SCHEMA
+from contactsync.pipeliner_records import SOURCE_PROPERTIES
+from tests.plugins import test_target_outlook
+from tests.plugins.test_target_outlook import pipeliner_record, target_config
+from tests.support.plugins import (
+    BIN,
+    USERS,
+    OutlookActor,
+    PipelinerActor,
+    pipeliner_connection,
+    run_plugin,
+    singer_stream,
+)
+
+SCHEMA = {"type": "object", "properties": {**CONTACT_SCHEMA["properties"], **SOURCE_PROPERTIES}}
+EUROPE = "a0000000-0000-4000-8000-000000000001"
+token_cache = test_target_outlook.token_cache  # the signed-in cache of the target tests
+outlook = test_target_outlook.outlook
+
+
+def metrics(stderr: str, name: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(m.group(1))
+        for m in re.finditer(r"METRIC: (\{.*\})", stderr)
+        if json.loads(m.group(1))["metric"] == name
+    ]
+
+
+def test_a_long_read_reports_request_metrics_and_progress(sandbox: Any, tmp_path: Path) -> None:
+    pipeliner = PipelinerActor(sandbox.control("pipeliner"))
+    pipeliner.seed(
+        [
+            {"owner_id": USERS["alex"], "unit_id": EUROPE, "first_name": f"P{n}", "last_name": "X"}
+            for n in range(30)
+        ]
+    )
+    control = sandbox.control("pipeliner")
+    control.latency(0.15, path_prefix="/api/v100/rest/spaces/", method="GET")
+    try:
+        config = {
+            **pipeliner_connection(sandbox.info),
+            "page_size": 5,
+            "progress_interval_seconds": 0.3,
+        }
+        run = run_plugin("tap-pipeliner-contacts", config, tmp_path)
+    finally:
+        control.clear_faults()
+    assert run.returncode == 0, run.stderr[-2000:]
+    durations = metrics(run.stderr, "http_request_duration")
+    contacts = [p for p in durations if p["tags"]["endpoint"].endswith("/entities/Contacts")]
+    assert len(contacts) >= 6  # one per page of 5
+    tags = contacts[0]["tags"]
+    assert tags["endpoint"] == "/api/v100/rest/spaces/{id}/entities/Contacts"  # no id, no query
+    assert tags["http_status_code"] == 200 and tags["status"] == "succeeded"
+    counts = metrics(run.stderr, "http_request_count")
+    assert sum(p["value"] for p in counts if p["tags"]["endpoint"] == tags["endpoint"]) == len(
+        contacts
+    )
+    progress = re.findall(r"contacts read: (\d+) so far \((\d+)/s", run.stderr)
+    assert len(progress) >= 2, run.stderr[-2000:]
+    assert int(progress[-1][0]) > int(progress[0][0])
+
+
+def test_batch_size_rows_is_honoured_and_writes_are_measured(
+    outlook: OutlookActor, sandbox: Any, token_cache: Path, tmp_path: Path
+) -> None:
+    folder = f"Pipeliner {uuid.uuid4().hex[:8]}"
+    config = target_config(sandbox, token_cache, tmp_path, folder, batch_size_rows=5)
+    records = [pipeliner_record(n) for n in range(20)]
+    run = run_plugin(
+        "target-outlook-contacts", config, tmp_path, stdin=singer_stream(records, SCHEMA)
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(outlook.contacts(folder)) == 20
+    # Batches of 5 records: four $batch requests (the default of 100 would make one of 20).
+    assert outlook.requests("POST", "$batch") == 4
+    batches = [
+        p
+        for p in metrics(run.stderr, "http_request_duration")
+        if p["tags"]["endpoint"] == "/v1.0/$batch"
+    ]
+    assert len(batches) == 4 and all(p["tags"]["http_status_code"] == 200 for p in batches)
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"load_method": "overwrite"}, "load_method"),
+        ({"add_record_metadata": True}, "add_record_metadata"),
+    ],
+)
+def test_sdk_settings_a_target_cannot_honour_are_refused_at_start(
+    setting: dict[str, Any],
+    named: str,
+    outlook: OutlookActor,
+    sandbox: Any,
+    token_cache: Path,
+    tmp_path: Path,
+) -> None:
+    folder = f"Pipeliner {uuid.uuid4().hex[:8]}"
+    config = target_config(sandbox, token_cache, tmp_path, folder, **setting)
+    run = run_plugin(
+        "target-outlook-contacts",
+        config,
+        tmp_path,
+        stdin=singer_stream([pipeliner_record(1)], SCHEMA),
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert "ERROR" in last and named in last and "settings refused" in last
+    assert outlook.requests("POST") == 0  # nothing written, not even the folder
+
+
+def test_a_failed_run_ends_on_one_error_line_and_a_report(
+    outlook: OutlookActor, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed out (no token cache): one ERROR line saying what to do, no traceback unless
+    asked for, and the run report written with the error."""
+    folder = f"Pipeliner {uuid.uuid4().hex[:8]}"
+    config = target_config(sandbox, tmp_path / "no-cache.json", tmp_path, folder)
+    stream = singer_stream([pipeliner_record(1)], SCHEMA)
+    run = run_plugin("target-outlook-contacts", config, tmp_path, stdin=stream)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert "ERROR" in lines[-1] and "contactsync login" in lines[-1], lines[-3:]
+    assert "Traceback" not in run.stderr
+    assert sum("ERROR" in ln for ln in lines) == 1, lines
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "contactsync login" in report["error"]
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")  # the SDK's log level: now the traceback shows
+    debug = run_plugin("target-outlook-contacts", config, tmp_path / "debug", stdin=stream)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_the_outlook_stream_declares_incremental_replication(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"authority": "https://127.0.0.1:9/t", "client_id": "x"}))
+    done = subprocess.run(
+        [str(BIN / "tap-outlook-contacts"), "--config", str(config), "--discover"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [stream] = json.loads(done.stdout)["streams"]
+    assert stream["replication_method"] == "INCREMENTAL"  # Graph delta, not FULL_TABLE
