@@ -118,6 +118,8 @@ class Emulator:
         self._control = Map(
             [*self._base_control_rules(), *own], strict_slashes=False, merge_slashes=False
         )
+        #: What `reset()` returns to: None for `default_seed()`, else a seed given at start-up.
+        self.base_seed: Any = None
         with self.lock:
             self.seed(self.default_seed())
 
@@ -194,10 +196,17 @@ class Emulator:
         except ValueError as exc:
             raise ApiError(400, "BadRequest", f"the body is not valid JSON: {exc}") from None
 
-    def reset(self) -> None:
-        """Back to the start: default seed, no faults, zero counters."""
+    def use_seed(self, data: Any) -> None:
+        """Start from `data` instead of the default seed, also after every `reset()`."""
         with self.lock:
-            self.seed(self.default_seed())
+            self.seed(data)
+            self.base_seed = data
+
+    def reset(self) -> None:
+        """Back to the start (the default seed, or the one given to `use_seed`), no faults,
+        zero counters."""
+        with self.lock:
+            self.seed(self.default_seed() if self.base_seed is None else self.base_seed)
         self.faults.clear()
         self.counters.reset()
 
