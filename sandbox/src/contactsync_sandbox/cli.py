@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 from . import instance
 from .client import SandboxControlError
 from .fixture import SeedError, load_seed_files, seed_dir_files, write_seed
-from .handle import UnknownUser, connect
+from .handle import STATE_DIR_VARIABLE, UnknownUser, connect
 from .plugin_env import FORMATS, JOBS, SYNC_OPTIONS, render
 from .runner import DEFAULT_PORTS, Sandbox
 from .seed import default_seed
@@ -188,9 +189,7 @@ def _parser() -> argparse.ArgumentParser:
         "The first stdout line is a JSON object with the URLs and the CA path; the same object "
         "goes to <state dir>/sandbox.json while it runs.",
     )
-    _state_dir(
-        serve, "where the local CA and the running sandbox's sandbox.json live", serving=True
-    )
+    _state_dir(serve, "where the local CA and the running sandbox's sandbox.json live")
     serve.add_argument(
         "--free-ports", action="store_true", help="bind free ports instead of the fixed defaults"
     )
@@ -267,15 +266,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _state_dir(parser: argparse.ArgumentParser, text: str, *, serving: bool = False) -> None:
-    if serving:
-        parser.add_argument(
-            "--state-dir", default=str(DEFAULT_STATE_DIR), help=f"{text} (default: ./.sandbox)"
-        )
-        return
+def _state_dir(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument(
         "--state-dir",
-        help=f"{text} (default: $CONTACTSYNC_SANDBOX_STATE_DIR, else ./.sandbox)",
+        default=os.environ.get(STATE_DIR_VARIABLE) or str(DEFAULT_STATE_DIR),
+        help=f"{text} (default: ${STATE_DIR_VARIABLE}, else ./.sandbox)",
     )
 
 

@@ -295,8 +295,7 @@ class _Table:
             return matches[0]
         if matches:
             problems.append(
-                f"{where}: {len(matches)} {self.what}s are called {value!r}; "
-                "use the id"
+                f"{where}: {len(matches)} {self.what}s are called {value!r}; use the id"
             )
             return value
         kind = "id" if UUID_RE.match(value) else self.name_key.replace("email", "e-mail")

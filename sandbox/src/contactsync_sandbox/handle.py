@@ -39,6 +39,8 @@ SERVICES: Mapping[str, str] = {
     "echo": "echo",
 }
 FAULT_KINDS = ("429", "5xx", "latency", "drop")
+#: The state directory of `connect()` and of the CLI's commands when none is given.
+STATE_DIR_VARIABLE = "CONTACTSYNC_SANDBOX_STATE_DIR"
 
 
 class UnknownUser(LookupError):
@@ -109,7 +111,14 @@ class SandboxHandle:
                 control.clear_faults()
                 control.reset_counters()
         self._runs.clear()
+        self.refresh_info()
         return complete
+
+    def refresh_info(self) -> dict[str, Any]:
+        """Re-read each emulator's part of `info` (the space, keys and tenant of its data now)."""
+        for name in self.info["urls"]:
+            self.info.update(self.control(name)._call("GET", "/info"))
+        return self.info
 
     # ------------------------------------------------------------------ Meltano
 
@@ -252,11 +261,11 @@ def connect(state_dir: Path | str | None = None, *, wait: float = 0.0) -> Sandbo
     """A handle on the sandbox `contactsync-sandbox serve` runs for `state_dir` (default: the
     `CONTACTSYNC_SANDBOX_STATE_DIR` variable, else ./.sandbox), waiting up to `wait` seconds
     for it to start. Users' files go to the sandbox's session directory."""
-    state_dir = Path(
-        state_dir or os.environ.get("CONTACTSYNC_SANDBOX_STATE_DIR") or DEFAULT_STATE_DIR
-    )
+    state_dir = Path(state_dir or os.environ.get(STATE_DIR_VARIABLE) or DEFAULT_STATE_DIR)
     info = instance.find(state_dir, wait=wait)
-    return SandboxHandle(info, data_dir=Path(info["session_dir"]))
+    handle = SandboxHandle(info, data_dir=Path(info["session_dir"]))
+    handle.refresh_info()  # its data may have been reseeded since it started
+    return handle
 
 
-__all__ = ["JOBS", "LEGS", "SandboxHandle", "UnknownUser", "connect"]
+__all__ = ["JOBS", "LEGS", "STATE_DIR_VARIABLE", "SandboxHandle", "UnknownUser", "connect"]

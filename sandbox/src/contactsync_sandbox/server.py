@@ -307,6 +307,7 @@ class Emulator:
         return [
             Rule(p, endpoint=self._c_index, methods=["GET"]),
             Rule(f"{p}/state", endpoint=self._c_state, methods=["GET"]),
+            Rule(f"{p}/info", endpoint=self._c_info, methods=["GET"]),
             Rule(f"{p}/seed", endpoint=self._c_seed, methods=["POST"]),
             Rule(f"{p}/reset", endpoint=self._c_reset, methods=["POST"]),
             Rule(f"{p}/counters", endpoint=self._c_counters, methods=["GET"]),
@@ -356,6 +357,12 @@ class Emulator:
     def _c_state(self, request: Request) -> Response:
         with self.lock:
             return self.json_response(self.snapshot())
+
+    def _c_info(self, request: Request) -> Response:
+        """This emulator's keys of the JSON line, for the data it holds now (a new seed may
+        change the space, the keys or the tenant)."""
+        with self.lock:
+            return self.json_response(self.info(request.host_url.rstrip("/")))
 
     def _c_seed(self, request: Request) -> Response:
         data = self.read_json(request)
