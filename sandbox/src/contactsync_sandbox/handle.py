@@ -83,6 +83,8 @@ class SandboxHandle:
         """Every emulator back to its start seed, with no faults and zero counters."""
         for name in self.info["urls"]:
             self.control(name).reset()
+        self._runs.clear()
+        self.refresh_info()
 
     def close(self) -> None:
         for control in self._controls.values():
