@@ -379,15 +379,6 @@ _PIPELINER_ROW = re.compile(r"^(units|roles|users|accounts|contacts)\[(\d+)\](.*
 _GRAPH_FOLDER = re.compile(r"^([^/\s]+@[^/\s]+)/([^:]*): (.*)$", re.S)
 
 
-def validate(seed: Mapping[str, Any]) -> None:
-    """Load a complete seed into each emulator's model (offline); SeedError naming the row and
-    the field of each problem."""
-    merged = _Merged(data={s: dict(seed.get(s) or {}) for s in SECTIONS})
-    problems = _validate(merged.data, merged)
-    if problems:
-        raise SeedError(problems)
-
-
 def _validate(seed: Mapping[str, Any], merged: _Merged, skip: Sequence[str] = ()) -> list[str]:
     problems: list[str] = []
     checks: tuple[tuple[str, Callable[[Any], Any], Callable[[str], str]], ...] = (
