@@ -8,19 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from contactsync_sandbox.plugin_env import UserFiles, plugin_env
+
 ROOT = Path(__file__).resolve().parents[2]
 ALEX = "alex@contoso.example"
 
-#: Plugins of meltano.yml by the API each talks to.
-PIPELINER_PLUGINS = (
-    "TAP_PIPELINER_CONTACTS",
-    "TAP_PIPELINER_CONTACTS_ALL",
-    "TARGET_PIPELINER_CONTACTS",
-)
-OUTLOOK_PLUGINS = (
-    "TAP_OUTLOOK_CONTACTS",
+#: The targets of meltano.yml (each writes its own report).
+TARGETS = (
     "TARGET_OUTLOOK_CONTACTS",
     "TARGET_OUTLOOK_CONTACTS_ONE_WAY",
+    "TARGET_PIPELINER_CONTACTS",
 )
 
 
@@ -41,31 +38,15 @@ def meltano_env(
     info: Mapping[str, Any], token_cache: Path, workdir: Path, folder: str, user: str = ALEX
 ) -> dict[str, str]:
     """The environment of one user's `meltano run` against the sandbox described by ``info``:
-    own folder, ledger, Meltano state and reports under ``workdir``."""
-    shared = {
-        "CA_BUNDLE": info["ca_path"],
-        "USER_EMAIL": user,
-        "FOLDER": folder,
-        "LEDGER_URL": str(workdir / "ledger.sqlite"),
-    }
-    apis = {
-        "pipeliner": {"SERVICE_URL": info["pipeliner_url"]},
-        "graph": {
-            "AUTHORITY": info["authority"],
-            "GRAPH_URL": info["graph_url"],
-            "TOKEN_CACHE_PATH": str(token_cache),
-        },
-    }
+    own folder, ledger, Meltano state and reports under ``workdir`` (``contactsync-sandbox
+    env``'s variables, with the token cache the caller signed in and reports named by plugin)."""
     env = {
         **os.environ,
+        **plugin_env(info, user, UserFiles(workdir), folder=folder),
         "MELTANO_SYS_DIR_ROOT": str(private_sys_dir(workdir)),
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
     }
-    for api, plugins in (("pipeliner", PIPELINER_PLUGINS), ("graph", OUTLOOK_PLUGINS)):
-        for plugin in plugins:
-            for key, value in {**shared, **apis[api]}.items():
-                env[f"{plugin}_{key}"] = value
-            if plugin.startswith("TARGET_"):
-                env[f"{plugin}_REPORT_PATH"] = str(workdir / f"{plugin.lower()}.json")
+    for namespace in ("TAP_OUTLOOK_CONTACTS", "TARGET_OUTLOOK_CONTACTS"):
+        env[f"{namespace}_TOKEN_CACHE_PATH"] = str(token_cache)
+    for plugin in TARGETS:
+        env[f"{plugin}_REPORT_PATH"] = str(workdir / f"{plugin.lower()}.json")
     return env

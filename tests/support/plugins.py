@@ -7,15 +7,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contactsync_sandbox import actors, signin
+from contactsync_sandbox.actors import OutlookActor
 from contactsync_sandbox.client import SandboxControl
 from contactsync_sandbox.seed import default_seed
+
+__all__ = ["OutlookActor", "PipelinerActor", "approving", "sign_in"]
 
 BIN = Path(sys.executable).parent
 PIPELINER = default_seed()["pipeliner"]
@@ -124,181 +127,18 @@ def singer_stream(records: Iterable[Mapping[str, Any]], schema: Mapping[str, Any
     return messages
 
 
-@dataclass
-class PipelinerActor:
-    """A person using Pipeliner (through the sandbox's control API), and a reader of its state."""
+class PipelinerActor(actors.PipelinerActor):
+    """`contactsync_sandbox.actors.PipelinerActor` knowing the default seed's users by name."""
 
-    control: SandboxControl
-    seeded: dict[str, Any] = field(default_factory=dict)
-
-    def seed(self, contacts: Sequence[Mapping[str, Any]] = (), **extra: Any) -> None:
-        """The default identities and accounts, and exactly these contacts."""
-        seed = {k: v for k, v in PIPELINER.items() if k != "demo_contacts"}
-        self.control.seed({**seed, "contacts": list(contacts), **extra})
-        self.control.reset_counters()
-        self.control.clear_faults()
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.control._call(method, f"/pipeliner{path}", json=body)
-
-    def create(self, user: str, **fields: Any) -> dict[str, Any]:
-        return self._call("POST", f"/users/{USERS[user]}/contacts", fields)
-
-    def edit(self, user: str, contact_id: str, **fields: Any) -> dict[str, Any]:
-        return self._call("PATCH", f"/users/{USERS[user]}/contacts/{contact_id}", fields)
-
-    def delete(self, user: str, contact_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/users/{USERS[user]}/contacts/{contact_id}")
-
-    def share(self, user: str, contact_id: str, **target: Any) -> dict[str, Any]:
-        return self._call("POST", f"/users/{USERS[user]}/contacts/{contact_id}/share", target)
-
-    def unshare(self, user: str, contact_id: str, **target: Any) -> dict[str, Any]:
-        return self._call("POST", f"/users/{USERS[user]}/contacts/{contact_id}/unshare", target)
-
-    def raw(self, contact_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/contacts/{contact_id}")
-
-    # -- an administrator ------------------------------------------------------------------
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        """The Pipeliner REST API with the space's application keys, as an admin script would."""
-        base = self.control.control_url.removesuffix("/_sandbox")
-        space, key = PIPELINER["space_id"], PIPELINER["application_keys"][0]
-        response = self.control.session.request(
-            method,
-            f"{base}/api/v100/rest/spaces/{space}/entities{path}",
-            json=body,
-            auth=(key["api_username"], key["api_password"]),
-            timeout=self.control.timeout,
-        )
-        assert response.ok, response.text[:500]
-        return response.json()["data"]
-
-    def move_user(self, user: str, unit: str) -> dict[str, Any]:
-        """Make ``unit`` the user's only unit (Administration → Users: unit membership)."""
-        body = {"unit_membership": [{"id": unit}], "default_unit_id": unit}
-        return self.api("PATCH", f"/Clients/{USERS[user]}", body)
-
-    def edit_role(self, role_id: str, **rights: Any) -> dict[str, Any]:
-        """Change a role's rights (the admin module; the API has no route for it)."""
-        return self._call("PATCH", f"/roles/{role_id}", rights)
-
-    def move_unit(self, unit: str, parent: str | None) -> dict[str, Any]:
-        """Put a sales unit under another one in the unit tree (the admin module)."""
-        return self._call("PATCH", f"/units/{unit}", {"parent_id": parent})
-
-    def settings(self, **switches: Any) -> dict[str, Any]:
-        """The emulator's switches for what the vendor does not document."""
-        return self._call("POST", "/settings", switches)
-
-    def contacts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
-        rows = self.control.state().get("contacts", [])
-        return [c for c in rows if include_deleted or not c.get("is_deleted")]
-
-    def requests(self, method: str, route_suffix: str) -> int:
-        """How many requests hit the route ending with ``route_suffix``."""
-        endpoints = self.control.counters().get("endpoints", {})
-        return sum(
-            v["requests"]
-            for k, v in endpoints.items()
-            if k.startswith(method + " ") and k.endswith(route_suffix)
-        )
+    def __init__(self, control: SandboxControl) -> None:
+        super().__init__(control, users=USERS)
 
 
-@dataclass
-class OutlookActor:
-    """A person using Outlook (the Graph emulator's control API as the mailbox owner)."""
-
-    control: SandboxControl
-    upn: str = "alex@contoso.example"
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.control._call(method, f"/graph{path}", json=body)
-
-    def new_folder(self, name: str, parent: str = "Contacts") -> dict[str, Any]:
-        return self._call(
-            "POST", f"/mailboxes/{self.upn}/folders", {"displayName": name, "parent": parent}
-        )
-
-    def create(self, folder: str, **props: Any) -> dict[str, Any]:
-        return self._call("POST", f"/mailboxes/{self.upn}/folders/{folder}/contacts", props)
-
-    def edit(self, contact_id: str, **props: Any) -> dict[str, Any]:
-        return self._call("PATCH", f"/mailboxes/{self.upn}/contacts/{contact_id}", props)
-
-    def delete(self, contact_id: str) -> None:
-        url = f"{self.control.control_url}/graph/mailboxes/{self.upn}/contacts/{contact_id}"
-        response = self.control.session.delete(url, timeout=self.control.timeout)
-        assert response.status_code == 204, response.text  # no body to decode
-
-    def contacts(self, folder: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/mailboxes/{self.upn}/folders/{folder}/contacts")["contacts"]
-
-    def folders(self) -> list[dict[str, Any]]:
-        return self._call("GET", f"/mailboxes/{self.upn}/folders")["folders"]
-
-    def expire_delta_tokens(self) -> None:
-        self._call("POST", "/expire-delta-tokens", {"mailbox": self.upn})
-
-    def throttle(self, **settings: Any) -> dict[str, Any]:
-        return self._call("POST", "/throttle", settings)
-
-    def throttled(self) -> int:
-        """429s answered for budget or concurrency so far, inner $batch requests included."""
-        stats = self._call("GET", "/stats")["mailboxes"].values()
-        return sum(m["throttled_budget"] + m["throttled_concurrency"] for m in stats)
-
-    def expire_access_tokens(self) -> None:
-        self._call("POST", "/expire-tokens", {})
-
-    def requests(self, method: str = "", contains: str = "") -> int:
-        """Requests whose endpoint key starts with ``method`` and contains ``contains``."""
-        endpoints = self.control.counters().get("endpoints", {})
-        return sum(
-            v["requests"]
-            for k, v in endpoints.items()
-            if k.startswith(method) and contains in k and "(no route)" not in k
-        )
-
-
-@contextlib.contextmanager
-def approving(sandbox: Any, upn: str) -> Iterator[None]:
+def approving(sandbox: Any, upn: str) -> contextlib.AbstractContextManager[None]:
     """Approve the next device code as ``upn`` (the person picking the account, then Accept)."""
-    identity = sandbox.control("identity")
-    stop = threading.Event()
-
-    def approve() -> None:
-        while not stop.is_set():
-            pending = identity._call("GET", "/identity/device", params={"status": "pending"})
-            codes = [d["user_code"] for d in pending["device_codes"]]
-            if codes:
-                identity._call(
-                    "POST", "/identity/device/approve", json={"user_code": codes[0], "upn": upn}
-                )
-                return
-            stop.wait(0.05)
-
-    approver = threading.Thread(target=approve, daemon=True)
-    approver.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        approver.join(5)
+    return signin.approving(sandbox.control("identity"), upn)
 
 
 def sign_in(sandbox: Any, cache_path: Path, upn: str = "alex@contoso.example") -> Path:
     """Device-code sign-in through the real MSAL flow, approved as ``upn`` in the sandbox."""
-    from contactsync.auth import AuthSettings, TokenProvider
-
-    info = sandbox.info
-    settings = AuthSettings(
-        authority=info["authority"],
-        client_id=info["identity_client_id"],
-        token_cache_path=str(cache_path),
-        ca_bundle=info["ca_path"],
-    )
-    with approving(sandbox, upn):
-        TokenProvider(settings).login_device_code(echo=lambda _: None, timeout=60)
-    return cache_path
+    return signin.sign_in(sandbox.info, upn, cache_path, sandbox.control("identity"))

@@ -29,6 +29,12 @@ DEFAULT_PORTS: Mapping[str, int] = {
 }
 #: Keys `info()` always has; None until the emulator that fills them is registered.
 REQUIRED_INFO_KEYS = ("pipeliner_url", "graph_url", "authority", "ca_path")
+#: The part of a seed (`{"pipeliner": ..., "microsoft": ...}`) each emulator loads.
+SEED_SECTIONS: Mapping[str, str] = {
+    "pipeliner": "pipeliner",
+    "graph": "microsoft",
+    "identity": "microsoft",
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,8 @@ class Sandbox:
     """All emulators, started together; a context manager.
 
     `free_ports=True` binds every server to a free port (tests); otherwise the fixed
-    `DEFAULT_PORTS` (or `ports` overrides) are used and a taken port is an error.
+    `DEFAULT_PORTS` (or `ports` overrides) are used and a taken port is an error. `seed` (a
+    complete seed, see `fixture.load_seed_files`) replaces the default seed, also on reset.
     """
 
     def __init__(
@@ -70,8 +77,10 @@ class Sandbox:
         host: str = LOOPBACK,
         emulators: Iterable[str] | None = None,
         ports: Mapping[str, int] | None = None,
+        seed: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.seed = seed
         self.host = require_loopback(host)
         self.free_ports = free_ports
         names = list(REGISTRY) if emulators is None else list(emulators)
@@ -94,6 +103,8 @@ class Sandbox:
                 spec = REGISTRY[name]
                 port = 0 if self.free_ports else self._ports.get(name, spec.default_port)
                 emulator = spec.factory()
+                if self.seed is not None and name in SEED_SECTIONS:
+                    emulator.use_seed(self.seed[SEED_SECTIONS[name]])
                 server = ServerThread(
                     emulator, port=port, host=self.host, ssl_context=context, name=name
                 )

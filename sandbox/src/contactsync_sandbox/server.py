@@ -118,6 +118,8 @@ class Emulator:
         self._control = Map(
             [*self._base_control_rules(), *own], strict_slashes=False, merge_slashes=False
         )
+        #: What `reset()` returns to: None for `default_seed()`, else a seed given at start-up.
+        self.base_seed: Any = None
         with self.lock:
             self.seed(self.default_seed())
 
@@ -194,10 +196,17 @@ class Emulator:
         except ValueError as exc:
             raise ApiError(400, "BadRequest", f"the body is not valid JSON: {exc}") from None
 
-    def reset(self) -> None:
-        """Back to the start: default seed, no faults, zero counters."""
+    def use_seed(self, data: Any) -> None:
+        """Start from `data` instead of the default seed, also after every `reset()`."""
         with self.lock:
-            self.seed(self.default_seed())
+            self.seed(data)
+            self.base_seed = data
+
+    def reset(self) -> None:
+        """Back to the start (the default seed, or the one given to `use_seed`), no faults,
+        zero counters."""
+        with self.lock:
+            self.seed(self.default_seed() if self.base_seed is None else self.base_seed)
         self.faults.clear()
         self.counters.reset()
 
@@ -298,6 +307,7 @@ class Emulator:
         return [
             Rule(p, endpoint=self._c_index, methods=["GET"]),
             Rule(f"{p}/state", endpoint=self._c_state, methods=["GET"]),
+            Rule(f"{p}/info", endpoint=self._c_info, methods=["GET"]),
             Rule(f"{p}/seed", endpoint=self._c_seed, methods=["POST"]),
             Rule(f"{p}/reset", endpoint=self._c_reset, methods=["POST"]),
             Rule(f"{p}/counters", endpoint=self._c_counters, methods=["GET"]),
@@ -347,6 +357,12 @@ class Emulator:
     def _c_state(self, request: Request) -> Response:
         with self.lock:
             return self.json_response(self.snapshot())
+
+    def _c_info(self, request: Request) -> Response:
+        """This emulator's keys of the JSON line, for the data it holds now (a new seed may
+        change the space, the keys or the tenant)."""
+        with self.lock:
+            return self.json_response(self.info(request.host_url.rstrip("/")))
 
     def _c_seed(self, request: Request) -> Response:
         data = self.read_json(request)
