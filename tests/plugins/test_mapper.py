@@ -31,6 +31,7 @@ from singer_sdk.sinks.core import JSONSchemaValidator
 from contactsync import outlook_records, pipeliner_records
 from contactsync.fieldmap import (
     FIELDS,
+    GRAPH_PROPERTY,
     KEYS,
     OTHER_PHONE_PROPERTY_ID,
     PIPELINER_ID_PROPERTY_ID,
@@ -58,24 +59,28 @@ def messy(field: Field) -> str:
 
 
 def pipeliner_record(relation: str = "owner", **fields: Any) -> dict[str, Any]:
-    """A record as tap-pipeliner-contacts emits it (only the fields the mapper looks at)."""
+    """A record as tap-pipeliner-contacts emits it (the fields the mapper looks at): every table
+    field is there, null when empty, as the tap sends them (an absent one would be unknown)."""
     return {
         "id": "c-17",
         "revision": 7,
         "modified": MODIFIED,
         "is_deleted": False,
         "_sync_user_relation": relation,
+        **dict.fromkeys(pipeliner_records.TABLE_FIELDS),
+        "primary_account_name": None,
         **fields,
     }
 
 
 def outlook_record(**fields: Any) -> dict[str, Any]:
-    """A record as tap-outlook-contacts emits it."""
+    """A record as tap-outlook-contacts emits it (every table property, null when empty)."""
     return {
         "id": "AAMk-1",
         "changeKey": "EQAAAB",
         "lastModifiedDateTime": GRAPH_MODIFIED,
         "pipeliner_id": None,
+        **dict.fromkeys(GRAPH_PROPERTY.values()),
         **fields,
     }
 

@@ -1093,3 +1093,27 @@ def test_normalize_is_idempotent(text, multiline):
 def test_control_character_between_letter_and_combining_mark(raw, expected):
     assert normalize(raw) == expected
     assert normalize(raw, multiline=True) == expected
+
+
+# --- absent is not empty (DESIGN §4) --------------------------------------------------------------
+
+
+def test_a_record_without_a_field_reads_as_unknown_only_when_partial():
+    from contactsync.fieldmap import from_graph, from_pipeliner, to_graph, to_pipeliner
+
+    tap_record = {"first_name": "Ada", "last_name": None, "quick_account_name": "Acme"}
+    partial = from_pipeliner(tap_record, partial=True)
+    assert partial == {"first_name": "Ada", "last_name": None, "company": "Acme"}
+    assert from_pipeliner(tap_record)["notes"] is None  # an API read: missing is empty
+    # Writing a partial record touches exactly its fields: nothing is cleared by omission.
+    assert to_pipeliner(partial) == {
+        "first_name": "Ada",
+        "last_name": "",
+        "quick_account_name": "Acme",
+    }
+    graph = {"givenName": "Ada", "emailAddresses": [{"name": "", "address": "a@x.example"}]}
+    known = from_graph(graph, partial=True)
+    assert set(known) == {"first_name", "email1", "email2", "email3"}
+    body = to_graph(known)
+    assert set(body) == {"givenName", "emailAddresses", "displayName"}
+    assert "personalNotes" not in body and "businessAddress" not in body

@@ -270,3 +270,38 @@ def test_merge_properties(agreed, source, dest, side, policy, s_mod, d_mod):
     assert dict(again.values) == dict(result.values)
     assert dict(again.writes) == dict(result.writes)
     assert set(again.conflicts) == set(result.conflicts)
+
+
+# --- absent is not empty (DESIGN §4) --------------------------------------------------------------
+
+
+def test_a_key_the_source_does_not_carry_is_left_as_the_destination_has_it():
+    agreed = values(notes="kept", city="Wien")
+    dest = values(notes="kept", city="Wien")
+    # A record without `notes` (deselected) and with an explicit empty city.
+    source = {k: v for k, v in values(city=None).items() if k != "notes"}
+    result = merge(agreed, source, dest, source_side=PL)
+    assert result.values["notes"] == "kept"
+    assert result.writes == {"city": None}  # only an explicit null clears
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    agreed=st.none() | RECORD,
+    source=RECORD,
+    dest=RECORD,
+    unknown=st.sets(st.sampled_from(KEYS)),
+    side=st.sampled_from([PL, OL]),
+    policy=st.sampled_from(list(ConflictPolicy)),
+)
+def test_unknown_keys_are_never_written_nor_conflicts(agreed, source, dest, unknown, side, policy):
+    partial = {k: v for k, v in source.items() if k not in unknown}
+    result = merge(agreed, partial, dest, source_side=side, policy=policy)
+    for key in unknown:
+        assert result.values[key] == dest[key]
+        assert key not in result.writes
+    assert not {c.key for c in result.conflicts} & unknown
+    # The known keys merge exactly as they would in a full record.
+    full = merge(agreed, {**dest, **partial}, dest, source_side=side, policy=policy)
+    for key in set(KEYS) - unknown:
+        assert result.values[key] == full.values[key]

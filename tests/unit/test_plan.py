@@ -1529,3 +1529,27 @@ def test_an_outlook_contact_matching_a_contact_the_user_may_not_change(
     assert action.kind is expected
     assert words in action.reason
     assert action.kind is not Kind.CREATE  # never a second CRM contact
+
+
+# --- absent is not empty: a record that does not carry a key (issue #12) -------------------------
+
+
+@pytest.mark.parametrize("side", [PL, OL], ids=tag)
+def test_a_record_without_a_key_leaves_that_field_and_its_agreement_alone(side: Side) -> None:
+    src_id, dest_id = src_dest_ids(side)
+    agreed = edit(BASE, notes="agreed notes")
+    link = Link(P_ID, O_ID, agreed)
+    partial = {k: v for k, v in edit(agreed, city="Paris").items() if k != "notes"}
+    dest = DestRecord(dest_id, edit(agreed, notes="edited on the other side"))
+    [action] = plan_batch(
+        [SourceRecord(src_id, partial)], {src_id: link}, {dest_id: dest}, [], LegContext(side)
+    )
+    assert (action.kind, dict(action.fields)) == (Kind.UPDATE, {"city": "Paris"})
+    assert action.agreed is not None and action.agreed["notes"] == "agreed notes"
+
+
+def test_a_new_contact_is_created_with_the_keys_it_carries_only() -> None:
+    partial = {"first_name": "Ada", "email1": "ada@example.com"}
+    [action] = plan_batch([SourceRecord(O_ID, partial)], {}, {}, [], LegContext(OL))
+    assert action.kind is Kind.CREATE
+    assert dict(action.fields) == partial == dict(action.agreed or {})

@@ -11,6 +11,12 @@ builds a destination payload from table values. Writes never disturb anything ou
   the e-mail display names of untouched slots… survive).
 
 Both sides go through the same :func:`normalize`, so a value read back equals the value written.
+
+**Absent is not empty** (DESIGN §4). A Singer record may lack a property: deselected with
+``meltano select``, or not in its stream's SCHEMA. Read with ``partial=True``, such a record's
+values simply have no key for it, meaning "unknown: leave it alone"; only an explicit null or ""
+clears. The merge and the writers act on the keys present and nothing else. A destination copy
+read from an API is complete: there a missing property is empty.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from typing import Any
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 Values = Mapping[str, str | None]
-"""Table values: every key of :data:`KEYS` to a normalised string or None."""
+"""Table values: keys of :data:`KEYS` to a normalised string or None (empty). A key may be missing
+from a source record's values: its value is unknown and must be left alone."""
 
 #: Graph has no v1.0 field for Outlook's "Other phone"; it lives in this MAPI property.
 OTHER_PHONE_PROPERTY_ID = "String 0x3A1F"
@@ -103,13 +110,18 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
     return text or None
 
 
-def normalize_values(values: Mapping[str, object]) -> dict[str, str | None]:
-    """Every table key, normalised; a key outside the table is a programming error."""
+def normalize_values(
+    values: Mapping[str, object], *, partial: bool = False
+) -> dict[str, str | None]:
+    """Every table key, normalised (with ``partial``, only the keys present); a key outside the
+    table is a programming error."""
     unknown = set(values) - set(KEYS)
     if unknown:
         raise KeyError(f"not field-table keys: {', '.join(sorted(unknown))}")
     out: dict[str, str | None] = {}
     for f in FIELDS:
+        if partial and f.key not in values:
+            continue
         try:
             out[f.key] = normalize(values.get(f.key), multiline=f.multiline)
         except ValueError as exc:
@@ -126,8 +138,13 @@ def empty_values() -> dict[str, str | None]:
 
 
 def changed_keys(a: Values, b: Values) -> set[str]:
-    """Keys whose values differ (both sides are expected to be normalised)."""
+    """Keys whose values differ (both sides are expected to be normalised; missing is empty)."""
     return {k for k in KEYS if a.get(k) != b.get(k)}
+
+
+def source_changes(source: Values, agreed: Values) -> set[str]:
+    """Keys a source record changes: only those it carries (a missing key is unknown)."""
+    return {k for k, v in source.items() if v != agreed.get(k)}
 
 
 def display_name(values: Values) -> str:
@@ -151,27 +168,47 @@ def pipeliner_company(contact: Mapping[str, Any]) -> object:
     return contact.get("quick_account_name")
 
 
-def from_pipeliner(contact: Mapping[str, Any]) -> dict[str, str | None]:
+#: Where Pipeliner keeps the company: one of these present means the company is known.
+_COMPANY_SOURCES = ("primary_account", "primary_account_name", "quick_account_name")
+
+
+def _pipeliner_known(contact: Mapping[str, Any], f: Field) -> bool:
+    if f.key == "company":
+        return any(name in contact for name in _COMPANY_SOURCES)
+    return f.pipeliner in contact
+
+
+def from_pipeliner(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str, str | None]:
     """Table values of a Pipeliner contact as the API returns it (``expand=primary_account``).
 
-    The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too.
+    The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too. With
+    ``partial``, a key whose Pipeliner field is absent from ``contact`` is left out (unknown).
     """
     raw = {
         f.key: pipeliner_company(contact) if f.key == "company" else contact.get(f.pipeliner)
         for f in FIELDS
+        if not partial or _pipeliner_known(contact, f)
     }
-    return normalize_values(raw)
+    return normalize_values(raw, partial=partial)
 
 
 def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str, str]:
-    """A Pipeliner create/PATCH body for ``keys`` (default: all) of ``values``.
+    """A Pipeliner create/PATCH body for ``keys`` (default: those ``values`` has) of ``values``.
 
     Empty values are sent as "" (the vendor schema declares plain strings, not nullable ones).
     The company goes to ``quick_account_name``; linking an existing Account instead is the
     target's decision, since it needs an API lookup.
     """
-    selected = KEYS if keys is None else tuple(keys)
+    selected = _selected(values, keys)
     return {BY_KEY[k].pipeliner: _normalized(values, k) or "" for k in selected}
+
+
+def _selected(values: Values, keys: Iterable[str] | None) -> tuple[str, ...]:
+    """The keys a write covers, in table order: ``keys``, or those ``values`` carries."""
+    wanted = set(values) if keys is None else set(keys)
+    if wanted - set(KEYS):
+        raise KeyError(f"not field-table keys: {', '.join(sorted(wanted - set(KEYS)))}")
+    return tuple(k for k in KEYS if k in wanted)
 
 
 # --- Graph -----------------------------------------------------------------------------------
@@ -275,6 +312,27 @@ def _other_phone() -> tuple[Getter, Setter]:
     return get, put
 
 
+#: The Graph property that holds each table key (what must be present for the key to be known).
+GRAPH_PROPERTY: Mapping[str, str] = {
+    "first_name": "givenName",
+    "last_name": "surname",
+    "company": "companyName",
+    "job_title": "jobTitle",
+    "business_phone": "businessPhones",
+    "other_phone": "other_phone",
+    "mobile_phone": "mobilePhone",
+    "home_phone": "homePhones",
+    "email1": "emailAddresses",
+    "email2": "emailAddresses",
+    "email3": "emailAddresses",
+    "street": "businessAddress",
+    "city": "businessAddress",
+    "state": "businessAddress",
+    "postal_code": "businessAddress",
+    "country": "businessAddress",
+    "notes": "personalNotes",
+}
+
 _GRAPH: Mapping[str, tuple[Getter, Setter]] = {
     "first_name": _scalar("givenName"),
     "last_name": _scalar("surname"),
@@ -294,15 +352,28 @@ _GRAPH: Mapping[str, tuple[Getter, Setter]] = {
     "country": _address_part("countryOrRegion"),
     "notes": _scalar("personalNotes"),
 }
-assert set(_GRAPH) == set(KEYS)
+assert set(_GRAPH) == set(KEYS) == set(GRAPH_PROPERTY)
 
 
-def from_graph(contact: Mapping[str, Any]) -> dict[str, str | None]:
+def _graph_known(contact: Mapping[str, Any], key: str) -> bool:
+    name = GRAPH_PROPERTY[key]
+    if name == "other_phone":  # flattened by the tap, or the extended property itself
+        return "other_phone" in contact or "singleValueExtendedProperties" in contact
+    return name in contact
+
+
+def from_graph(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str, str | None]:
     """Table values of a Graph contact (with the Other-phone extended property expanded).
 
-    The flattened ``other_phone`` emitted by tap-outlook-contacts is read too.
+    The flattened ``other_phone`` emitted by tap-outlook-contacts is read too. With ``partial``,
+    a key whose Graph property is absent from ``contact`` is left out (unknown).
     """
-    return normalize_values({key: get(contact) for key, (get, _) in _GRAPH.items()})
+    raw = {
+        key: get(contact)
+        for key, (get, _) in _GRAPH.items()
+        if not partial or _graph_known(contact, key)
+    }
+    return normalize_values(raw, partial=partial)
 
 
 def pipeliner_stamp(contact: Mapping[str, Any]) -> str | None:
@@ -317,13 +388,14 @@ def to_graph(
     *,
     stamp: str | None = None,
 ) -> dict[str, Any]:
-    """A Graph create/PATCH body for ``keys`` (default: all) of ``values``, merged into ``current``.
+    """A Graph create/PATCH body for ``keys`` (default: those ``values`` has), merged into
+    ``current``.
 
     ``displayName`` is always sent (Graph may regenerate it otherwise): a name the user typed
     in Outlook is kept; one that was derived from the table follows the table.
     """
     current = current or {}
-    selected = KEYS if keys is None else tuple(keys)
+    selected = _selected(values, keys)
     body: dict[str, Any] = {}
     for key in selected:
         _GRAPH[key][1](body, current, _normalized(values, key))

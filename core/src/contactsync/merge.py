@@ -10,7 +10,8 @@ fields on the two sides are never lost:
     otherwise     both changed: a conflict, decided by the conflict policy
 
 After the write the caller records A := S. Where the destination kept its own value, that value
-then differs from A and flows back to the source on the reverse leg.
+then differs from A and flows back to the source on the reverse leg. A key the source record does
+not carry (a deselected or unknown property) is left as the destination has it, whatever A says.
 """
 
 from __future__ import annotations
@@ -105,7 +106,11 @@ def merge(
     writes: dict[str, str | None] = {}
     conflicts: list[Conflict] = []
     for key in KEYS:
-        s, d = source.get(key), dest.get(key)
+        d = dest.get(key)
+        if key not in source:  # unknown at the source: leave it alone
+            values[key] = d
+            continue
+        s = source[key]
         if s == d:
             merged = d
         elif agreed is not None and s == agreed.get(key):

@@ -19,6 +19,7 @@ from contactsync.pipeliner_records import (
     SOURCE_MODIFIED,
     SOURCE_VERSION,
     UNMAPPABLE,
+    known_values,
     parse_time,
 )
 from contactsync.plan import DeleteReason, SourceRecord
@@ -102,7 +103,7 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
         return SourceRecord(str(key), None, reason, modified, version, stamp)
     if len(record.get("emailAddresses") or ()) > 3:
         raise ValueError(f"record {key} has more than 3 e-mail addresses; Outlook holds at most 3")
-    values = from_graph(record)
+    values = known_values(from_graph(record, partial=True), record)
     if not any(values.values()):
         raise ValueError(f"record {key} carries none of the contact fields (givenName, …)")
     return SourceRecord(str(key), values, None, modified, version, stamp)

@@ -220,8 +220,9 @@ class PipelinerDestination:
 
     def _item(self, action: Action, target: str | None) -> dict[str, Any]:
         """The batch-modify item: only the fields to write; creates are owned by the user."""
-        full = action.kind in (Kind.CREATE, Kind.RESTORE) or target is None
-        item: dict[str, Any] = to_pipeliner(action.fields, None if full else action.fields.keys())
+        # Exactly the fields of the action: a create or restore carries every key it knows (a
+        # key the source did not carry is left out, never cleared); an update the changed ones.
+        item: dict[str, Any] = to_pipeliner(action.fields)
         if target:
             item["id"] = target
         else:

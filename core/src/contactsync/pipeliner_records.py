@@ -25,6 +25,9 @@ SOURCE_MODIFIED = "_source_modified"
 #: Set (to the reason) on a record the mapper could not map: the target rejects it by name, and
 #: a complete listing still counts its key as listed, so its copy is not taken for deleted.
 UNMAPPABLE = "_sync_unmappable"
+#: Table keys whose value the source record does not know (its property was deselected or not
+#: in its SCHEMA), when the record's own shape cannot say so: the target leaves them alone.
+UNKNOWN_FIELDS = "_sync_unknown_fields"
 
 _STRING = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -76,6 +79,7 @@ SOURCE_PROPERTIES: dict[str, Any] = {
     SOURCE_VERSION: _STRING,
     SOURCE_MODIFIED: _TIME,
     UNMAPPABLE: _STRING,
+    UNKNOWN_FIELDS: {"type": ["array", "null"], "items": {"type": "string"}},
 }
 
 
@@ -152,11 +156,20 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     if record.get("_sdc_deleted_at") or record.get("is_deleted"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         return SourceRecord(str(key), None, reason, modified, version, stamp)
-    if not any(record.get(name) for name in (*TABLE_FIELDS, "primary_account_name")):
+    values = known_values(from_pipeliner(record, partial=True), record)
+    if not any(values.values()):
         raise ValueError(
             f"record {key} carries none of the contact fields ({', '.join(TABLE_FIELDS[:4])}, …)"
         )
-    return SourceRecord(str(key), from_pipeliner(record), None, modified, version, stamp)
+    return SourceRecord(str(key), values, None, modified, version, stamp)
+
+
+def known_values(values: dict[str, str | None], record: Mapping[str, Any]) -> dict[str, str | None]:
+    """``values`` without the keys the record declares unknown (:data:`UNKNOWN_FIELDS`)."""
+    unknown = record.get(UNKNOWN_FIELDS) or ()
+    if isinstance(unknown, str) or not all(isinstance(k, str) for k in unknown):
+        raise ValueError(f"field {UNKNOWN_FIELDS}: expected a list of field-table keys")
+    return {k: v for k, v in values.items() if k not in unknown}
 
 
 __all__ = [
@@ -165,7 +178,9 @@ __all__ = [
     "SOURCE_ID",
     "SOURCE_PROPERTIES",
     "TABLE_FIELDS",
+    "UNKNOWN_FIELDS",
     "UNMAPPABLE",
+    "known_values",
     "parse_time",
     "source_record",
     "tap_record",

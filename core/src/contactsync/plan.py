@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from contactsync.fieldmap import Values, changed_keys
+from contactsync.fieldmap import Values, changed_keys, source_changes
 from contactsync.link import Link, LinkState, Side
 from contactsync.match import CandidateIndex, MatchBy
 from contactsync.merge import Conflict, ConflictPolicy, merge
@@ -151,7 +151,7 @@ def needs_copy(record: SourceRecord, link: Link, ctx: LegContext) -> bool:
     return not (
         ctx.two_way
         and link.state is LinkState.ACTIVE
-        and not changed_keys(record.values, link.agreed)
+        and not source_changes(record.values, link.agreed)
     )
 
 
@@ -180,6 +180,9 @@ def plan_linked(
             Kind.SKIP, record.id, dest_id, reason="echo of our own write" if echo else quiet
         )
     back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
+    # What both sides agree on once this record is written: the record's keys, and the old
+    # agreement on the keys it does not carry (unknown to it: deselected, not in its SCHEMA).
+    agreed = {**link.agreed, **source}
     if dest is not None and dest.scope_exit:
         return _leave(record, link, dest)
     if dest is not None and link.state is LinkState.RESTORE_OUTLOOK:
@@ -191,7 +194,7 @@ def plan_linked(
             record.id,
             dest.id,
             fields=fields,
-            agreed=dict(source),
+            agreed=agreed,
             link_state=LinkState.ACTIVE,
             reason=f"{ctx.dest_side} copy put back as {ctx.source_side} has it",
         )
@@ -200,8 +203,8 @@ def plan_linked(
             Kind.RESTORE,
             record.id,
             dest_id,
-            fields=dict(source),
-            agreed=dict(source),
+            fields=agreed,
+            agreed=agreed,
             link_state=back_in_scope,
             reason=f"{ctx.dest_side} copy was missing",
         )
@@ -230,7 +233,7 @@ def plan_linked(
             record.id,
             dest.id,
             fields=result.writes,
-            agreed=dict(source),
+            agreed=agreed,
             link_state=back_in_scope,
             conflicts=result.conflicts,
         )
@@ -239,18 +242,18 @@ def plan_linked(
             Kind.CONFLICT_RESOLVED,
             record.id,
             dest.id,
-            agreed=dict(source),
+            agreed=agreed,
             link_state=back_in_scope,
             conflicts=result.conflicts,
             reason=f"{ctx.dest_side} value kept",
         )
     echo = record.version is not None and record.version == link.version_on(ctx.source_side)
-    moved = bool(changed_keys(source, link.agreed))
+    moved = bool(source_changes(source, link.agreed))
     return Action(
         Kind.SKIP,
         record.id,
         dest.id,
-        agreed=dict(source) if moved else None,
+        agreed=agreed if moved else None,
         link_state=back_in_scope,
         reason="echo of our own write" if echo else "no change to a mapped field",
     )
@@ -460,7 +463,8 @@ def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) 
         record.id,
         dest.id,
         fields=result.writes,
-        agreed=dict(record.values),
+        # Keys the record does not carry: the two agree on what the destination has.
+        agreed={**dest.values, **record.values},
         conflicts=result.conflicts,
         reason=f"matched an existing {ctx.dest_side} contact by {by}",
     )

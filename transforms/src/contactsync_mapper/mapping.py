@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from contactsync.fieldmap import (
+    KEYS,
     OTHER_PHONE_PROPERTY_ID,
     Values,
     empty_values,
@@ -37,6 +38,7 @@ from contactsync.pipeliner_records import (
     SOURCE_PROPERTIES,
     SOURCE_VERSION,
     TABLE_FIELDS,
+    UNKNOWN_FIELDS,
 )
 from contactsync.plan import DeleteReason
 from contactsync.scope import Relation, ScopeSettingError, SyncScope, SyncType
@@ -132,13 +134,22 @@ def graph_fields(values: Values) -> dict[str, Any]:
     new contact, with the Other phone flattened the way tap-outlook-contacts emits it.
 
     E-mail slots keep their positions (an empty first slot stays ``{"name": "", "address": ""}``
-    so that email2 stays second); empty trailing slots and phones are trimmed.
+    so that email2 stays second); empty trailing slots and phones are trimmed. Only the
+    properties of the keys ``values`` carries are written (absent is not empty); keys sharing a
+    property with an unknown one are listed in :data:`UNKNOWN_FIELDS` by the caller.
     """
     body = to_graph(values)
-    body["other_phone"] = extended_property(body, OTHER_PHONE_PROPERTY_ID) or None
+    if "other_phone" in values:
+        body["other_phone"] = extended_property(body, OTHER_PHONE_PROPERTY_ID) or None
     for name in _BODY_ONLY:
         body.pop(name, None)
     return body
+
+
+def _unknown(values: Values) -> dict[str, Any]:
+    """The envelope's list of table keys the source record did not carry (nothing if none)."""
+    missing = [key for key in KEYS if key not in values]
+    return {UNKNOWN_FIELDS: missing} if missing else {}
 
 
 #: The Graph record fields that carry the table, in table order (derived from ``to_graph``).
@@ -223,10 +234,10 @@ def pipeliner_to_outlook(record: Mapping[str, Any], scope: SyncScope) -> dict[st
     if not scope.includes(_relation(record, key)):
         return _tombstone(head, modified, DeleteReason.OUT_OF_SCOPE)
     try:
-        values = from_pipeliner(record)
+        values = from_pipeliner(record, partial=True)
     except (TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"Pipeliner contact {key}: {exc}", key) from None
-    return {**head, **graph_fields(values)}
+    return {**head, **graph_fields(values), **_unknown(values)}
 
 
 def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,10 +261,10 @@ def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
         )
         if record.get(DELETED_AT):
             return _tombstone(head, record[DELETED_AT], DeleteReason.DELETED)
-        values = from_graph(record)
+        values = from_graph(record, partial=True)
     except (TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"Outlook contact {key}: {exc}", key) from None
-    return {**head, **to_pipeliner(values)}
+    return {**head, **to_pipeliner(values), **_unknown(values)}
 
 
 def map_record(direction: Direction, record: Mapping[str, Any], scope: SyncScope) -> dict[str, Any]:
