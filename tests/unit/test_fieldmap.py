@@ -27,6 +27,7 @@ from contactsync.fieldmap import (
     extended_property,
     from_graph,
     from_pipeliner,
+    pipeliner_job_title_field,
     normalize,
     normalize_values,
     pipeliner_stamp,
@@ -41,7 +42,7 @@ PIPELINER_FIELD: dict[str, str] = {
     "first_name": "first_name",
     "last_name": "last_name",
     "company": "quick_account_name",
-    "job_title": "position",
+    "job_title": "account_position",
     "business_phone": "phone1",
     "other_phone": "phone2",
     "mobile_phone": "phone4",
@@ -134,7 +135,10 @@ PIPELINER_CONTACT: dict[str, Any] = {
     "first_name": "Ann",
     "middle_name": "B.",
     "last_name": "Smith",
-    "position": "Head of Procurement",
+    # Linked to an account: Pipeliner shows the relation's position (account_position); the
+    # Quick Account Position (position) is hidden and differs.
+    "position": "Trainee",
+    "account_position": "Head of Procurement",
     "quick_account_name": "",
     "primary_account": {
         "id": "a0000000-0000-0000-0000-000000000001",
@@ -173,6 +177,8 @@ PIPELINER_NO_ACCOUNT: dict[str, Any] = {
     **PIPELINER_CONTACT,
     "primary_account": None,
     "quick_account_name": "Acme Corp",
+    "position": "Head of Procurement",
+    "primary_account_position": "",
 }
 
 OTHER_PROPERTY = {
@@ -584,13 +590,22 @@ def test_company_written_to_quick_account_name_only():
 # --- job title ------------------------------------------------------------------------------
 
 
-def test_job_title_is_position_not_the_salutation():
-    contact = {**PIPELINER_CONTACT, "title": "Dr.", "position": "CTO"}
-    assert from_pipeliner(contact)["job_title"] == "CTO"
-    assert from_pipeliner({**contact, "position": ""})["job_title"] is None
-    body = to_pipeliner({"job_title": "CFO"}, keys=["job_title"])
-    assert body == {"position": "CFO"}
+def test_job_title_is_what_pipeliner_shows_not_the_salutation():
+    # Linked: the primary account relation's position, not the hidden Quick Account Position.
+    contact = {**PIPELINER_CONTACT, "title": "Dr.", "position": "CTO", "account_position": "CFO"}
+    assert from_pipeliner(contact)["job_title"] == "CFO"
+    assert from_pipeliner({**contact, "account_position": ""})["job_title"] is None
+    # A record without account_position (another tap's) is read from position.
+    loose = {k: v for k, v in contact.items() if k != "account_position"}
+    assert from_pipeliner(loose)["job_title"] == "CTO"
+    body = to_pipeliner({"job_title": "COO"}, keys=["job_title"])
+    assert body == {"account_position": "COO"}
     assert "title" not in to_pipeliner(DISTINCT)
+
+
+def test_job_title_is_written_where_pipeliner_shows_it():
+    assert pipeliner_job_title_field(linked_to_account=True) == "account_position"
+    assert pipeliner_job_title_field(linked_to_account=False) == "position"
 
 
 # --- preservation of what is outside the table ------------------------------------------------

@@ -34,6 +34,14 @@ OTHER_PHONE_PROPERTY_ID = "String 0x3A1F"
 PIPELINER_ID_PROPERTY_ID = "String {8f7d2c2e-3b0a-4d55-9a55-2f3b6c1e9a41} Name PipelinerContactId"
 #: Pipeliner fields a sync must never write (fax, additional e-mails).
 PIPELINER_NEVER_WRITTEN = frozenset({"phone3", "email4", "email5"})
+#: Pipeliner's job title as it shows it (API v100 Contact): "Job position of Contact in his primary
+#: Account or quick account position if Contact has no primary Account".
+ACCOUNT_POSITION = "account_position"
+#: The "Quick Account Position": the job title of a contact *without* a primary account. The
+#: create-contact tutorial (developers.pipelinersales.com/api-docs/tutorials-and-articles/
+#: create-contact, "Setting up the Position") says to use it only for a contact not linked to
+#: an Account; a linked contact's job title is the account relation's position.
+QUICK_POSITION = "position"
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ FIELDS: tuple[Field, ...] = (
     Field("first_name", "first_name", "givenName"),
     Field("last_name", "last_name", "surname"),
     Field("company", "quick_account_name", "companyName"),
-    Field("job_title", "position", "jobTitle"),
+    Field("job_title", ACCOUNT_POSITION, "jobTitle"),
     Field("business_phone", "phone1", "businessPhones[0]"),
     Field("other_phone", "phone2", f"singleValueExtendedProperties[{OTHER_PHONE_PROPERTY_ID}]"),
     Field("mobile_phone", "phone4", "mobilePhone"),
@@ -151,13 +159,27 @@ def pipeliner_company(contact: Mapping[str, Any]) -> object:
     return contact.get("quick_account_name")
 
 
+def pipeliner_job_title(contact: Mapping[str, Any]) -> object:
+    """The job title Pipeliner shows (DESIGN §2, job_title row): ``account_position``.
+
+    The API computes it (the primary account relation's position, else ``position``); a record
+    without it (another tap's, in Pipeliner's vocabulary) is read from ``position``.
+    """
+    shown = contact.get(ACCOUNT_POSITION)
+    return shown if shown is not None else contact.get(QUICK_POSITION)
+
+
 def from_pipeliner(contact: Mapping[str, Any]) -> dict[str, str | None]:
     """Table values of a Pipeliner contact as the API returns it (``expand=primary_account``).
 
     The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too.
     """
+    readers: dict[str, Callable[[Mapping[str, Any]], object]] = {
+        "company": pipeliner_company,
+        "job_title": pipeliner_job_title,
+    }
     raw = {
-        f.key: pipeliner_company(contact) if f.key == "company" else contact.get(f.pipeliner)
+        f.key: readers[f.key](contact) if f.key in readers else contact.get(f.pipeliner)
         for f in FIELDS
     }
     return normalize_values(raw)
@@ -168,10 +190,23 @@ def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str,
 
     Empty values are sent as "" (the vendor schema declares plain strings, not nullable ones).
     The company goes to ``quick_account_name``; linking an existing Account instead is the
-    target's decision, since it needs an API lookup.
+    target's decision, since it needs an API lookup. The job title goes to
+    ``account_position``; for a contact without a primary account the target sends it as
+    ``position`` instead (:func:`pipeliner_job_title_field`).
     """
     selected = KEYS if keys is None else tuple(keys)
     return {BY_KEY[k].pipeliner: _normalized(values, k) or "" for k in selected}
+
+
+def pipeliner_job_title_field(linked_to_account: bool) -> str:
+    """Where a write puts the job title: the primary account relation's position for a contact
+    linked to an account (``account_position``), the Quick Account Position otherwise.
+
+    Only the field Pipeliner shows is written, so a hidden Quick Account Position of a linked
+    contact is never overwritten, and an unlinked contact's job title does not depend on how
+    Pipeliner treats ``account_position`` without a primary account (the spec does not say).
+    """
+    return ACCOUNT_POSITION if linked_to_account else QUICK_POSITION
 
 
 # --- Graph -----------------------------------------------------------------------------------

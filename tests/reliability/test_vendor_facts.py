@@ -1,0 +1,77 @@
+"""What the vendors say their services do, where our emulators once shared a wrong assumption
+with our client (issue 13), through the real plugin processes: Pipeliner's job title of a contact
+linked to an account, its validation level in a space with required fields, and Graph's empty
+array slots, kept or dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.reliability.conftest import contact
+from tests.support.pipeline import Sync
+from tests.support.plugins import ACCOUNTS
+
+
+def _by_email(contacts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    by: dict[str, dict[str, Any]] = {}
+    for c in contacts:
+        if c.get("email1"):
+            by[c["email1"]] = c
+        for entry in c.get("emailAddresses") or ():
+            if entry.get("address"):
+                by.setdefault(entry["address"], c)
+    return by
+
+
+def test_the_job_title_of_a_linked_contact_is_its_account_position(sync: Sync) -> None:
+    """Pipeliner shows a linked contact's job title from its primary account relation; the
+    Quick Account Position (`position`) is hidden. Reading or writing `position` (the old
+    assumption) shows Outlook the hidden value and puts Outlook's edits where nobody sees them."""
+    relation = {"account_id": ACCOUNTS["Contoso Ltd"], "is_primary": True, "position": "CTO"}
+    sync.pipeliner.seed(
+        [
+            contact(1, position="Quick title", account_relations=[relation]),
+            contact(2, position="Buyer", quick_account_name="Loose Ltd"),
+        ]
+    )
+    sync.run_ok()
+    outlook = _by_email(sync.outlook_contacts())
+    assert outlook["p1@rel.example"]["jobTitle"] == "CTO"
+    assert outlook["p2@rel.example"]["jobTitle"] == "Buyer"
+
+    pipeliner = _by_email(sync.pipeliner.contacts())
+    linked, loose = pipeliner["p1@rel.example"]["id"], pipeliner["p2@rel.example"]["id"]
+    sync.pipeliner.edit("alex", linked, account_position="CEO")  # as a user in Pipeliner
+    sync.outlook.edit(outlook["p2@rel.example"]["id"], jobTitle="Lead buyer")
+    sync.outlook.create(
+        sync.folder,
+        givenName="Nia",
+        surname="New",
+        companyName="Fabrikam",
+        jobTitle="Owner",
+        emailAddresses=[{"address": "nia@rel.example", "name": "Nia"}],
+    )
+    sync.run_ok()
+    assert _by_email(sync.outlook_contacts())["p1@rel.example"]["jobTitle"] == "CEO"
+    raw = {c["id"]: sync.pipeliner.raw(c["id"]) for c in sync.pipeliner.contacts()}
+    assert raw[loose]["position"] == "Lead buyer"
+    [new] = [c for c in raw.values() if c.get("email1") == "nia@rel.example"]
+    [new_relation] = new["account_relations"]
+    assert new_relation["account_id"] == ACCOUNTS["Fabrikam"] and new_relation["is_primary"]
+    assert new_relation["position"] == "Owner"  # linked at once: the job title is the relation's
+
+    sync.outlook.edit(outlook["p1@rel.example"]["id"], jobTitle="Chair")
+    sync.run_ok()
+    after = sync.pipeliner.raw(linked)
+    assert after["account_relations"][0]["position"] == "Chair"
+    assert after["position"] == "Quick title"  # the hidden field is left alone
+    assert_quiet(sync)
+
+
+def assert_quiet(sync: Sync) -> None:
+    """One more run writes nothing on either side."""
+    revisions = {c["id"]: c["revision"] for c in sync.pipeliner.contacts()}
+    keys = {c["id"]: c["changeKey"] for c in sync.outlook_contacts()}
+    sync.run_ok()
+    assert {c["id"]: c["revision"] for c in sync.pipeliner.contacts()} == revisions
+    assert {c["id"]: c["changeKey"] for c in sync.outlook_contacts()} == keys
