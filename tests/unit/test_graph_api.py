@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -30,6 +31,7 @@ from contactsync.graph_api import (
     GraphFolderError,
     GraphSettings,
     GraphThrottled,
+    SyncStateExpired,
     normalize_graph_url,
 )
 from contactsync.http import HttpClient, HttpPolicy
@@ -509,6 +511,45 @@ def test_delta_expired_link_restarts_once_with_full_resync(emu):
     # The new link works.
     again = list(graph.iter_delta(folder, pages[-1].delta_link))
     assert [(p.contacts, p.removed, p.full_resync) for p in again] == [([], [], False)]
+
+
+def _expire_after_delta_pages(emu: Emu, graph: GraphClient, folder_id: str, pages: int) -> None:
+    """Expire the folder's delta state after each of the first ``pages`` delta pages served."""
+    original, served = graph._request, []
+
+    def request(method: str, url: str, **options: Any) -> Any:
+        response = original(method, url, **options)
+        if "/delta" in url and len(served) < pages:
+            served.append(url)
+            emu.call("POST", "/expire-delta-tokens", {"mailbox": ALEX_UPN, "folder": folder_id})
+        return response
+
+    graph._request = request  # type: ignore[method-assign]
+
+
+def test_delta_skiptoken_expiring_in_a_first_round_starts_it_again(emu):
+    """Graph keeps Outlook's state tokens in a bounded cache: a nextLink's skiptoken can expire
+    in the middle of the first round (410 syncStateNotFound). The round starts again instead of
+    failing the run, a bounded number of times."""
+    folder_id = emu.new_folder("Paging")
+    emu.generate(folder_id, 30)
+    graph = _client(emu, delta_page_size=10)
+    folder = graph.resolve_folder("Paging")
+    _expire_after_delta_pages(emu, graph, folder_id, pages=1)
+    emu.control.reset_counters()
+    pages = list(graph.iter_delta(folder, None))
+    ids = [c["id"] for p in pages for c in p.contacts]
+    assert sorted(ids) == sorted(c["id"] for c in emu.contacts(folder_id))
+    assert not any(p.full_resync for p in pages) and pages[-1].delta_link
+    statuses = emu.control.endpoint("GET /v1.0/me/contactFolders/{folder_id}/contacts/delta")
+    assert statuses["statuses"] == {"200": 4, "410": 1}  # 1 page, expired, then all 3 again
+    again = list(graph.iter_delta(folder, pages[-1].delta_link))
+    assert [(p.contacts, p.removed) for p in again] == [([], [])]
+
+    always = _client(emu, delta_page_size=10)
+    _expire_after_delta_pages(emu, always, folder_id, pages=1000)
+    with pytest.raises(SyncStateExpired, match="expired 3 times in a row"):
+        list(always.iter_delta(folder, None))
 
 
 def test_delta_link_of_another_host_restarts(emu):

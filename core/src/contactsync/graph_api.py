@@ -137,6 +137,11 @@ FOLDER_PAGE_SIZE = 100
 MAX_FOLDER_DEPTH = 10
 #: Whole ``$batch`` requests lost in a row (no answer) before the rest is not sent.
 MAX_LOST_BATCHES = 2
+#: Fresh delta rounds tried in one call when the state expires while the folder is read (a
+#: nextLink's skiptoken as much as a stored deltaLink: Graph keeps Outlook's state tokens in a
+#: cache of bounded size, "the older delta tokens are deleted", and answers an expired one with
+#: a 40X `syncStateNotFound`; concepts/delta-query-overview.md, "Token duration").
+MAX_ROUND_STARTS = 3
 
 _VERSION_SUFFIX = re.compile(r"/v1\.0(?:/.*)?$", re.IGNORECASE)
 _OTHER_VERSION = re.compile(r"/(?:beta|v\d+(?:\.\d+)?)(?:/.*)?$", re.IGNORECASE)
@@ -865,9 +870,11 @@ class GraphClient:
         two reads is reported as removed. Within a round, an exact replay (same id and
         changeKey) is skipped, and an id appears at most once per page (its last state wins).
 
-        An expired ``delta_link`` (410) or one of another host restarts the round once from
-        scratch, and those pages carry ``full_resync=True``. The last page carries the new
-        ``delta_link``; a round that is not read to the end yields none.
+        An expired ``delta_link`` (410) or one of another host restarts the round from
+        scratch, and those pages carry ``full_resync=True``. A state token that expires while a
+        round from scratch pages through delta starts that round again (nothing of it was
+        yielded yet), at most :data:`MAX_ROUND_STARTS` times in all. The last page carries the
+        new ``delta_link``; a round that is not read to the end yields none.
         """
         state: dict[bytes, bytes | None] = {}
         if delta_link is not None:
@@ -883,9 +890,37 @@ class GraphClient:
             except _ForeignLink as exc:
                 log.warning("%s; reading the folder again", exc)
             state.clear()
-            yield from self._initial_round(folder, state, full_resync=True)
+            yield from self._fresh_round(folder, state, full_resync=True)
             return
-        yield from self._initial_round(folder, state, full_resync=False)
+        yield from self._fresh_round(folder, state, full_resync=False)
+
+    def _fresh_round(
+        self, folder: Folder, state: dict[bytes, bytes | None], *, full_resync: bool
+    ) -> Iterator[DeltaPage]:
+        """:meth:`_initial_round`, started again when its delta state expires on the way."""
+        for start in range(1, MAX_ROUND_STARTS + 1):
+            try:
+                # The round pages delta to the end before it yields anything: a restart
+                # repeats nothing the caller has seen.
+                yield from self._initial_round(folder, state, full_resync=full_resync)
+                return
+            except SyncStateExpired as exc:
+                if start == MAX_ROUND_STARTS:
+                    raise SyncStateExpired(
+                        f"the delta state of folder {folder.display_name!r} expired "
+                        f"{MAX_ROUND_STARTS} times in a row while the folder was read ({exc}); "
+                        "Microsoft Graph is dropping its sync state faster than the folder can "
+                        "be paged: run again later",
+                        status=exc.status,
+                        code=exc.code,
+                    ) from exc
+                log.warning(
+                    "the delta state of folder %r expired while paging (%s); starting the "
+                    "round again",
+                    folder.display_name,
+                    exc.code or exc.status,
+                )
+                state.clear()
 
     def _delta_headers(self) -> dict[str, str]:
         return {
