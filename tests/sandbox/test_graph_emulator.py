@@ -390,8 +390,6 @@ def test_if_match_and_change_keys(g):
         ),
         ({"businessPhones": ["1", "2", "3"]}, "ErrorInvalidProperty", "BusinessPhones has 3"),
         ({"homePhones": ["1", "2", "3"]}, "ErrorInvalidProperty", "HomePhones has 3"),
-        ({"jobTitle": "x" * 256}, "ErrorInvalidProperty", "255"),
-        ({"personalNotes": "x" * 32_769}, "ErrorInvalidProperty", "32768"),
         ({"favouriteColour": "red"}, "RequestBodyRead", "favouriteColour"),
         ({"businessPhones": None}, "RequestBodyRead", "null"),
         ({"jobTitle": 5}, "RequestBodyRead", "Edm.String"),
@@ -423,6 +421,52 @@ def test_limits_allow_exactly_the_maximum(g):
         birthday="1990-01-01T12:00:00+02:00",
     )
     assert contact["birthday"] == "1990-01-01T10:00:00Z"
+
+
+def test_string_lengths_are_limited_only_by_the_labelled_sandbox_option(g):
+    """Graph documents no length limit on contact strings: by default a long value is stored.
+    The `string_limits` option (invented limits, for clients that must cope with a 400)
+    refuses single-line strings over 255 characters and notes over 32,768."""
+    long_title, long_notes = "x" * 1000, "n" * 40_000
+    stored = g.new_contact(jobTitle=long_title, personalNotes=long_notes)
+    assert (stored["jobTitle"], stored["personalNotes"]) == (long_title, long_notes)
+    assert g.ctl("GET", "/storage") == {"string_limits": False, "compact_empty_entries": False}
+    g.ctl("POST", "/storage", {"string_limits": True})
+    for body, needle in [
+        ({"jobTitle": "x" * 256}, "255"),
+        ({"personalNotes": "x" * 32_769}, "32768"),
+        ({"emailAddresses": [{"address": "a" * 256}]}, "255"),
+        ({"singleValueExtendedProperties": [{"id": OTHER_PHONE, "value": "1" * 32_769}]}, "32768"),
+    ]:
+        assert g.error("POST", "/me/contacts", 400, json=body) == "ErrorInvalidProperty"
+        assert needle in g.last.json["error"]["message"]
+        assert "string_limits" in g.last.json["error"]["message"]
+    g.new_contact(jobTitle="t" * 255, personalNotes="n" * 32_768)
+    g.ctl("POST", "/storage", {"nonsense": True}, status=400)
+    g.emulator.reset()
+    assert g.ctl("GET", "/storage")["string_limits"] is False
+
+
+def test_empty_entries_are_kept_or_compacted_by_the_storage_option(g):
+    """Graph documents nothing about empty entries in a contact's lists: by default they stay
+    where they were written; `compact_empty_entries` drops them, as an Outlook client re-saving
+    the contact does (API writes and the owner's edits alike)."""
+    lists = {
+        "emailAddresses": [{"name": "", "address": ""}, {"address": "b@x.example"}],
+        "businessPhones": ["", "+1 2"],
+        "homePhones": ["", "+1 3"],
+    }
+    kept = g.new_contact(**lists)
+    assert kept["emailAddresses"][0] == {"name": "", "address": ""}
+    assert kept["businessPhones"] == ["", "+1 2"] and kept["homePhones"] == ["", "+1 3"]
+    g.ctl("POST", "/storage", {"compact_empty_entries": True})
+    compacted = g.new_contact(**lists)
+    assert compacted["emailAddresses"] == [{"name": "b@x.example", "address": "b@x.example"}]
+    assert compacted["businessPhones"] == ["+1 2"] and compacted["homePhones"] == ["+1 3"]
+    owner = g.ctl(
+        "PATCH", f"/mailboxes/alex@contoso.example/contacts/{kept['id']}", {"homePhones": ["", "9"]}
+    )
+    assert owner["homePhones"] == ["9"]
 
 
 # --------------------------------------------------------------------------- extended properties

@@ -208,6 +208,10 @@ class OutlookActor:
     def throttle(self, **settings: Any) -> dict[str, Any]:
         return self._call("POST", "/throttle", settings)
 
+    def storage(self, **options: Any) -> dict[str, Any]:
+        """Where Graph's docs are silent: ``string_limits``, ``compact_empty_entries``."""
+        return self._call("POST", "/storage", options)
+
     def throttled(self) -> int:
         """429s answered for budget or concurrency so far, inner $batch requests included."""
         stats = self._call("GET", "/stats")["mailboxes"].values()

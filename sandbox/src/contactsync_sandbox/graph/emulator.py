@@ -158,7 +158,9 @@ class GraphEmulator(Emulator):
         return default_seed()["microsoft"]
 
     def seed(self, data: Any) -> None:
-        self.state = seeding.load(data)
+        storage = self.state.storage
+        self.state = seeding.load(data)  # seeds are stored as given
+        self.state.storage = storage
         self.delta_store.clear()
 
     def snapshot(self) -> Any:
@@ -170,6 +172,7 @@ class GraphEmulator(Emulator):
         with self.lock:
             self.delta_store.replay_rate = 0.0
             self.delta_store.rng.seed(0)
+            self.state.storage = F.DOCUMENTED
 
     def info(self, base_url: str) -> dict[str, Any]:
         with self.lock:
@@ -552,14 +555,14 @@ class GraphEmulator(Emulator):
 
     def op_create_contact(self, ctx: Ctx, folder_id: str | None = None) -> Reply:
         folder = self._folder(ctx, folder_id, write=True)
-        props, extended = F.parse_write(self._body(ctx))
+        props, extended = F.parse_write(self._body(ctx), self.state.storage)
         contact = self.state.create_contact(folder, props, extended)
         return self._contact_reply(ctx, contact, 201)
 
     def op_update_contact(self, ctx: Ctx, contact_id: str, folder_id: str | None = None) -> Reply:
         contact = self._contact(ctx, contact_id, folder_id, write=True)
         self._check_if_match(ctx, contact)
-        props, extended = F.parse_write(self._body(ctx))
+        props, extended = F.parse_write(self._body(ctx), self.state.storage)
         self.state.update_contact(contact, props, extended)
         return self._contact_reply(ctx, contact)
 
@@ -767,6 +770,8 @@ class GraphEmulator(Emulator):
             rule(f"{c}/tokens", self.c_issue_token, "POST"),
             rule(f"{c}/expire-tokens", self.c_expire_tokens, "POST"),
             rule(f"{c}/expire-delta-tokens", self.c_expire_delta, "POST"),
+            rule(f"{c}/storage", self.c_storage, "GET"),
+            rule(f"{c}/storage", self.c_set_storage, "POST"),
             rule(f"{c}/throttle", self.c_throttle, "GET"),
             rule(f"{c}/throttle", self.c_set_throttle, "POST"),
             rule(f"{c}/delta", self.c_delta, "GET"),
@@ -898,7 +903,7 @@ class GraphEmulator(Emulator):
         body = self._c_body(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
-            props, extended = F.parse_write(body)
+            props, extended = F.parse_write(body, self.state.storage)
             contact = self.state.create_contact(found, props, extended)
             return self.json_response(self.state.raw_contact(contact), 201)
 
@@ -911,7 +916,7 @@ class GraphEmulator(Emulator):
         body = self._c_body(request)
         with self.lock:
             contact = self._c_contact(self._c_box(mailbox), contact_id)
-            props, extended = F.parse_write(body)
+            props, extended = F.parse_write(body, self.state.storage)
             self.state.update_contact(contact, props, extended)
             return self.json_response(self.state.raw_contact(contact))
 
@@ -985,6 +990,16 @@ class GraphEmulator(Emulator):
             for folder in targets:
                 folder.epoch += 1
         return self.json_response({"folders": [f.id for f in targets]})
+
+    def c_storage(self, request: Request) -> Response:
+        with self.lock:
+            return self.json_response(self.state.storage.to_json())
+
+    def c_set_storage(self, request: Request) -> Response:
+        body = self._c_body(request)
+        with self.lock:
+            self.state.storage = self.state.storage.updated(body)
+            return self.json_response(self.state.storage.to_json())
 
     def c_throttle(self, request: Request) -> Response:
         return self.json_response(self.limiter.stats()["settings"])
