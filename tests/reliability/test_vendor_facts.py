@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from contactsync.fieldmap import from_graph
 from tests.reliability.conftest import contact
 from tests.support.pipeline import Sync
 from tests.support.plugins import ACCOUNTS
@@ -81,3 +84,41 @@ def assert_quiet(sync: Sync) -> None:
     sync.run_ok()
     assert {c["id"]: c["revision"] for c in sync.pipeliner.contacts()} == revisions
     assert {c["id"]: c["changeKey"] for c in sync.outlook_contacts()} == keys
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["empty-entries-kept", "dropped"])
+def test_empty_list_slots_move_nothing_whether_graph_keeps_them_or_not(
+    sync: Sync, compact: bool
+) -> None:
+    """We keep a Pipeliner slot's place in an Outlook list with an empty entry ("email2" stays
+    second). Graph documents nothing about such entries; an Outlook client re-saving the list
+    drops them. Either way no Pipeliner slot moves and nothing is written that nobody changed."""
+    sync.outlook.storage(compact_empty_entries=compact)
+    try:
+        sync.pipeliner.seed([contact(1, email1="", email2="p1@rel.example", phone1="+1 1")])
+        sync.run_ok()
+        pid = sync.pipeliner.contacts()[0]["id"]
+        [copy] = sync.outlook_contacts()
+        addresses = [e["address"] for e in copy["emailAddresses"]]
+        assert addresses == (["p1@rel.example"] if compact else ["", "p1@rel.example"])
+
+        # In Outlook: the list re-saved without the empty entry, a job title, a second business
+        # phone; in Pipeliner: the business phone cleared.
+        sync.outlook.edit(
+            copy["id"],
+            emailAddresses=[{"address": "p1@rel.example", "name": "p1@rel.example"}],
+            businessPhones=["+1 1", "+1 2"],
+            jobTitle="Re-saved",
+        )
+        sync.pipeliner.edit("alex", pid, phone1="")
+        sync.run_ok()
+        after = sync.pipeliner.raw(pid)
+        assert (after["email1"], after["email2"], after["phone1"]) == ("", "p1@rel.example", "")
+        assert after["position"] == "Re-saved"
+        [copy] = sync.outlook_contacts()
+        assert copy["businessPhones"] == (["+1 2"] if compact else ["", "+1 2"])
+        assert from_graph(copy)["business_phone"] is None
+        assert_quiet(sync)
+        assert sync.pipeliner.raw(pid)["email2"] == "p1@rel.example"
+    finally:
+        sync.outlook.storage(compact_empty_entries=False)

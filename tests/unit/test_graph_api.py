@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import pytest
 
 from contactsync.fieldmap import (
+    EMPTY_SLOT_PROPERTY_ID,
     OTHER_PHONE_PROPERTY_ID,
     PIPELINER_ID_PROPERTY_ID,
     extended_property,
@@ -105,7 +106,11 @@ def test_settings_defaults_and_normalisation(tmp_path):
     assert GraphSettings(mailbox="ME").mailbox == "me"
     assert GraphSettings(ca_bundle="  ").ca_bundle is None
     assert DEFAULT_FOLDER_NAME == "Pipeliner"
-    assert EXPANDED_PROPERTIES == (OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID)
+    assert EXPANDED_PROPERTIES == (
+        OTHER_PHONE_PROPERTY_ID,
+        PIPELINER_ID_PROPERTY_ID,
+        EMPTY_SLOT_PROPERTY_ID,
+    )
 
 
 @pytest.mark.parametrize(

@@ -596,9 +596,9 @@ class TokenProvider:
             return AuthError(
                 f"the app registration {cid!r} does not allow public client flows, which "
                 f"device-code sign-in needs ({detail}). In the Microsoft Entra admin center, "
-                "open the app registration → Authentication → Advanced settings, set \"Allow "
-                "public client flows\" (older portals: \"Treat application as a public "
-                "client\") to Yes, save, and sign in again"
+                'open the app registration → Authentication → Advanced settings, set "Allow '
+                'public client flows" (older portals: "Treat application as a public '
+                'client") to Yes, save, and sign in again'
             )
         if error == "invalid_client":
             what = "client_secret" if self.settings.app_only else "client_id"

@@ -51,7 +51,11 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.auth import AuthBase
 
-from contactsync.fieldmap import OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID
+from contactsync.fieldmap import (
+    EMPTY_SLOT_PROPERTY_ID,
+    OTHER_PHONE_PROPERTY_ID,
+    PIPELINER_ID_PROPERTY_ID,
+)
 from contactsync.http import (
     BudgetExceeded,
     HttpClient,
@@ -100,8 +104,13 @@ API_VERSION = "v1.0"
 DEFAULT_FOLDER_NAME = "Pipeliner"
 #: The default contacts folder's well-known name (``contactFolders/Contacts``).
 DEFAULT_FOLDER_ALIAS = "Contacts"
-#: The extended properties read with every contact (Other phone, our Pipeliner stamp).
-EXPANDED_PROPERTIES: tuple[str, ...] = (OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID)
+#: The extended properties read with every contact (Other phone, our Pipeliner stamp, our note
+#: of a phone list's empty first slot).
+EXPANDED_PROPERTIES: tuple[str, ...] = (
+    OTHER_PHONE_PROPERTY_ID,
+    PIPELINER_ID_PROPERTY_ID,
+    EMPTY_SLOT_PROPERTY_ID,
+)
 #: Limits documented by Graph: ``$top`` of a list, ``odata.maxpagesize`` of delta, ``$batch``
 #: size, and concurrent requests per app and mailbox.
 MAX_PAGE_SIZE = 1000

@@ -120,7 +120,13 @@ class OutlookDestination:
         """Only the changed fields, merged into the current arrays, stamped, with If-Match."""
         contact_id = action.dest_id or ""
         current = self._current.get(contact_id)
-        body = to_graph(action.fields, current, action.fields.keys(), stamp=action.source_id)
+        body = to_graph(
+            action.fields,
+            current,
+            action.fields.keys(),
+            stamp=action.source_id,
+            agreed=action.agreed,
+        )
         return contact_id, body, current.get("changeKey") if current else None
 
     def _result(self, action: Action, outcome: BatchResult) -> WriteResult:

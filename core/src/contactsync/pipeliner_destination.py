@@ -122,9 +122,7 @@ class PipelinerDestination:
         modify: list[tuple[int, dict[str, Any]]] = []
         deletes: list[tuple[int, str]] = []
         restores: list[tuple[int, str]] = []
-        self._learn_links(
-            [a.dest_id for a in actions if a.dest_id and a.kind is not Kind.DELETE]
-        )
+        self._learn_links([a.dest_id for a in actions if a.dest_id and a.kind is not Kind.DELETE])
         for index, action in enumerate(actions):
             if action.kind is Kind.DELETE:
                 deletes.append((index, action.dest_id or ""))

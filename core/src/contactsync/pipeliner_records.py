@@ -152,9 +152,7 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     if record.get("_sdc_deleted_at") or record.get("is_deleted"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         return SourceRecord(str(key), None, reason, modified, version, stamp)
-    if not any(
-        record.get(name) for name in (*TABLE_FIELDS, *EXTRA_FIELDS, "primary_account_name")
-    ):
+    if not any(record.get(name) for name in (*TABLE_FIELDS, *EXTRA_FIELDS, "primary_account_name")):
         raise ValueError(
             f"record {key} carries none of the contact fields ({', '.join(TABLE_FIELDS[:4])}, …)"
         )
