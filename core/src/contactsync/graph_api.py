@@ -21,9 +21,12 @@ What it relies on (DESIGN §5 and the Graph v1.0 documentation):
   properties expanded: through ``$batch`` GETs in an incremental round, through one listing of
   the folder (1000 per request) in an initial round or a full resync.
 - ``$batch`` takes at most 20 requests; each inner request has its own status, and a 429/503
-  inner answer has its own ``Retry-After`` (seconds, possibly fractional). Graph allows about
-  4 concurrent requests per app and mailbox, so at most ``max_in_flight`` (≤ 4) batches are
-  in flight at once, on top of the per-host limiter of :class:`~contactsync.http.HttpClient`.
+  inner answer has its own ``Retry-After`` (seconds, possibly fractional). Outlook allows 4
+  concurrent requests per app and mailbox, and runs up to 4 requests of a batch in parallel,
+  each counting against that limit (throttling page, "Outlook service limits for JSON
+  batching"): so one batch is in flight at a time, or with ``max_in_flight`` > 1 that many
+  batches whose requests are ``dependsOn``-chained (run one at a time).
+  :meth:`GraphClient._batches_in_flight` is the one place that decides it.
 - Updates carry ``If-Match: W/"<changeKey>"``; a stale changeKey answers 412.
 - Errors are ``{"error": {"code", "message"}}``; this module branches on ``code``.
 
@@ -117,6 +120,9 @@ MAX_PAGE_SIZE = 1000
 MAX_DELTA_PAGE_SIZE = 200
 MAX_BATCH_SIZE = 20
 MAX_IN_FLIGHT = 4
+#: ``$batch`` requests in flight per mailbox unless told otherwise: one, whose requests Graph
+#: runs 4 at a time (more unordered batches at once would exceed the 4 concurrent requests).
+BATCHES_IN_FLIGHT = 1
 #: Contact properties read (the field table's, plus identity and versions).
 CONTACT_FIELDS: tuple[str, ...] = (
     "id",
@@ -252,7 +258,9 @@ class GraphSettings:
     page_size: int = MAX_PAGE_SIZE
     delta_page_size: int = MAX_DELTA_PAGE_SIZE
     batch_size: int = MAX_BATCH_SIZE
-    max_in_flight: int = MAX_IN_FLIGHT
+    #: ``$batch`` requests in flight: 1 (unordered, Graph runs 4 of its requests at once), or
+    #: up to 4 ``dependsOn``-chained ones.
+    max_in_flight: int = BATCHES_IN_FLIGHT
     policy: HttpPolicy = field(default_factory=lambda: HttpPolicy(max_concurrency=MAX_IN_FLIGHT))
 
     def __post_init__(self) -> None:
@@ -1178,8 +1186,24 @@ class GraphClient:
 
     # ------------------------------------------------------------- $batch
 
+    def _batches_in_flight(self) -> tuple[int, bool]:
+        """How many ``$batch`` requests may be in flight for this mailbox, and whether their
+        requests must be ``dependsOn``-chained.
+
+        Graph's throttling page ("Outlook service limits for JSON batching"): Graph sends the
+        requests of a batch without ``dependsOn`` to Outlook "up to four … at a time", run in
+        parallel, each counting against the mailbox's four concurrent requests; with
+        ``dependsOn`` "one request from the batch at a time", so "up to four such batch
+        requests" may run at once. One unordered batch keeps 4 requests busy, as 4 chained ones
+        do; a second unordered one in flight would be throttled. A limiter shared by several
+        clients of one mailbox would decide here.
+        """
+        in_flight = max(1, min(self.settings.max_in_flight, self.settings.policy.max_concurrency))
+        return in_flight, in_flight > 1
+
     def _execute(self, ops: list[_Op]) -> dict[int, _Outcome]:
-        """Send ``ops`` through ``$batch``: ``batch_size`` per request, ``max_in_flight`` at once.
+        """Send ``ops`` through ``$batch``: ``batch_size`` per request, as many at once as
+        :meth:`_batches_in_flight` says.
 
         Inner 429/503 (and 5xx for repeatable methods) are re-queued after their own
         ``Retry-After``; answered requests are kept. Returns the final outcome by ``op.index``.
@@ -1190,7 +1214,7 @@ class GraphClient:
         if not ops:
             return results
         settings = self.settings
-        workers = min(settings.max_in_flight, settings.policy.max_concurrency)
+        workers, chained = self._batches_in_flight()
         pending: list[_Op] = sorted(ops, key=lambda o: o.index)
         in_flight: dict[Future[_BatchAnswer], list[_Op]] = {}
         stop: GraphError | None = None
@@ -1219,7 +1243,7 @@ class GraphClient:
                         if op.first_sent is None:
                             op.first_sent = now
                         op.attempts += 1
-                    in_flight[pool.submit(self._post_batch, ready)] = ready
+                    in_flight[pool.submit(self._post_batch, ready, chained)] = ready
                 if not in_flight:
                     if pending:
                         due = max(gate, min(op.not_before for op in pending))
@@ -1332,6 +1356,13 @@ class GraphClient:
                 op.not_before = now
                 requeue.append(op)
                 continue
+            if status == 424:
+                # Not run: a request it was chained behind failed (JSON batching: "Failed
+                # Dependency"). Sent again with the rest, not counted as an attempt.
+                op.attempts -= 1
+                op.not_before = max((o.not_before for o in requeue), default=now)
+                requeue.append(op)
+                continue
             if status == 429:
                 self._count("inner_throttled")
             retryable = {429, 503} if op.create else {429, 500, 502, 503, 504}
@@ -1385,8 +1416,9 @@ class GraphClient:
             )
         return None
 
-    def _post_batch(self, chunk: list[_Op]) -> _BatchAnswer:
-        """POST one ``$batch`` (runs in a worker thread)."""
+    def _post_batch(self, chunk: list[_Op], chained: bool = False) -> _BatchAnswer:
+        """POST one ``$batch`` (runs in a worker thread); ``chained``: each request
+        ``dependsOn`` the one before, so Graph runs them one at a time."""
         creates = any(op.create for op in chunk)
         requests_ = []
         for op in chunk:
@@ -1395,6 +1427,8 @@ class GraphClient:
                 inner["headers"] = dict(op.headers)
             if op.body is not None:
                 inner["body"] = op.body
+            if chained and requests_:
+                inner["dependsOn"] = [requests_[-1]["id"]]
             requests_.append(inner)
         payload = {"requests": requests_}
         self._count("batches")

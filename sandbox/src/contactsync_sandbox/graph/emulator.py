@@ -17,6 +17,7 @@ import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -264,6 +265,7 @@ class GraphEmulator(Emulator):
             wait = self.limiter.spend(key)
             if wait is not None:
                 return self._throttled_response(budget_error(wait), request)
+            self.limiter.serve()
             return super()._answer(request, handler, values, routing_error)
         finally:
             self.limiter.leave(key)
@@ -614,38 +616,49 @@ class GraphEmulator(Emulator):
             requests = self._batch_requests(call)
         except ApiError as exc:
             return self.to_response(self.error_reply(exc, call), call)
-        held: dict[Key, bool] = {}
-        statuses: dict[str, int] = {}
+        # Graph's throttling page, "Outlook service limits for JSON batching": requests without
+        # dependsOn go to Outlook up to four at a time and run in parallel; with dependsOn, one
+        # at a time in the given order (see throttle.py).
+        if any(item.get("dependsOn") for item in requests):
+            replies = self._run_in_order(call, grant, requests)
+        else:
+            width = min(self.limiter.settings["batch_parallelism"], len(requests))
+            with ThreadPoolExecutor(width, thread_name_prefix="graph-batch-inner") as pool:
+                replies = list(pool.map(lambda item: self._inner(call, grant, item), requests))
         responses = []
-        try:
-            for item in requests:
-                rid = item["id"]
-                failed = [d for d in item.get("dependsOn", ()) if not 200 <= statuses[d] < 300]
-                if failed:
-                    reply = self.error_reply(
-                        ApiError(
-                            424,
-                            "FailedDependency",
-                            f"The request depends on request(s) {', '.join(failed)}, which failed.",
-                        ),
-                        call,
-                    )
-                else:
-                    reply = self._inner(call, grant, item, held)
-                statuses[rid.lower()] = reply.status
-                entry: dict[str, Any] = {"id": rid, "status": reply.status}
-                headers = dict(reply.headers)
-                if reply.body is not None and reply.status != 204:
-                    headers.setdefault("Content-Type", JSON_TYPE)
-                entry["headers"] = headers
-                if reply.body is not None and reply.status != 204:
-                    entry["body"] = reply.body
-                responses.append(entry)
-        finally:
-            for key, taken in held.items():
-                if taken:
-                    self.limiter.leave(key)
+        for item, reply in zip(requests, replies, strict=True):
+            entry: dict[str, Any] = {"id": item["id"], "status": reply.status}
+            headers = dict(reply.headers)
+            if reply.body is not None and reply.status != 204:
+                headers.setdefault("Content-Type", JSON_TYPE)
+            entry["headers"] = headers
+            if reply.body is not None and reply.status != 204:
+                entry["body"] = reply.body
+            responses.append(entry)
         return self.to_response(Reply(200, {"responses": responses}), call)
+
+    def _run_in_order(
+        self, call: Call, grant: tokens.Grant, requests: list[dict[str, Any]]
+    ) -> list[Reply]:
+        """One request at a time; one whose dependency did not succeed is not run (424)."""
+        statuses: dict[str, int] = {}
+        replies = []
+        for item in requests:
+            failed = [d for d in item.get("dependsOn", ()) if not 200 <= statuses[d] < 300]
+            if failed:
+                reply = self.error_reply(
+                    ApiError(
+                        424,
+                        "FailedDependency",
+                        f"The request depends on request(s) {', '.join(failed)}, which failed.",
+                    ),
+                    call,
+                )
+            else:
+                reply = self._inner(call, grant, item)
+            statuses[item["id"].lower()] = reply.status
+            replies.append(reply)
+        return replies
 
     def _batch_requests(self, call: Call) -> list[dict[str, Any]]:
         if call.body_error:
@@ -704,9 +717,7 @@ class GraphEmulator(Emulator):
             seen.add(rid.lower())
         return requests
 
-    def _inner(
-        self, outer: Call, grant: tokens.Grant, item: dict[str, Any], held: dict[Key, bool]
-    ) -> Reply:
+    def _inner(self, outer: Call, grant: tokens.Grant, item: dict[str, Any]) -> Reply:
         url = item["url"]
         parts = urllib.parse.urlsplit(url)
         method = item["method"].upper()
@@ -734,15 +745,18 @@ class GraphEmulator(Emulator):
         except NotFound:
             return self.error_reply(ApiError(404, "NotFound", f"no route for {call.path}"), call)
         key = self._throttle_key(call.headers.get("Authorization"), values)
-        if key is not None:
-            if not held.get(key):
-                held[key] = self.limiter.enter(key)
-                if not held[key]:
-                    return self.error_reply(self.limiter.concurrency_error(), call)
+        if key is None:
+            return self.run(call, rule.endpoint.op, values)
+        if not self.limiter.enter(key):
+            return self.error_reply(self.limiter.concurrency_error(), call)
+        try:
             wait = self.limiter.spend(key)
             if wait is not None:
                 return self.error_reply(budget_error(wait), call)
-        return self.run(call, rule.endpoint.op, values)
+            self.limiter.serve()
+            return self.run(call, rule.endpoint.op, values)
+        finally:
+            self.limiter.leave(key)
 
     # ------------------------------------------------------------------ control API
 

@@ -340,9 +340,7 @@ def normalize_extended_id(raw: Any) -> tuple[str, str]:
     return text.casefold(), text
 
 
-def parse_extended(
-    value: Any, storage: Storage = DOCUMENTED
-) -> list[tuple[str, str, str | None]]:
+def parse_extended(value: Any, storage: Storage = DOCUMENTED) -> list[tuple[str, str, str | None]]:
     """`singleValueExtendedProperties` of a write body: [(key, id, value)]."""
     if value is None:
         return []
