@@ -889,8 +889,9 @@ class PipelinerClient:
                 PipelinerAuthError,
                 f"Pipeliner rejected the application keys (api_username/api_password) for space "
                 f"{space} at {self.settings.service_url}{detail}. Check api_username and "
-                "api_password against the space's application keys (Pipeliner: Admin → "
-                "Integrations → API access), and that they belong to this space.",
+                "api_password against the space's application keys (Pipeliner: "
+                "Administration → Units, Users & Roles → Applications → Show API Access), and "
+                "that they belong to this space.",
                 status=status,
                 error=body,
             ) from exc
