@@ -534,9 +534,12 @@ def test_required_fields_follow_the_validation_level(pl):
     """A space's required fields: level 0 (the default) checks every field of the contact, 2
     only the fields a request sends, 4 only system fields (API parameters page)."""
     required = ["cf_region", "phone1"]
-    assert pl.ctl("POST", "/settings", {"contact_required_fields": required})[
-        "contact_required_fields"
-    ] == required
+    assert (
+        pl.ctl("POST", "/settings", {"contact_required_fields": required})[
+            "contact_required_fields"
+        ]
+        == required
+    )
     body = {"owner_id": ALEX, "first_name": "Vera"}
     refused = pl.call("POST", "/Contacts", json=body, status=422)
     assert "[cf_region]" in refused["message"] and refused["name"] == "ERROR_ENTITY_VALIDATION"

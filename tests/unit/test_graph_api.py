@@ -749,10 +749,13 @@ def test_gives_up_when_throttled_too_long(emu):
     folder = graph.resolve_folder("Hopeless")
     emu.throttle(requests=2, window_seconds=30)
     results = graph.create_contacts(folder, [_body(n) for n in range(4)])
-    assert [r.ok for r in results] == [True, True, False, False]
-    assert all(r.status == 429 and "max_retry_after" in r.error for r in results[2:])
+    # Graph runs the batch's requests in parallel: which two get the budget is not fixed.
+    written = [r for r in results if r.ok]
+    refused = [r for r in results if not r.ok]
+    assert len(written) == len(refused) == 2
+    assert all(r.status == 429 and "max_retry_after" in (r.error or "") for r in refused)
     with pytest.raises(GraphThrottled):
-        graph.get_contacts(folder, [results[0].id])
+        graph.get_contacts(folder, [written[0].id])
     with pytest.raises(GraphThrottled):
         list(graph.list_contacts(folder))
     assert len(emu.contacts(folder_id)) == 2
