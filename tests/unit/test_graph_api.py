@@ -634,6 +634,23 @@ def test_batches_in_flight_stay_within_the_mailboxs_four_concurrent_requests(emu
     assert len(emu.contacts(folder_id)) == 3 * len(bodies)
 
 
+def test_a_failed_request_in_a_chained_batch_fails_alone(emu):
+    """In a dependsOn chain, a request that fails makes the ones after it answer 424 (not run):
+    those are sent again; only the failed one is reported."""
+    graph = _client(emu, max_in_flight=2)
+    folder = graph.resolve_folder("Pipeliner")
+    too_many = {
+        "displayName": "X",
+        "emailAddresses": [{"address": f"{n}@x.example"} for n in range(4)],
+    }
+    bodies = [_body(1), too_many, _body(2), _body(3)]
+    results = graph.create_contacts(folder, bodies)
+    assert [r.ok for r in results] == [True, False, True, True]
+    assert results[1].status == 400 and graph.stats.batches == 2
+    names = sorted(c.get("givenName") or "" for c in emu.contacts("Pipeliner"))
+    assert names.count("Given2") == names.count("Given3") == 1
+
+
 def test_low_throttle_budget_writes_everything_exactly_once(emu):
     folder_id = emu.new_folder("Throttled")
     graph = _client(emu)
