@@ -711,7 +711,8 @@ def _req(rid: str, method: str, url: str, body: Any = None, **extra: Any) -> dic
 
 def test_batch_runs_relative_requests_with_per_request_status(g):
     requests = [_req(str(i), "POST", "/me/contacts", {"givenName": f"B{i}"}) for i in range(19)]
-    requests.append(_req("list", "GET", "me/contacts?$top=50&$select=givenName"))
+    # Unordered requests run in parallel: the listing waits for the last create by dependsOn.
+    requests.append(_req("list", "GET", "me/contacts?$top=50&$select=givenName", dependsOn=["18"]))
     body = g.call("POST", "/$batch", json={"requests": requests})
     by_id = {r["id"]: r for r in body["responses"]}
     assert [r["id"] for r in body["responses"]] == [r["id"] for r in requests]
