@@ -280,7 +280,7 @@ def test_a_full_outlook_contact_in_pipeliners_fields() -> None:
         "first_name": "Ada",
         "last_name": "Lovelace",
         "quick_account_name": "Engines Ltd",
-        "position": "",
+        "account_position": "",
         "phone1": "+44 1",
         "phone2": "+44 2",
         "phone4": "",

@@ -297,6 +297,26 @@ def test_device_code_approval_checks_user_and_scope(idp):
     oauth_error(unknown, 400, "unauthorized_client", 700016)
 
 
+def test_device_code_needs_a_public_client_registration(idp):
+    """Entra's default client type is confidential: without "Allow public client flows" the
+    device-code redemption (no secret) is AADSTS7000218; with the secret it is a confidential
+    client's request and goes through."""
+    seed = idp.control.state()
+    seed["app_registrations"][0]["allow_public_client"] = False
+    idp.control.seed(seed)
+    flow = idp.device_code()  # the device authorization itself is not refused
+    idp.ctl("POST", "/device/approve", {"user_code": flow["user_code"], "upn": ALEX})
+    oauth_error(idp.poll(flow["device_code"]), 401, "invalid_client", 7000218)
+    with_secret = idp.token(
+        grant_type=DEVICE_GRANT,
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        device_code=flow["device_code"],
+    )
+    assert with_secret.status_code == 200, with_secret.text
+    assert idp.control.state()["app_registrations"][0]["allow_public_client"] is False
+
+
 def test_devicelogin_page_pick_the_account_and_accept(idp):
     flow = idp.device_code()
     page = idp.http.get(f"{flow['verification_uri']}?code={flow['user_code']}", timeout=10)
@@ -355,6 +375,7 @@ def test_refresh_token_cannot_widen_the_grant_or_change_client(idp):
             "client_id": "other-app",
             "client_secret": None,
             "delegated_scopes": ["Contacts.ReadWrite"],
+            "allow_public_client": True,
         }
     )
     idp.control.seed(seed)

@@ -508,6 +508,61 @@ def test_archived_contacts_cannot_be_edited_until_reactivated(pl):
     assert back["data"]["phone1"] == "1" and back["data"]["is_archived"] is False
 
 
+def test_a_linked_contacts_job_title_is_its_account_position(pl):
+    """Editing a linked contact's job title changes the account relation's position, not the
+    hidden Quick Account Position, and the other way round (the create-contact tutorial)."""
+    created = _create(
+        pl,
+        position="Quick title",
+        account_relations=[{"account_id": CONTOSO, "is_primary": True, "position": "CTO"}],
+    )
+    cid = created["id"]
+    assert (created["account_position"], created["position"]) == ("CTO", "Quick title")
+    edited = pl.call("PATCH", f"/Contacts/{cid}", json={"account_position": "CEO"})["data"]
+    assert (edited["account_position"], edited["position"]) == ("CEO", "Quick title")
+    relation = pl.contact(cid, expand="account_relations")["account_relations"][0]
+    assert relation["position"] == "CEO" and edited["revision"] > created["revision"]
+    hidden = pl.call("PATCH", f"/Contacts/{cid}", json={"position": "Other quick"})["data"]
+    assert (hidden["account_position"], hidden["position"]) == ("CEO", "Other quick")
+    loose = _create(pl, position="Buyer")  # no primary account: the quick position shows
+    assert loose["account_position"] == "Buyer"
+    moved = pl.call("PATCH", f"/Contacts/{loose['id']}", json={"account_position": "Lead"})
+    assert moved["data"]["position"] == "Lead" == moved["data"]["account_position"]
+
+
+def test_required_fields_follow_the_validation_level(pl):
+    """A space's required fields: level 0 (the default) checks every field of the contact, 2
+    only the fields a request sends, 4 only system fields (API parameters page)."""
+    required = ["cf_region", "phone1"]
+    assert (
+        pl.ctl("POST", "/settings", {"contact_required_fields": required})[
+            "contact_required_fields"
+        ]
+        == required
+    )
+    body = {"owner_id": ALEX, "first_name": "Vera"}
+    refused = pl.call("POST", "/Contacts", json=body, status=422)
+    assert "[cf_region]" in refused["message"] and refused["name"] == "ERROR_ENTITY_VALIDATION"
+    level2 = {"validation-level": 2}
+    created = pl.call("POST", "/Contacts", json=body, params=level2, status=201)["data"]
+    cid = created["id"]
+    pl.call("PATCH", f"/Contacts/{cid}", json={"city": "Oslo"}, status=422)
+    pl.call("PATCH", f"/Contacts/{cid}", json={"city": "Oslo"}, params=level2)
+    # Level 2 still checks what the request sends.
+    cleared = {"phone1": ""}
+    pl.call("PATCH", f"/Contacts/{cid}", json=cleared, params=level2, status=422)
+    pl.call("PATCH", f"/Contacts/{cid}", json=cleared, params={"validation-level": 4})
+    batch = pl.call(
+        "POST",
+        "/Contacts/batch-modify",
+        json=[{"owner_id": ALEX, "first_name": "Batch"}, {"id": cid, "city": "Bergen"}],
+        params={"rollback-method": 1, "validation-level": 2},
+    )["data"]
+    assert all(isinstance(item, str) for item in batch)
+    pl.ctl("POST", "/settings", {"contact_required_fields": ["title", "gender"]}, 400)
+    pl.ctl("POST", "/settings", {"contact_required_fields": []})
+
+
 # --------------------------------------------------------------------------- relations
 
 
@@ -789,6 +844,15 @@ def test_demo_seed_shape_is_deterministic_and_varied(pl):
     assert modes[0] > 150 and min(modes.values()) >= 15
     assert sum("account_relations" in c for c in demo) > 80
     assert sum(len(c.get("account_relations", ())) == 2 for c in demo) > 5
+    # Linked contacts whose job title (the primary relation's position) is not their hidden
+    # Quick Account Position: a sync reading `position` would show the wrong one.
+    differing = [
+        c
+        for c in demo
+        for r in c.get("account_relations", ())
+        if r["is_primary"] and r.get("position") != c.get("position", "")
+    ]
+    assert len(differing) > 20
     assert sum("quick_account_name" in c for c in demo) > 60
     roles = [s["role"] for c in demo for s in c.get("sharing_clients", ())]
     assert roles.count(1) > 10 and roles.count(2) > 10

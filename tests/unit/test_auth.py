@@ -247,6 +247,21 @@ def test_device_flow_declined_and_timed_out(idp, tmp_path):
     assert not Path(provider.settings.token_cache_path).exists()
 
 
+def test_a_registration_without_public_client_flows_is_named_in_the_error(idp, tmp_path):
+    seed = idp.control.state()
+    seed["app_registrations"][0]["allow_public_client"] = False
+    idp.control.seed(seed)
+    provider = TokenProvider(idp.settings(tmp_path))
+    approver = idp.approve_when_pending(ALEX)
+    # Entra answers the device-code redemption with AADSTS7000218; the message must name the
+    # switch to turn on, not suggest a wrong client_id.
+    with pytest.raises(AuthError, match='"Allow public client flows"') as raised:
+        provider.login_device_code(echo=lambda m: None, timeout=20)
+    approver.finish()
+    assert "AADSTS7000218" in str(raised.value) and "check client_id" not in str(raised.value)
+    assert not Path(provider.settings.token_cache_path).exists()
+
+
 def test_login_as_another_account_than_asked_keeps_nothing(idp, tmp_path):
     provider = TokenProvider(idp.settings(tmp_path, account=MEGAN))
     approver = idp.approve_when_pending(ALEX)

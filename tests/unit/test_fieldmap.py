@@ -18,17 +18,20 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from contactsync.fieldmap import (
+    EMPTY_SLOT_PROPERTY_ID,
     FIELDS,
     KEYS,
     OTHER_PHONE_PROPERTY_ID,
     PIPELINER_ID_PROPERTY_ID,
     PIPELINER_NEVER_WRITTEN,
+    align_email_slots,
     display_name,
     extended_property,
     from_graph,
     from_pipeliner,
     normalize,
     normalize_values,
+    pipeliner_job_title_field,
     pipeliner_stamp,
     to_graph,
     to_pipeliner,
@@ -41,7 +44,7 @@ PIPELINER_FIELD: dict[str, str] = {
     "first_name": "first_name",
     "last_name": "last_name",
     "company": "quick_account_name",
-    "job_title": "position",
+    "job_title": "account_position",
     "business_phone": "phone1",
     "other_phone": "phone2",
     "mobile_phone": "phone4",
@@ -134,7 +137,10 @@ PIPELINER_CONTACT: dict[str, Any] = {
     "first_name": "Ann",
     "middle_name": "B.",
     "last_name": "Smith",
-    "position": "Head of Procurement",
+    # Linked to an account: Pipeliner shows the relation's position (account_position); the
+    # Quick Account Position (position) is hidden and differs.
+    "position": "Trainee",
+    "account_position": "Head of Procurement",
     "quick_account_name": "",
     "primary_account": {
         "id": "a0000000-0000-0000-0000-000000000001",
@@ -173,6 +179,8 @@ PIPELINER_NO_ACCOUNT: dict[str, Any] = {
     **PIPELINER_CONTACT,
     "primary_account": None,
     "quick_account_name": "Acme Corp",
+    "position": "Head of Procurement",
+    "primary_account_position": "",
 }
 
 OTHER_PROPERTY = {
@@ -270,6 +278,21 @@ BASE_VALUES: dict[str, str | None] = {
 GRAPH_LIMITS = {"emailAddresses": 3, "businessPhones": 2, "homePhones": 2}
 #: What a contact PATCH may carry besides the table's own locations.
 GRAPH_WRITABLE_EXTRA = {"displayName"}
+#: Our own notes on a contact, which a write may carry beside the table's locations.
+OUR_PROPERTIES = {
+    OTHER_PHONE_PROPERTY_ID.casefold(),
+    PIPELINER_ID_PROPERTY_ID.casefold(),
+    EMPTY_SLOT_PROPERTY_ID.casefold(),
+}
+
+
+def written_locations(body: Mapping[str, Any]) -> set[str]:
+    """The top-level names a body writes, an extended-property list of our notes aside."""
+    names = set(body)
+    props = body.get("singleValueExtendedProperties") or []
+    if props and all(p["id"].casefold() == EMPTY_SLOT_PROPERTY_ID.casefold() for p in props):
+        names.discard("singleValueExtendedProperties")
+    return names
 
 
 # --- helpers: the two services' write semantics, and the table locations ----------------------
@@ -356,11 +379,10 @@ def outside_table(contact: Mapping[str, Any], changed_emails: set[str] = frozens
         for i, item in enumerate(rest.get("emailAddresses") or [])
         if i not in changed_slots and item.get("address")
     }
-    table_props = {OTHER_PHONE_PROPERTY_ID.casefold(), PIPELINER_ID_PROPERTY_ID.casefold()}
     rest["singleValueExtendedProperties"] = sorted(
         (p["id"].casefold(), p["value"])
         for p in rest.get("singleValueExtendedProperties") or []
-        if p["id"].casefold() not in table_props
+        if p["id"].casefold() not in OUR_PROPERTIES
     )
     return rest
 
@@ -466,7 +488,7 @@ def test_to_graph_writes_only_the_row_and_round_trips(key, value):
     body = to_graph(values, GRAPH_CONTACT, keys=[key])
 
     kind, name, _ = GRAPH_LOCATION[key]
-    assert set(body) == {name} | GRAPH_WRITABLE_EXTRA
+    assert written_locations(body) == {name} | GRAPH_WRITABLE_EXTRA
     if kind == "extended":
         assert [(p["id"].casefold(), p["value"]) for p in body[name]] == [
             (OTHER_PHONE_PROPERTY_ID.casefold(), new or "")
@@ -584,13 +606,86 @@ def test_company_written_to_quick_account_name_only():
 # --- job title ------------------------------------------------------------------------------
 
 
-def test_job_title_is_position_not_the_salutation():
-    contact = {**PIPELINER_CONTACT, "title": "Dr.", "position": "CTO"}
-    assert from_pipeliner(contact)["job_title"] == "CTO"
-    assert from_pipeliner({**contact, "position": ""})["job_title"] is None
-    body = to_pipeliner({"job_title": "CFO"}, keys=["job_title"])
-    assert body == {"position": "CFO"}
+def test_job_title_is_what_pipeliner_shows_not_the_salutation():
+    # Linked: the primary account relation's position, not the hidden Quick Account Position.
+    contact = {**PIPELINER_CONTACT, "title": "Dr.", "position": "CTO", "account_position": "CFO"}
+    assert from_pipeliner(contact)["job_title"] == "CFO"
+    assert from_pipeliner({**contact, "account_position": ""})["job_title"] is None
+    # A record without account_position (another tap's) is read from position.
+    loose = {k: v for k, v in contact.items() if k != "account_position"}
+    assert from_pipeliner(loose)["job_title"] == "CTO"
+    body = to_pipeliner({"job_title": "COO"}, keys=["job_title"])
+    assert body == {"account_position": "COO"}
     assert "title" not in to_pipeliner(DISTINCT)
+
+
+def test_job_title_is_written_where_pipeliner_shows_it():
+    assert pipeliner_job_title_field(linked_to_account=True) == "account_position"
+    assert pipeliner_job_title_field(linked_to_account=False) == "position"
+
+
+# --- empty slots: kept by Graph, or dropped ---------------------------------------------------
+
+
+def compacted(contact: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact as a service (or an Outlook client) that drops empty list entries keeps it."""
+    out = copy.deepcopy(dict(contact))
+    for name in ("businessPhones", "homePhones"):
+        out[name] = [p for p in out.get(name) or [] if p]
+    out["emailAddresses"] = [e for e in out.get("emailAddresses") or [] if e.get("address")]
+    return out
+
+
+def _emails(*addresses: str | None) -> dict[str, str | None]:
+    return dict(zip(("email1", "email2", "email3"), addresses, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("listed", "agreed", "expected"),
+    [
+        pytest.param(("x@a", None, None), (None, "x@a", None), (None, "x@a", None), id="moved-up"),
+        pytest.param(("z@a", None, None), (None, "x@a", None), (None, "z@a", None), id="edited"),
+        pytest.param(("x@a", None, None), ("p@a", "x@a", None), (None, "x@a", None), id="1st-gone"),
+        pytest.param(("p@a", None, None), ("p@a", "x@a", None), ("p@a", None, None), id="2nd-gone"),
+        pytest.param(("y@a", "x@a", None), (None, "x@a", None), ("y@a", "x@a", None), id="new-1st"),
+        pytest.param(("x@a", "y@a", None), (None, "x@a", None), (None, "x@a", "y@a"), id="new-3rd"),
+        pytest.param(("X@A", None, None), (None, "x@a", None), (None, "X@A", None), id="case"),
+        pytest.param((None, "x@a", None), ("x@a", None, None), (None, "x@a", None), id="gap-kept"),
+        pytest.param(("x@a", None, None), None, ("x@a", None, None), id="nothing-agreed"),
+    ],
+)
+def test_email_slots_are_aligned_with_the_agreed_values(listed, agreed, expected):
+    values = {**BASE_VALUES, **_emails(*listed)}
+    agreed_values = None if agreed is None else {**BASE_VALUES, **_emails(*agreed)}
+    assert align_email_slots(values, agreed_values) == {**BASE_VALUES, **_emails(*expected)}
+
+
+def test_an_email_write_into_a_compacted_list_keeps_the_others_in_their_slots():
+    written = to_graph(_emails(None, "x@a", None), {}, keys=["email1", "email2", "email3"])
+    assert [e["address"] for e in written["emailAddresses"]] == ["", "x@a"]
+    stored = compacted({**written, "emailAddresses": written["emailAddresses"]})
+    assert [e["address"] for e in stored["emailAddresses"]] == ["x@a"]
+    agreed = {**dict.fromkeys(ALL_KEYS), **_emails("y@a", "x@a", None)}
+    body = to_graph({"email1": "y@a"}, stored, keys=["email1"], agreed=agreed)
+    assert [e["address"] for e in body["emailAddresses"]] == ["y@a", "x@a"]
+
+
+def test_a_cleared_business_phone_before_a_second_one_survives_a_compacting_service():
+    contact = {**GRAPH_CONTACT, "businessPhones": ["+1 1", "+1 2"]}
+    body = to_graph({"business_phone": None}, contact, keys=["business_phone"])
+    assert body["businessPhones"] == ["", "+1 2"]
+    for stored in (apply_graph_patch(contact, body), compacted(apply_graph_patch(contact, body))):
+        assert from_graph(stored)["business_phone"] is None
+        assert extended_property(stored, EMPTY_SLOT_PROPERTY_ID)
+        # A new business phone goes first again; the second phone stays second.
+        again = to_graph({"business_phone": "+1 3"}, stored, keys=["business_phone"])
+        assert again["businessPhones"] == ["+1 3", "+1 2"]
+        after = apply_graph_patch(stored, again)
+        assert from_graph(after)["business_phone"] == "+1 3"
+        assert extended_property(after, EMPTY_SLOT_PROPERTY_ID) == ""
+    # Once the list is no longer what we left (a first phone typed in Outlook), it reads as listed.
+    typed = {**compacted(apply_graph_patch(contact, body)), "businessPhones": ["+1 9", "+1 2"]}
+    assert from_graph(typed)["business_phone"] == "+1 9"
 
 
 # --- preservation of what is outside the table ------------------------------------------------
@@ -804,7 +899,7 @@ def test_graph_write_of_any_subset_keeps_everything_outside_it(case):
     keys, values = case
     body = to_graph(values, GRAPH_CONTACT, keys=keys)
     allowed = {GRAPH_LOCATION[k][1] for k in keys} | GRAPH_WRITABLE_EXTRA
-    assert set(body) <= allowed
+    assert written_locations(body) <= allowed
     assert "displayName" in body
 
     after = apply_graph_patch(GRAPH_CONTACT, body)

@@ -675,6 +675,36 @@ def test_batch_modify_saves_the_valid_items_and_reports_the_invalid_one(
     client.recorder.check_contract()
 
 
+def test_writes_succeed_in_a_space_with_required_fields_we_never_write(
+    pipeliner, make_client, monkeypatch
+) -> None:
+    """Real spaces make custom fields required; we send validation-level 2 (validate what the
+    request changes), so our creates and updates still succeed there. With the default (0)
+    every write of a contact missing such a field would be refused."""
+    _seed(
+        pipeliner,
+        contacts=[_contact(0)],
+        accounts=_accounts(),
+        contact_required_fields=["cf_region", "phone3"],
+    )
+    client = make_client()
+    alex = _user_id("alex@contoso.example")
+    items = [{"id": _cid(0), "city": "Oslo"}, {"owner_id": alex, "first_name": "New"}]
+    assert [r.ok for r in client.batch_modify(items)] == [True, True]
+    client.set_primary_account(_cid(0), ACCOUNT_A, position="CTO")
+    assert client.get_contact(_cid(0))["account_position"] == "CTO"
+    assert [r.ok for r in client.batch_delete([_cid(0)])] == [True]
+    assert [r.ok for r in client.batch_restore([_cid(0)])] == [True]
+    log = [r for r in pipeliner.requests() if "/Contacts/batch-" in r["endpoint"]]
+    assert log and all("validation-level=2" in r["query"] for r in log)
+    # What we send is still validated: clearing a required field is refused for that item.
+    cleared = client.batch_modify([{"id": _cid(0), "phone3": ""}])
+    assert not cleared[0].ok and "phone3" in (cleared[0].error or "")
+    # The old assumption (no validation-level: 0, every field) fails every write here.
+    monkeypatch.setattr("contactsync.pipeliner_api.VALIDATION_LEVEL", 0)
+    assert [r.ok for r in client.batch_modify(items)] == [False, False]
+
+
 def test_batch_modify_chunks_250_items_into_3_requests_in_order(pipeliner, make_client) -> None:
     client = make_client()
     alex = _user_id("alex@contoso.example")

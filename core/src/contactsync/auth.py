@@ -589,6 +589,17 @@ class TokenProvider:
                 f"{cid!r} ({detail}); set client_id to the Application (client) ID of the app "
                 "registration in that tenant"
             )
+        if "AADSTS7000218" in detail and not self.settings.app_only:
+            # Entra's answer when a registration that is not a public client redeems a device
+            # code without a secret (Microsoft's troubleshooting article "AADSTS7000218 … for
+            # confidential client applications"; the v2 device code flow page names the switch).
+            return AuthError(
+                f"the app registration {cid!r} does not allow public client flows, which "
+                f"device-code sign-in needs ({detail}). In the Microsoft Entra admin center, "
+                'open the app registration → Authentication → Advanced settings, set "Allow '
+                'public client flows" (older portals: "Treat application as a public '
+                'client") to Yes, save, and sign in again'
+            )
         if error == "invalid_client":
             what = "client_secret" if self.settings.app_only else "client_id"
             return AuthError(

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from contactsync.fieldmap import align_email_slots
 from contactsync.ledger import ScopeLedger
 from contactsync.link import Link, LinkState, Side
 from contactsync.merge import ConflictPolicy
@@ -112,6 +113,18 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
     )
 
 
+_Outlook = TypeVar("_Outlook", SourceRecord, DestRecord)
+
+
+def _slots_as_agreed(record: _Outlook, agreed: Mapping[str, Any] | None) -> _Outlook:
+    """An Outlook contact's e-mail addresses in the slots last agreed on, should Graph have
+    dropped the empty entries that kept them there (``fieldmap.align_email_slots``)."""
+    if record.values is None or not agreed:
+        return record
+    values = align_email_slots(record.values, agreed)
+    return record if values == record.values else replace(record, values=values)
+
+
 # --- the leg -------------------------------------------------------------------------------
 
 #: Why a tombstone sits in the ledger's pending work until the leg ends.
@@ -176,6 +189,9 @@ class SyncLeg:
         for record in batch:  # a newer record of the same contact supersedes a pending delete
             self._deferred.pop(record.id, None)
         links = self.ledger.get_many(self.src, [r.id for r in batch])
+        if self.src is Side.OUTLOOK:
+            agreed = {i: link.agreed for i, link in links.items()}
+            batch = [_slots_as_agreed(r, agreed.get(r.id)) for r in batch]
         by_id = {r.id: r for r in batch}
         context = self.settings.context
         linked_dest = [  # only the copies the plan looks at: echoes cost no read
@@ -184,6 +200,9 @@ class SyncLeg:
             if (i := link.id_on(self.dest.side)) and needs_copy(by_id[source_id], link, context)
         ]
         dests = self.dest.fetch(linked_dest) if linked_dest else {}
+        if self.dest.side is Side.OUTLOOK:
+            copies = {link.outlook_id: link.agreed for link in links.values()}
+            dests = {i: _slots_as_agreed(d, copies.get(i)) for i, d in dests.items()}
         unlinked = [r for r in batch if r.id not in links and r.values is not None]
         candidates = self._unlinked_candidates(unlinked)
         actions = plan_batch(batch, links, dests, candidates, context)

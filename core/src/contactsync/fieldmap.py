@@ -22,6 +22,8 @@ read from an API is complete: there a missing property is empty.
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -39,8 +41,21 @@ from a source record's values: its value is unknown and must be left alone."""
 OTHER_PHONE_PROPERTY_ID = "String 0x3A1F"
 #: Our stamp on every Outlook copy: the Pipeliner id, so links can be rebuilt if the ledger is lost.
 PIPELINER_ID_PROPERTY_ID = "String {8f7d2c2e-3b0a-4d55-9a55-2f3b6c1e9a41} Name PipelinerContactId"
+#: On an Outlook copy whose business or home phone we left empty while a second one (outside the
+#: table) stays: that list's entries after the empty first one, as JSON. Graph documents nothing
+#: about empty entries in a list; where they are dropped, the second phone moves up to the first
+#: slot, and this tells it apart from a first phone typed in Outlook.
+EMPTY_SLOT_PROPERTY_ID = "String {8f7d2c2e-3b0a-4d55-9a55-2f3b6c1e9a41} Name PipelinerEmptySlot"
 #: Pipeliner fields a sync must never write (fax, additional e-mails).
 PIPELINER_NEVER_WRITTEN = frozenset({"phone3", "email4", "email5"})
+#: Pipeliner's job title as it shows it (API v100 Contact): "Job position of Contact in his primary
+#: Account or quick account position if Contact has no primary Account".
+ACCOUNT_POSITION = "account_position"
+#: The "Quick Account Position": the job title of a contact *without* a primary account. The
+#: create-contact tutorial (developers.pipelinersales.com/api-docs/tutorials-and-articles/
+#: create-contact, "Setting up the Position") says to use it only for a contact not linked to
+#: an Account; a linked contact's job title is the account relation's position.
+QUICK_POSITION = "position"
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,7 @@ FIELDS: tuple[Field, ...] = (
     Field("first_name", "first_name", "givenName"),
     Field("last_name", "last_name", "surname"),
     Field("company", "quick_account_name", "companyName"),
-    Field("job_title", "position", "jobTitle"),
+    Field("job_title", ACCOUNT_POSITION, "jobTitle"),
     Field("business_phone", "phone1", "businessPhones[0]"),
     Field("other_phone", "phone2", f"singleValueExtendedProperties[{OTHER_PHONE_PROPERTY_ID}]"),
     Field("mobile_phone", "phone4", "mobilePhone"),
@@ -168,14 +183,25 @@ def pipeliner_company(contact: Mapping[str, Any]) -> object:
     return contact.get("quick_account_name")
 
 
-#: Where Pipeliner keeps the company: one of these present means the company is known.
-_COMPANY_SOURCES = ("primary_account", "primary_account_name", "quick_account_name")
+def pipeliner_job_title(contact: Mapping[str, Any]) -> object:
+    """The job title Pipeliner shows (DESIGN §2, job_title row): ``account_position``.
+
+    The API computes it (the primary account relation's position, else ``position``); a record
+    without it (another tap's, in Pipeliner's vocabulary) is read from ``position``.
+    """
+    shown = contact.get(ACCOUNT_POSITION)
+    return shown if shown is not None else contact.get(QUICK_POSITION)
+
+
+#: Where Pipeliner keeps a key read from more than one field: one present makes it known.
+_PIPELINER_SOURCES: Mapping[str, tuple[str, ...]] = {
+    "company": ("primary_account", "primary_account_name", "quick_account_name"),
+    "job_title": (ACCOUNT_POSITION, QUICK_POSITION),
+}
 
 
 def _pipeliner_known(contact: Mapping[str, Any], f: Field) -> bool:
-    if f.key == "company":
-        return any(name in contact for name in _COMPANY_SOURCES)
-    return f.pipeliner in contact
+    return any(name in contact for name in _PIPELINER_SOURCES.get(f.key, (f.pipeliner,)))
 
 
 def from_pipeliner(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str, str | None]:
@@ -184,10 +210,15 @@ def from_pipeliner(contact: Mapping[str, Any], *, partial: bool = False) -> dict
     The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too. With
     ``partial``, a key whose Pipeliner field is absent from ``contact`` is left out (unknown).
     """
+    readers: dict[str, Callable[[Mapping[str, Any]], object]] = {
+        "company": pipeliner_company,
+        "job_title": pipeliner_job_title,
+    }
+    known = _pipeliner_known if partial else None
     raw = {
-        f.key: pipeliner_company(contact) if f.key == "company" else contact.get(f.pipeliner)
+        f.key: readers[f.key](contact) if f.key in readers else contact.get(f.pipeliner)
         for f in FIELDS
-        if not partial or _pipeliner_known(contact, f)
+        if known is None or known(contact, f)
     }
     return normalize_values(raw, partial=partial)
 
@@ -197,7 +228,9 @@ def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str,
 
     Empty values are sent as "" (the vendor schema declares plain strings, not nullable ones).
     The company goes to ``quick_account_name``; linking an existing Account instead is the
-    target's decision, since it needs an API lookup.
+    target's decision, since it needs an API lookup. The job title goes to
+    ``account_position``; for a contact without a primary account the target sends it as
+    ``position`` instead (:func:`pipeliner_job_title_field`).
     """
     selected = _selected(values, keys)
     return {BY_KEY[k].pipeliner: _normalized(values, k) or "" for k in selected}
@@ -209,6 +242,17 @@ def _selected(values: Values, keys: Iterable[str] | None) -> tuple[str, ...]:
     if wanted - set(KEYS):
         raise KeyError(f"not field-table keys: {', '.join(sorted(wanted - set(KEYS)))}")
     return tuple(k for k in KEYS if k in wanted)
+
+
+def pipeliner_job_title_field(linked_to_account: bool) -> str:
+    """Where a write puts the job title: the primary account relation's position for a contact
+    linked to an account (``account_position``), the Quick Account Position otherwise.
+
+    Only the field Pipeliner shows is written, so a hidden Quick Account Position of a linked
+    contact is never overwritten, and an unlinked contact's job title does not depend on how
+    Pipeliner treats ``account_position`` without a primary account (the spec does not say).
+    """
+    return ACCOUNT_POSITION if linked_to_account else QUICK_POSITION
 
 
 # --- Graph -----------------------------------------------------------------------------------
@@ -235,26 +279,46 @@ def _scalar(name: str) -> tuple[Getter, Setter]:
     return get, put
 
 
-def _list_slot(name: str, index: int) -> tuple[Getter, Setter]:
-    """One position of a string list; other positions are kept and never shift."""
+def empty_slots(contact: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Our :data:`EMPTY_SLOT_PROPERTY_ID` note on an Outlook contact (or the tap's flattened
+    copy): per phone list, the entries that followed the first slot we left empty."""
+    raw = extended_property(contact, EMPTY_SLOT_PROPERTY_ID) or contact.get("empty_slots")
+    try:
+        note = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    if not isinstance(note, dict):
+        return {}
+    return {k: v for k, v in note.items() if isinstance(v, list)}
+
+
+def _phone_slot(name: str) -> tuple[Getter, Setter]:
+    """The first entry of a phone list; the others lie outside the table, are kept and never
+    shift. An empty first entry is written as "" so they stay second; where Graph drops it, our
+    note (:func:`empty_slots`) says the list still starts with an empty slot."""
 
     def get(contact: Mapping[str, Any]) -> object:
         items = contact.get(name) or []
-        return items[index] if index < len(items) else None
+        if items and empty_slots(contact).get(name) == list(items):
+            return None  # what we wrote after an empty first slot, moved up
+        return items[0] if items else None
 
     def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
         items: list[str] = _working(body, current, name, [])
-        while len(items) <= index:
+        if items and get(current) is None and items[0]:
+            items.insert(0, "")  # the empty first slot Graph dropped, back in place
+        if not items:
             items.append("")
-        items[index] = value or ""
+        items[0] = value or ""
         while items and not items[-1]:
             items.pop()
 
     return get, put
 
 
-def _email_slot(index: int) -> tuple[Getter, Setter]:
-    """One of the three e-mail slots; an empty slot stays in place so the others keep theirs."""
+def _email_slot(index: int) -> Getter:
+    """One of the three e-mail slots as listed (:func:`align_email_slots` puts them back in
+    their agreed slots where Graph dropped an empty one)."""
 
     def get(contact: Mapping[str, Any]) -> object:
         items = contact.get("emailAddresses") or []
@@ -262,18 +326,61 @@ def _email_slot(index: int) -> tuple[Getter, Setter]:
             return None
         return items[index].get("address")
 
-    def put(body: dict[str, Any], current: Mapping[str, Any], value: str | None) -> None:
-        items: list[dict[str, Any]] = _working(body, current, "emailAddresses", [])
-        while len(items) <= index:
-            items.append({"name": "", "address": ""})
-        old = items[index]
-        same = (normalize(old.get("address")) or "").casefold() == (value or "").casefold()
-        name = old.get("name") if same and value and old.get("name") else (value or "")
-        items[index] = {"name": name, "address": value or ""}
-        while items and not items[-1].get("address"):
-            items.pop()
+    return get
 
-    return get, put
+
+def align_email_slots(values: Values, agreed: Values | None) -> dict[str, str | None]:
+    """Outlook's e-mail addresses in the slots the two sides last agreed on.
+
+    We write an empty slot as an empty entry, so that ``email2`` stays second; Graph documents
+    nothing about such entries, and where they are dropped (an Outlook client re-saving the
+    list) the addresses after it move up. Dropping keeps their order, so when the listed
+    addresses leave no gap, they are placed in order into the slots that match the agreed
+    values best: the same address in the same slot, then an address edited where one was, then
+    the earliest slots. With a gap (the empty entries were kept), or no agreed values, the
+    positions are taken as listed.
+    """
+    out = dict(values)
+    if not all(k in values for k in EMAIL_KEYS):
+        return out  # some slots unknown (absent from the record): nothing to realign
+    listed = [values.get(k) for k in EMAIL_KEYS]
+    filled = [v for v in listed if v]
+    if not agreed or listed[: len(filled)] != filled or len(filled) in (0, len(EMAIL_KEYS)):
+        return out
+    wanted = [(agreed.get(k) or "").casefold() or None for k in EMAIL_KEYS]
+
+    def fit(slots: tuple[int, ...]) -> tuple[int, int, list[int]]:
+        same = sum(wanted[s] == v.casefold() for s, v in zip(slots, filled, strict=True))
+        in_place = sum(wanted[s] is not None for s in slots)
+        return same, in_place, [-s for s in slots]
+
+    best = max(itertools.combinations(range(len(EMAIL_KEYS)), len(filled)), key=fit)
+    out.update(dict.fromkeys(EMAIL_KEYS))
+    out.update({EMAIL_KEYS[s]: v for s, v in zip(best, filled, strict=True)})
+    return out
+
+
+def _email_list(addresses: list[str | None], current: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``emailAddresses`` holding ``addresses`` in slot order: an empty slot before a filled
+    one as an empty entry; a current entry with the same address (case aside) is kept, with its
+    display name, and takes the address as written (a change of case reaches Outlook)."""
+    entries = [e for e in current.get("emailAddresses") or () if isinstance(e, Mapping)]
+    by_address = {(normalize(e.get("address")) or "").casefold(): e for e in reversed(entries)}
+    items: list[dict[str, Any]] = []
+    for address in addresses:
+        same = by_address.get(address.casefold()) if address else None
+        if same is None:
+            items.append({"name": address or "", "address": address or ""})
+            continue
+        entry = copy.deepcopy(dict(same))
+        if normalize(entry.get("address")) != address:
+            entry["address"] = address
+        if not entry.get("name"):
+            entry["name"] = address
+        items.append(entry)
+    while items and not items[-1].get("address"):
+        items.pop()
+    return items
 
 
 def _address_part(part: str, name: str = "businessAddress") -> tuple[Getter, Setter]:
@@ -333,18 +440,20 @@ GRAPH_PROPERTY: Mapping[str, str] = {
     "notes": "personalNotes",
 }
 
-_GRAPH: Mapping[str, tuple[Getter, Setter]] = {
+#: How each key is read from and written into a Graph contact; the e-mail slots are written
+#: together (:func:`_email_list`).
+_GRAPH: Mapping[str, tuple[Getter, Setter | None]] = {
     "first_name": _scalar("givenName"),
     "last_name": _scalar("surname"),
     "company": _scalar("companyName"),
     "job_title": _scalar("jobTitle"),
-    "business_phone": _list_slot("businessPhones", 0),
+    "business_phone": _phone_slot("businessPhones"),
     "other_phone": _other_phone(),
     "mobile_phone": _scalar("mobilePhone"),
-    "home_phone": _list_slot("homePhones", 0),
-    "email1": _email_slot(0),
-    "email2": _email_slot(1),
-    "email3": _email_slot(2),
+    "home_phone": _phone_slot("homePhones"),
+    "email1": (_email_slot(0), None),
+    "email2": (_email_slot(1), None),
+    "email3": (_email_slot(2), None),
     "street": _address_part("street"),
     "city": _address_part("city"),
     "state": _address_part("state"),
@@ -353,6 +462,24 @@ _GRAPH: Mapping[str, tuple[Getter, Setter]] = {
     "notes": _scalar("personalNotes"),
 }
 assert set(_GRAPH) == set(KEYS) == set(GRAPH_PROPERTY)
+_PHONE_LISTS = ("businessPhones", "homePhones")
+
+
+def _note_empty_slots(body: dict[str, Any], current: Mapping[str, Any]) -> None:
+    """Keep our :data:`EMPTY_SLOT_PROPERTY_ID` note in step with the phone lists written."""
+    note = empty_slots(current)
+    for name in _PHONE_LISTS:
+        items = body.get(name)
+        if items is None:
+            continue
+        if len(items) > 1 and not items[0]:
+            note[name] = list(items[1:])
+        else:
+            note.pop(name, None)
+    if note != empty_slots(current):
+        _set_extended(
+            body, EMPTY_SLOT_PROPERTY_ID, json.dumps(note, sort_keys=True) if note else ""
+        )
 
 
 def _graph_known(contact: Mapping[str, Any], key: str) -> bool:
@@ -387,19 +514,29 @@ def to_graph(
     keys: Iterable[str] | None = None,
     *,
     stamp: str | None = None,
+    agreed: Values | None = None,
 ) -> dict[str, Any]:
     """A Graph create/PATCH body for ``keys`` (default: those ``values`` has), merged into
     ``current``.
 
     ``displayName`` is always sent (Graph may regenerate it otherwise): a name the user typed
-    in Outlook is kept; one that was derived from the table follows the table.
+    in Outlook is kept; one that was derived from the table follows the table. ``agreed`` (the
+    values the sides agree on once this is written) places the current e-mail addresses back
+    in their slots (:func:`align_email_slots`) before the written ones go into theirs.
     """
     current = current or {}
     selected = _selected(values, keys)
     body: dict[str, Any] = {}
     for key in selected:
-        _GRAPH[key][1](body, current, _normalized(values, key))
+        put = _GRAPH[key][1]
+        if put is not None:
+            put(body, current, _normalized(values, key))
     before = from_graph(current) if current else None
+    if any(k in EMAIL_KEYS for k in selected):
+        slots = align_email_slots(before or empty_values(), agreed)
+        addresses = [_normalized(values, k) if k in selected else slots[k] for k in EMAIL_KEYS]
+        body["emailAddresses"] = _email_list(addresses, current)
+    _note_empty_slots(body, current)
     after = dict(before or empty_values())
     after.update({k: _normalized(values, k) for k in selected})
     shown = current.get("displayName")

@@ -21,9 +21,12 @@ What it relies on (DESIGN §5 and the Graph v1.0 documentation):
   properties expanded: through ``$batch`` GETs in an incremental round, through one listing of
   the folder (1000 per request) in an initial round or a full resync.
 - ``$batch`` takes at most 20 requests; each inner request has its own status, and a 429/503
-  inner answer has its own ``Retry-After`` (seconds, possibly fractional). Graph allows about
-  4 concurrent requests per app and mailbox, so at most ``max_in_flight`` (≤ 4) batches are
-  in flight at once, on top of the per-host limiter of :class:`~contactsync.http.HttpClient`.
+  inner answer has its own ``Retry-After`` (seconds, possibly fractional). Outlook allows 4
+  concurrent requests per app and mailbox, and runs up to 4 requests of a batch in parallel,
+  each counting against that limit (throttling page, "Outlook service limits for JSON
+  batching"): so one batch is in flight at a time, or with ``max_in_flight`` > 1 that many
+  batches whose requests are ``dependsOn``-chained (run one at a time).
+  :meth:`GraphClient._batches_in_flight` is the one place that decides it.
 - Updates carry ``If-Match: W/"<changeKey>"``; a stale changeKey answers 412.
 - Errors are ``{"error": {"code", "message"}}``; this module branches on ``code``.
 
@@ -51,7 +54,11 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.auth import AuthBase
 
-from contactsync.fieldmap import OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID
+from contactsync.fieldmap import (
+    EMPTY_SLOT_PROPERTY_ID,
+    OTHER_PHONE_PROPERTY_ID,
+    PIPELINER_ID_PROPERTY_ID,
+)
 from contactsync.http import (
     BudgetExceeded,
     HttpClient,
@@ -100,14 +107,22 @@ API_VERSION = "v1.0"
 DEFAULT_FOLDER_NAME = "Pipeliner"
 #: The default contacts folder's well-known name (``contactFolders/Contacts``).
 DEFAULT_FOLDER_ALIAS = "Contacts"
-#: The extended properties read with every contact (Other phone, our Pipeliner stamp).
-EXPANDED_PROPERTIES: tuple[str, ...] = (OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID)
+#: The extended properties read with every contact (Other phone, our Pipeliner stamp, our note
+#: of a phone list's empty first slot).
+EXPANDED_PROPERTIES: tuple[str, ...] = (
+    OTHER_PHONE_PROPERTY_ID,
+    PIPELINER_ID_PROPERTY_ID,
+    EMPTY_SLOT_PROPERTY_ID,
+)
 #: Limits documented by Graph: ``$top`` of a list, ``odata.maxpagesize`` of delta, ``$batch``
 #: size, and concurrent requests per app and mailbox.
 MAX_PAGE_SIZE = 1000
 MAX_DELTA_PAGE_SIZE = 200
 MAX_BATCH_SIZE = 20
 MAX_IN_FLIGHT = 4
+#: ``$batch`` requests in flight per mailbox unless told otherwise: one, whose requests Graph
+#: runs 4 at a time (more unordered batches at once would exceed the 4 concurrent requests).
+BATCHES_IN_FLIGHT = 1
 #: Contact properties read (the field table's, plus identity and versions).
 CONTACT_FIELDS: tuple[str, ...] = (
     "id",
@@ -137,6 +152,11 @@ FOLDER_PAGE_SIZE = 100
 MAX_FOLDER_DEPTH = 10
 #: Whole ``$batch`` requests lost in a row (no answer) before the rest is not sent.
 MAX_LOST_BATCHES = 2
+#: Fresh delta rounds tried in one call when the state expires while the folder is read (a
+#: nextLink's skiptoken as much as a stored deltaLink: Graph keeps Outlook's state tokens in a
+#: cache of bounded size, "the older delta tokens are deleted", and answers an expired one with
+#: a 40X `syncStateNotFound`; concepts/delta-query-overview.md, "Token duration").
+MAX_ROUND_STARTS = 3
 
 _VERSION_SUFFIX = re.compile(r"/v1\.0(?:/.*)?$", re.IGNORECASE)
 _OTHER_VERSION = re.compile(r"/(?:beta|v\d+(?:\.\d+)?)(?:/.*)?$", re.IGNORECASE)
@@ -238,7 +258,9 @@ class GraphSettings:
     page_size: int = MAX_PAGE_SIZE
     delta_page_size: int = MAX_DELTA_PAGE_SIZE
     batch_size: int = MAX_BATCH_SIZE
-    max_in_flight: int = MAX_IN_FLIGHT
+    #: ``$batch`` requests in flight: 1 (unordered, Graph runs 4 of its requests at once), or
+    #: up to 4 ``dependsOn``-chained ones.
+    max_in_flight: int = BATCHES_IN_FLIGHT
     policy: HttpPolicy = field(default_factory=lambda: HttpPolicy(max_concurrency=MAX_IN_FLIGHT))
 
     def __post_init__(self) -> None:
@@ -865,9 +887,11 @@ class GraphClient:
         two reads is reported as removed. Within a round, an exact replay (same id and
         changeKey) is skipped, and an id appears at most once per page (its last state wins).
 
-        An expired ``delta_link`` (410) or one of another host restarts the round once from
-        scratch, and those pages carry ``full_resync=True``. The last page carries the new
-        ``delta_link``; a round that is not read to the end yields none.
+        An expired ``delta_link`` (410) or one of another host restarts the round from
+        scratch, and those pages carry ``full_resync=True``. A state token that expires while a
+        round from scratch pages through delta starts that round again (nothing of it was
+        yielded yet), at most :data:`MAX_ROUND_STARTS` times in all. The last page carries the
+        new ``delta_link``; a round that is not read to the end yields none.
         """
         state: dict[bytes, bytes | None] = {}
         if delta_link is not None:
@@ -883,9 +907,37 @@ class GraphClient:
             except _ForeignLink as exc:
                 log.warning("%s; reading the folder again", exc)
             state.clear()
-            yield from self._initial_round(folder, state, full_resync=True)
+            yield from self._fresh_round(folder, state, full_resync=True)
             return
-        yield from self._initial_round(folder, state, full_resync=False)
+        yield from self._fresh_round(folder, state, full_resync=False)
+
+    def _fresh_round(
+        self, folder: Folder, state: dict[bytes, bytes | None], *, full_resync: bool
+    ) -> Iterator[DeltaPage]:
+        """:meth:`_initial_round`, started again when its delta state expires on the way."""
+        for start in range(1, MAX_ROUND_STARTS + 1):
+            try:
+                # The round pages delta to the end before it yields anything: a restart
+                # repeats nothing the caller has seen.
+                yield from self._initial_round(folder, state, full_resync=full_resync)
+                return
+            except SyncStateExpired as exc:
+                if start == MAX_ROUND_STARTS:
+                    raise SyncStateExpired(
+                        f"the delta state of folder {folder.display_name!r} expired "
+                        f"{MAX_ROUND_STARTS} times in a row while the folder was read ({exc}); "
+                        "Microsoft Graph is dropping its sync state faster than the folder can "
+                        "be paged: run again later",
+                        status=exc.status,
+                        code=exc.code,
+                    ) from exc
+                log.warning(
+                    "the delta state of folder %r expired while paging (%s); starting the "
+                    "round again",
+                    folder.display_name,
+                    exc.code or exc.status,
+                )
+                state.clear()
 
     def _delta_headers(self) -> dict[str, str]:
         return {
@@ -1134,8 +1186,24 @@ class GraphClient:
 
     # ------------------------------------------------------------- $batch
 
+    def _batches_in_flight(self) -> tuple[int, bool]:
+        """How many ``$batch`` requests may be in flight for this mailbox, and whether their
+        requests must be ``dependsOn``-chained.
+
+        Graph's throttling page ("Outlook service limits for JSON batching"): Graph sends the
+        requests of a batch without ``dependsOn`` to Outlook "up to four … at a time", run in
+        parallel, each counting against the mailbox's four concurrent requests; with
+        ``dependsOn`` "one request from the batch at a time", so "up to four such batch
+        requests" may run at once. One unordered batch keeps 4 requests busy, as 4 chained ones
+        do; a second unordered one in flight would be throttled. A limiter shared by several
+        clients of one mailbox would decide here.
+        """
+        in_flight = max(1, min(self.settings.max_in_flight, self.settings.policy.max_concurrency))
+        return in_flight, in_flight > 1
+
     def _execute(self, ops: list[_Op]) -> dict[int, _Outcome]:
-        """Send ``ops`` through ``$batch``: ``batch_size`` per request, ``max_in_flight`` at once.
+        """Send ``ops`` through ``$batch``: ``batch_size`` per request, as many at once as
+        :meth:`_batches_in_flight` says.
 
         Inner 429/503 (and 5xx for repeatable methods) are re-queued after their own
         ``Retry-After``; answered requests are kept. Returns the final outcome by ``op.index``.
@@ -1146,7 +1214,7 @@ class GraphClient:
         if not ops:
             return results
         settings = self.settings
-        workers = min(settings.max_in_flight, settings.policy.max_concurrency)
+        workers, chained = self._batches_in_flight()
         pending: list[_Op] = sorted(ops, key=lambda o: o.index)
         in_flight: dict[Future[_BatchAnswer], list[_Op]] = {}
         stop: GraphError | None = None
@@ -1175,7 +1243,7 @@ class GraphClient:
                         if op.first_sent is None:
                             op.first_sent = now
                         op.attempts += 1
-                    in_flight[pool.submit(self._post_batch, ready)] = ready
+                    in_flight[pool.submit(self._post_batch, ready, chained)] = ready
                 if not in_flight:
                     if pending:
                         due = max(gate, min(op.not_before for op in pending))
@@ -1288,6 +1356,13 @@ class GraphClient:
                 op.not_before = now
                 requeue.append(op)
                 continue
+            if status == 424:
+                # Not run: a request it was chained behind failed (JSON batching: "Failed
+                # Dependency"). Sent again with the rest, not counted as an attempt.
+                op.attempts -= 1
+                op.not_before = max((o.not_before for o in requeue), default=now)
+                requeue.append(op)
+                continue
             if status == 429:
                 self._count("inner_throttled")
             retryable = {429, 503} if op.create else {429, 500, 502, 503, 504}
@@ -1341,8 +1416,9 @@ class GraphClient:
             )
         return None
 
-    def _post_batch(self, chunk: list[_Op]) -> _BatchAnswer:
-        """POST one ``$batch`` (runs in a worker thread)."""
+    def _post_batch(self, chunk: list[_Op], chained: bool = False) -> _BatchAnswer:
+        """POST one ``$batch`` (runs in a worker thread); ``chained``: each request
+        ``dependsOn`` the one before, so Graph runs them one at a time."""
         creates = any(op.create for op in chunk)
         requests_ = []
         for op in chunk:
@@ -1351,6 +1427,8 @@ class GraphClient:
                 inner["headers"] = dict(op.headers)
             if op.body is not None:
                 inner["body"] = op.body
+            if chained and requests_:
+                inner["dependsOn"] = [requests_[-1]["id"]]
             requests_.append(inner)
         payload = {"requests": requests_}
         self._count("batches")

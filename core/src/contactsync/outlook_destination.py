@@ -1,6 +1,6 @@
 """The Outlook folder as the destination of a sync leg: the engine's ``Destination`` over Graph.
 
-Every write goes through ``$batch`` (20 per request, at most 4 in flight per mailbox). An update
+Every write goes through ``$batch`` (20 per request, one batch in flight per mailbox). An update
 is merged into the contact's current arrays and addresses (Graph replaces them whole), carries
 ``If-Match`` with the changeKey we read, and always the Pipeliner stamp; a 412 makes the engine
 read the contact again and re-plan it.
@@ -120,7 +120,13 @@ class OutlookDestination:
         """Only the changed fields, merged into the current arrays, stamped, with If-Match."""
         contact_id = action.dest_id or ""
         current = self._current.get(contact_id)
-        body = to_graph(action.fields, current, action.fields.keys(), stamp=action.source_id)
+        body = to_graph(
+            action.fields,
+            current,
+            action.fields.keys(),
+            stamp=action.source_id,
+            agreed=action.agreed,
+        )
         return contact_id, body, current.get("changeKey") if current else None
 
     def _result(self, action: Action, outcome: BatchResult) -> WriteResult:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contactsync.fieldmap import (
+    EMPTY_SLOT_PROPERTY_ID,
     OTHER_PHONE_PROPERTY_ID,
     extended_property,
     from_graph,
@@ -51,6 +52,11 @@ GRAPH_PROPERTIES: dict[str, Any] = {
     "personalNotes": _STRING,
     "other_phone": {**_STRING, "description": f"Outlook's Other phone ({OTHER_PHONE_PROPERTY_ID})"},
     "pipeliner_id": {**_STRING, "description": "The Pipeliner id stamped on the contact"},
+    "empty_slots": {
+        **_STRING,
+        "description": "The sync's note of a phone list's empty first slot "
+        f"({EMPTY_SLOT_PROPERTY_ID})",
+    },
     "changeKey": _STRING,
     "createdDateTime": {"type": ["string", "null"], "format": "date-time"},
     "lastModifiedDateTime": {"type": ["string", "null"], "format": "date-time"},
@@ -72,10 +78,11 @@ def tap_record(contact: Mapping[str, Any]) -> dict[str, Any]:
     record = {
         name: contact.get(name)
         for name in GRAPH_PROPERTIES
-        if name not in ("other_phone", "pipeliner_id")
+        if name not in ("other_phone", "pipeliner_id", "empty_slots")
     }
     record["other_phone"] = extended_property(contact, OTHER_PHONE_PROPERTY_ID)
     record["pipeliner_id"] = pipeliner_stamp(contact)
+    record["empty_slots"] = extended_property(contact, EMPTY_SLOT_PROPERTY_ID)
     return record
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "API_PATH",
     "BATCH_SIZE",
     "MAX_PAGE_SIZE",
+    "VALIDATION_LEVEL",
     "BatchItemResult",
     "PipelinerAuthError",
     "PipelinerClient",
@@ -74,6 +75,13 @@ MAX_PAGE_SIZE = 100
 #: Items per batch request. The spec states no limit for the batch routes; we keep to the page
 #: size limit so a batch never carries more than one page of rows.
 BATCH_SIZE = 100
+
+#: ``validation-level`` of every write: 2, "validate only changed fields in the actual request"
+#: (API parameters page, developers.pipelinersales.com/api-docs/core-api-concepts/api-parameters).
+#: The default, 0, validates every field of the entity, so in a space with required fields we
+#: never write (custom fields, say) every write of a contact missing one would fail; with 2 a
+#: value we write is still checked, so we never store what Pipeliner would refuse from a user.
+VALIDATION_LEVEL = 2
 
 _API_SUFFIX = re.compile(r"/api(?:/v\d+(?:/.*)?)?/*$", re.IGNORECASE)
 _SPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~-]*")
@@ -592,13 +600,16 @@ class PipelinerClient:
         }
         return ids.pop() if len(ids) == 1 else None
 
-    def set_primary_account(self, contact_id: str, account_id: str) -> None:
+    def set_primary_account(
+        self, contact_id: str, account_id: str, *, position: str | None = None
+    ) -> None:
         """Make ``account_id`` the contact's primary account.
 
         Nothing is sent if that relation exists and is primary already. The spec has no update
         route for ContactAccountRelations, so an existing non-primary relation cannot be
         promoted: that raises :class:`PipelinerError` (the caller keeps ``quick_account_name``).
-        Otherwise the relation is created with ``is_primary`` true.
+        Otherwise the relation is created with ``is_primary`` true and ``position`` (the
+        contact's job title at that account, which Pipeliner then shows as its job title).
         """
         if not contact_id or not account_id:
             raise ValueError("set_primary_account needs a contact_id and an account_id")
@@ -622,8 +633,15 @@ class PipelinerClient:
                 "non-primary account, and the API offers no way to update that relation; make "
                 "it primary in Pipeliner"
             )
-        body = {"account_id": account_id, "contact_id": contact_id, "is_primary": True}
-        self._call("POST", "entities/ContactAccountRelations", json=body)
+        body: dict[str, Any] = {
+            "account_id": account_id,
+            "contact_id": contact_id,
+            "is_primary": True,
+        }
+        if position:
+            body["position"] = position
+        params = {"validation-level": VALIDATION_LEVEL}
+        self._call("POST", "entities/ContactAccountRelations", params=params, json=body)
 
     # ------------------------------------------------------------- contacts: write
 
@@ -706,9 +724,8 @@ class PipelinerClient:
 
     def _batch(self, route: str, body: list[Any], *, idempotent: bool) -> list[Any]:
         path = f"entities/Contacts/{route}"
-        payload = self._call(
-            "POST", path, params={"rollback-method": 1}, json=body, idempotent=idempotent
-        )
+        params = {"rollback-method": 1, "validation-level": VALIDATION_LEVEL}
+        payload = self._call("POST", path, params=params, json=body, idempotent=idempotent)
         data = payload.get("data")
         if not isinstance(data, list) or len(data) != len(body):
             got = f"{len(data)} results" if isinstance(data, list) else repr(type(data).__name__)
@@ -876,8 +893,9 @@ class PipelinerClient:
                 PipelinerAuthError,
                 f"Pipeliner rejected the application keys (api_username/api_password) for space "
                 f"{space} at {self.settings.service_url}{detail}. Check api_username and "
-                "api_password against the space's application keys (Pipeliner: Admin → "
-                "Integrations → API access), and that they belong to this space.",
+                "api_password against the space's application keys (Pipeliner: "
+                "Administration → Units, Users & Roles → Applications → Show API Access), and "
+                "that they belong to this space.",
                 status=status,
                 error=body,
             ) from exc

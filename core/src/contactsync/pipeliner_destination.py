@@ -4,6 +4,9 @@ Writes go in batches of up to 100 (``batch-modify`` / ``batch-delete`` / ``batch
 ``rollback-method=1``), so one bad record never sinks the others. New contacts are owned by the
 syncing user. The company goes to an existing Account of that name (case-insensitive) as primary
 account when there is exactly one, else to ``quick_account_name``; Accounts are never created.
+The job title goes where Pipeliner shows it: the primary account relation's position
+(``account_position``) for a contact linked to an account, the Quick Account Position
+(``position``) otherwise; a new primary account relation carries the job title.
 
 The application keys reach the whole space, so Pipeliner never refuses one of our writes: every
 contact read here carries the syncing user's rights on it (``contactsync.scope``, see
@@ -18,7 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from contactsync.engine import WriteResult
-from contactsync.fieldmap import from_pipeliner, to_pipeliner
+from contactsync.fieldmap import (
+    ACCOUNT_POSITION,
+    from_pipeliner,
+    pipeliner_job_title_field,
+    to_pipeliner,
+)
 from contactsync.link import Side
 from contactsync.match import emails, name_key
 from contactsync.pipeliner_api import (
@@ -63,6 +71,9 @@ class PipelinerDestination:
         #: The rights of each contact as last read in this run, for the check at the write.
         self._read: dict[str, DestRecord] = {}
         self._owners: dict[str, str] = {}
+        #: Per contact read: linked to a primary account, and the job title Pipeliner shows.
+        self._linked: dict[str, bool] = {}
+        self._job_title: dict[str, str | None] = {}
 
     @property
     def who(self) -> str:
@@ -75,9 +86,12 @@ class PipelinerDestination:
         sharing = ContactSharing.from_api(contact)
         user = self.user.sync_user
         rel = relation(sharing, user)
+        values = from_pipeliner(contact)
+        self._linked[contact["id"]] = bool(contact.get("primary_account"))
+        self._job_title[contact["id"]] = values["job_title"]
         record = DestRecord(
             contact["id"],
-            from_pipeliner(contact),
+            values,
             modified=parse_time(contact.get("modified")),
             version=str(contact.get("revision")) if contact.get("revision") is not None else None,
             can_delete=can_delete(sharing, user, rel),
@@ -166,6 +180,7 @@ class PipelinerDestination:
         modify: list[tuple[int, dict[str, Any]]] = []
         deletes: list[tuple[int, str]] = []
         restores: list[tuple[int, str]] = []
+        self._learn_links([a.dest_id for a in actions if a.dest_id and a.kind is not Kind.DELETE])
         for index, action in enumerate(actions):
             refusal = self._refusal(action)
             if refusal:
@@ -200,6 +215,10 @@ class PipelinerDestination:
             results[index] = result
             if result.ok and actions[index].kind is not Kind.DELETE:
                 self._link_account(actions[index], result.dest_id)
+        # What was read for this batch has served (kept, it would grow with the run).
+        self._linked.clear()
+        self._job_title.clear()
+        self._read.clear()
         return [results[i] for i in range(len(actions))]
 
     def _refusal(self, action: Action) -> str | None:
@@ -218,11 +237,30 @@ class PipelinerDestination:
             return None if read.can_delete else f"{self.who} may not delete this contact"
         return read.scope_exit or read.edit_refusal
 
+    def _learn_links(self, ids: Sequence[str]) -> None:
+        """Whether these contacts have a primary account, for those not read in this run yet
+        (a restored contact, say): it decides which field holds their job title."""
+        unknown = [i for i in dict.fromkeys(ids) if i not in self._linked]
+        if not unknown:
+            return
+        try:
+            found = self.client.get_contacts(unknown)
+        except PipelinerAuthError:
+            raise
+        except PipelinerError as exc:  # written as unlinked: Pipeliner answers per item
+            log.warning("could not read %d contacts before writing: %s", len(unknown), exc)
+            return
+        for contact in found.values():
+            self._dest_record(contact)
+
     def _item(self, action: Action, target: str | None) -> dict[str, Any]:
         """The batch-modify item: only the fields to write; creates are owned by the user."""
         # Exactly the fields of the action: a create or restore carries every key it knows (a
         # key the source did not carry is left out, never cleared); an update the changed ones.
         item: dict[str, Any] = to_pipeliner(action.fields)
+        if ACCOUNT_POSITION in item:
+            field = pipeliner_job_title_field(bool(target and self._linked.get(target)))
+            item[field] = item.pop(ACCOUNT_POSITION)
         if target:
             item["id"] = target
         else:
@@ -269,13 +307,22 @@ class PipelinerDestination:
         return WriteResult(action.source_id, False, known_id, error=outcome.error)
 
     def _link_account(self, action: Action, contact_id: str | None) -> None:
-        """Make the Account named like the company the primary account, if exactly one exists."""
+        """Make the Account named like the company the primary account, if exactly one exists.
+
+        The new relation carries the job title: once linked, Pipeliner shows the relation's
+        position as the contact's job title (``account_position``).
+        """
         company = action.fields.get("company")
         if not company or not contact_id:
             return
+        if "job_title" in action.fields:
+            job_title = action.fields["job_title"]
+        else:
+            job_title = self._job_title.get(action.dest_id or contact_id)
         try:
             account_id = self.client.find_accounts([company]).get(company.casefold())
             if account_id:
-                self.client.set_primary_account(contact_id, account_id)
+                self.client.set_primary_account(contact_id, account_id, position=job_title)
+                self._linked[contact_id] = True
         except PipelinerError as exc:  # the company is in quick_account_name already
             log.warning("could not link contact %s to account %r: %s", contact_id, company, exc)

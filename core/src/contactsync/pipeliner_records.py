@@ -10,12 +10,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from contactsync.fieldmap import BY_KEY, from_pipeliner
+from contactsync.fieldmap import BY_KEY, QUICK_POSITION, from_pipeliner
 from contactsync.plan import DeleteReason, SourceRecord
 from contactsync.scope import ContactSharing, SyncUser, can_delete, can_edit, relation
 
-#: Pipeliner fields of the table, in table order (company is ``quick_account_name``).
+#: Pipeliner fields of the table, in table order (company is ``quick_account_name``, the job
+#: title ``account_position``).
 TABLE_FIELDS: tuple[str, ...] = tuple(f.pipeliner for f in BY_KEY.values())
+#: Emitted beside them: the Quick Account Position (the job title of an unlinked contact, kept
+#: by Pipeliner but hidden while the contact has a primary account).
+EXTRA_FIELDS: tuple[str, ...] = (QUICK_POSITION,)
 
 #: Why a tombstone was emitted; ``out_of_scope`` only ever removes the Outlook copy.
 DELETED_REASON = "_sync_deleted_reason"
@@ -48,7 +52,7 @@ CONTACT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "id": {"type": ["string", "null"]},
-        **{name: _STRING for name in TABLE_FIELDS},
+        **{name: _STRING for name in (*TABLE_FIELDS, *EXTRA_FIELDS)},
         "primary_account_id": _STRING,
         "primary_account_name": _STRING,
         "owner_id": _STRING,
@@ -96,7 +100,7 @@ def tap_record(contact: Mapping[str, Any], user: SyncUser) -> dict[str, Any]:
     with the syncing user's relation to it and their rights to edit and delete it."""
     sharing = ContactSharing.from_api(contact)
     rel = relation(sharing, user)
-    record: dict[str, Any] = {name: contact.get(name) for name in TABLE_FIELDS}
+    record: dict[str, Any] = {name: contact.get(name) for name in (*TABLE_FIELDS, *EXTRA_FIELDS)}
     account = contact.get("primary_account")
     record.update(
         id=contact["id"],
@@ -175,6 +179,7 @@ def known_values(values: dict[str, str | None], record: Mapping[str, Any]) -> di
 __all__ = [
     "CONTACT_SCHEMA",
     "DELETED_REASON",
+    "EXTRA_FIELDS",
     "SOURCE_ID",
     "SOURCE_PROPERTIES",
     "TABLE_FIELDS",

@@ -162,6 +162,10 @@ class OutlookActor:
     def folders(self) -> list[dict[str, Any]]:
         return self._call("GET", f"/mailboxes/{self.upn}/folders")["folders"]
 
+    def storage(self, **options: Any) -> dict[str, Any]:
+        """Where Graph's docs are silent: ``string_limits``, ``compact_empty_entries``."""
+        return self._call("POST", "/storage", options)
+
     def expire_delta_tokens(self) -> None:
         self._call("POST", "/expire-delta-tokens", {"mailbox": self.upn})
 

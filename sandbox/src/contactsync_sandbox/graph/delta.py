@@ -11,7 +11,11 @@ change number the round started at.
 
 Tokens are opaque random strings kept in a bounded LRU (like Exchange's sync-state cache): an
 evicted, unknown or expired token — or one whose folder's epoch was bumped through the control
-API — answers 410 `syncStateNotFound`, and the client must start over.
+API — answers 410 `syncStateNotFound`, and the client must start over. That holds for a
+nextLink's `$skiptoken` as for a `$deltatoken`: Graph's delta-query overview (microsoft-graph-
+docs-contrib, concepts/delta-query-overview.md, "State tokens", "Token duration") calls both
+state tokens, says Outlook's live in a cache whose older tokens are deleted once it is full, and
+that an expired token answers a 40X error with a code such as `syncStateNotFound`.
 
 Replays: with probability `replay_rate` per page, one item already sent in the round (or on
 this page) is appended again (current state).

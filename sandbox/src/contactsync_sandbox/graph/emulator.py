@@ -17,6 +17,7 @@ import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -158,7 +159,9 @@ class GraphEmulator(Emulator):
         return default_seed()["microsoft"]
 
     def seed(self, data: Any) -> None:
-        self.state = seeding.load(data)
+        storage = self.state.storage
+        self.state = seeding.load(data)  # seeds are stored as given
+        self.state.storage = storage
         self.delta_store.clear()
 
     def snapshot(self) -> Any:
@@ -170,6 +173,7 @@ class GraphEmulator(Emulator):
         with self.lock:
             self.delta_store.replay_rate = 0.0
             self.delta_store.rng.seed(0)
+            self.state.storage = F.DOCUMENTED
 
     def info(self, base_url: str) -> dict[str, Any]:
         with self.lock:
@@ -261,6 +265,7 @@ class GraphEmulator(Emulator):
             wait = self.limiter.spend(key)
             if wait is not None:
                 return self._throttled_response(budget_error(wait), request)
+            self.limiter.serve()
             return super()._answer(request, handler, values, routing_error)
         finally:
             self.limiter.leave(key)
@@ -552,14 +557,14 @@ class GraphEmulator(Emulator):
 
     def op_create_contact(self, ctx: Ctx, folder_id: str | None = None) -> Reply:
         folder = self._folder(ctx, folder_id, write=True)
-        props, extended = F.parse_write(self._body(ctx))
+        props, extended = F.parse_write(self._body(ctx), self.state.storage)
         contact = self.state.create_contact(folder, props, extended)
         return self._contact_reply(ctx, contact, 201)
 
     def op_update_contact(self, ctx: Ctx, contact_id: str, folder_id: str | None = None) -> Reply:
         contact = self._contact(ctx, contact_id, folder_id, write=True)
         self._check_if_match(ctx, contact)
-        props, extended = F.parse_write(self._body(ctx))
+        props, extended = F.parse_write(self._body(ctx), self.state.storage)
         self.state.update_contact(contact, props, extended)
         return self._contact_reply(ctx, contact)
 
@@ -611,38 +616,49 @@ class GraphEmulator(Emulator):
             requests = self._batch_requests(call)
         except ApiError as exc:
             return self.to_response(self.error_reply(exc, call), call)
-        held: dict[Key, bool] = {}
-        statuses: dict[str, int] = {}
+        # Graph's throttling page, "Outlook service limits for JSON batching": requests without
+        # dependsOn go to Outlook up to four at a time and run in parallel; with dependsOn, one
+        # at a time in the given order (see throttle.py).
+        if any(item.get("dependsOn") for item in requests):
+            replies = self._run_in_order(call, grant, requests)
+        else:
+            width = min(self.limiter.settings["batch_parallelism"], len(requests))
+            with ThreadPoolExecutor(width, thread_name_prefix="graph-batch-inner") as pool:
+                replies = list(pool.map(lambda item: self._inner(call, grant, item), requests))
         responses = []
-        try:
-            for item in requests:
-                rid = item["id"]
-                failed = [d for d in item.get("dependsOn", ()) if not 200 <= statuses[d] < 300]
-                if failed:
-                    reply = self.error_reply(
-                        ApiError(
-                            424,
-                            "FailedDependency",
-                            f"The request depends on request(s) {', '.join(failed)}, which failed.",
-                        ),
-                        call,
-                    )
-                else:
-                    reply = self._inner(call, grant, item, held)
-                statuses[rid.lower()] = reply.status
-                entry: dict[str, Any] = {"id": rid, "status": reply.status}
-                headers = dict(reply.headers)
-                if reply.body is not None and reply.status != 204:
-                    headers.setdefault("Content-Type", JSON_TYPE)
-                entry["headers"] = headers
-                if reply.body is not None and reply.status != 204:
-                    entry["body"] = reply.body
-                responses.append(entry)
-        finally:
-            for key, taken in held.items():
-                if taken:
-                    self.limiter.leave(key)
+        for item, reply in zip(requests, replies, strict=True):
+            entry: dict[str, Any] = {"id": item["id"], "status": reply.status}
+            headers = dict(reply.headers)
+            if reply.body is not None and reply.status != 204:
+                headers.setdefault("Content-Type", JSON_TYPE)
+            entry["headers"] = headers
+            if reply.body is not None and reply.status != 204:
+                entry["body"] = reply.body
+            responses.append(entry)
         return self.to_response(Reply(200, {"responses": responses}), call)
+
+    def _run_in_order(
+        self, call: Call, grant: tokens.Grant, requests: list[dict[str, Any]]
+    ) -> list[Reply]:
+        """One request at a time; one whose dependency did not succeed is not run (424)."""
+        statuses: dict[str, int] = {}
+        replies = []
+        for item in requests:
+            failed = [d for d in item.get("dependsOn", ()) if not 200 <= statuses[d] < 300]
+            if failed:
+                reply = self.error_reply(
+                    ApiError(
+                        424,
+                        "FailedDependency",
+                        f"The request depends on request(s) {', '.join(failed)}, which failed.",
+                    ),
+                    call,
+                )
+            else:
+                reply = self._inner(call, grant, item)
+            statuses[item["id"].lower()] = reply.status
+            replies.append(reply)
+        return replies
 
     def _batch_requests(self, call: Call) -> list[dict[str, Any]]:
         if call.body_error:
@@ -701,9 +717,7 @@ class GraphEmulator(Emulator):
             seen.add(rid.lower())
         return requests
 
-    def _inner(
-        self, outer: Call, grant: tokens.Grant, item: dict[str, Any], held: dict[Key, bool]
-    ) -> Reply:
+    def _inner(self, outer: Call, grant: tokens.Grant, item: dict[str, Any]) -> Reply:
         url = item["url"]
         parts = urllib.parse.urlsplit(url)
         method = item["method"].upper()
@@ -731,15 +745,18 @@ class GraphEmulator(Emulator):
         except NotFound:
             return self.error_reply(ApiError(404, "NotFound", f"no route for {call.path}"), call)
         key = self._throttle_key(call.headers.get("Authorization"), values)
-        if key is not None:
-            if not held.get(key):
-                held[key] = self.limiter.enter(key)
-                if not held[key]:
-                    return self.error_reply(self.limiter.concurrency_error(), call)
+        if key is None:
+            return self.run(call, rule.endpoint.op, values)
+        if not self.limiter.enter(key):
+            return self.error_reply(self.limiter.concurrency_error(), call)
+        try:
             wait = self.limiter.spend(key)
             if wait is not None:
                 return self.error_reply(budget_error(wait), call)
-        return self.run(call, rule.endpoint.op, values)
+            self.limiter.serve()
+            return self.run(call, rule.endpoint.op, values)
+        finally:
+            self.limiter.leave(key)
 
     # ------------------------------------------------------------------ control API
 
@@ -767,6 +784,8 @@ class GraphEmulator(Emulator):
             rule(f"{c}/tokens", self.c_issue_token, "POST"),
             rule(f"{c}/expire-tokens", self.c_expire_tokens, "POST"),
             rule(f"{c}/expire-delta-tokens", self.c_expire_delta, "POST"),
+            rule(f"{c}/storage", self.c_storage, "GET"),
+            rule(f"{c}/storage", self.c_set_storage, "POST"),
             rule(f"{c}/throttle", self.c_throttle, "GET"),
             rule(f"{c}/throttle", self.c_set_throttle, "POST"),
             rule(f"{c}/delta", self.c_delta, "GET"),
@@ -898,7 +917,7 @@ class GraphEmulator(Emulator):
         body = self._c_body(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
-            props, extended = F.parse_write(body)
+            props, extended = F.parse_write(body, self.state.storage)
             contact = self.state.create_contact(found, props, extended)
             return self.json_response(self.state.raw_contact(contact), 201)
 
@@ -911,7 +930,7 @@ class GraphEmulator(Emulator):
         body = self._c_body(request)
         with self.lock:
             contact = self._c_contact(self._c_box(mailbox), contact_id)
-            props, extended = F.parse_write(body)
+            props, extended = F.parse_write(body, self.state.storage)
             self.state.update_contact(contact, props, extended)
             return self.json_response(self.state.raw_contact(contact))
 
@@ -985,6 +1004,16 @@ class GraphEmulator(Emulator):
             for folder in targets:
                 folder.epoch += 1
         return self.json_response({"folders": [f.id for f in targets]})
+
+    def c_storage(self, request: Request) -> Response:
+        with self.lock:
+            return self.json_response(self.state.storage.to_json())
+
+    def c_set_storage(self, request: Request) -> Response:
+        body = self._c_body(request)
+        with self.lock:
+            self.state.storage = self.state.storage.updated(body)
+            return self.json_response(self.state.storage.to_json())
 
     def c_throttle(self, request: Request) -> Response:
         return self.json_response(self.limiter.stats()["settings"])

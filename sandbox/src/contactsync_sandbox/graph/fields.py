@@ -9,15 +9,19 @@ Written from the v1.0 property tables and the documented GET sample
   properties: an array or address sent in a PATCH replaces the stored one, nothing is merged.
 * Limits Graph enforces with 400 (`ErrorInvalidProperty`, message as Exchange words it):
   at most 3 `emailAddresses`, 2 `businessPhones`, 2 `homePhones`.
-* Sandbox assumptions (Graph documents no limit; see sandbox/README.md): a single-line string
-  (and each string in a collection, each e-mail address/name and address part) holds at most
-  255 characters, `personalNotes` at most 32,768; longer → 400 `ErrorInvalidProperty`.
+* Where the docs are silent, :class:`Storage` offers both readings as switches (sandbox/README.md,
+  "Storage options"): string lengths (Graph documents no limit, so none by default; the
+  `string_limits` option refuses single-line strings over 255 characters and `personalNotes` or
+  extended-property values over 32,768, as an invented but plausible service would), and empty
+  entries of `emailAddresses` / `businessPhones` / `homePhones` (kept where they were by default;
+  `compact_empty_entries` drops them, as an Outlook client re-saving the list does).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,10 +122,44 @@ MAX_ENTRIES: Mapping[str, tuple[str, int]] = {
     "businessPhones": ("BusinessPhones", 2),
     "homePhones": ("HomePhones", 2),
 }
-#: Sandbox assumption: longest single-line string, and the notes' limit.
+#: The `string_limits` option (invented: Graph documents none): longest single-line string,
+#: and the notes' (and extended properties') limit.
 MAX_STRING = 255
 MAX_LONG_STRING: Mapping[str, int] = {"personalNotes": 32_768}
 NAME_PROPS = ("givenName", "surname")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How the emulated service stores what a write sends, where Graph's docs do not say.
+
+    ``string_limits``: refuse over-long strings (the sandbox's invented limits above) instead of
+    storing them, as Graph documents no length limit on contact strings (contact.md's property
+    table: plain `String`). ``compact_empty_entries``: drop empty strings from `businessPhones` /
+    `homePhones` and address-less entries from `emailAddresses`; Graph documents nothing about
+    empty entries (emailaddress.md, contact.md), and an Outlook client re-saving a contact is
+    seen to drop them.
+    """
+
+    string_limits: bool = False
+    compact_empty_entries: bool = False
+
+    def to_json(self) -> dict[str, bool]:
+        return asdict(self)
+
+    def updated(self, body: Any) -> Storage:
+        if not isinstance(body, dict):
+            raise ValueError("the storage options are a JSON object")
+        unknown = set(body) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown storage option(s): {', '.join(sorted(unknown))}")
+        if not all(isinstance(v, bool) for v in body.values()):
+            raise ValueError("storage options are true or false")
+        return replace(self, **body)
+
+
+#: What the service does where the docs are silent, unless told otherwise.
+DOCUMENTED = Storage()
 
 #: `String 0x3A1F`, `String {guid} Name Foo`, `String {guid} Id 0x8005` (type names as MAPI).
 _EXT_ID = re.compile(
@@ -171,11 +209,13 @@ def _too_long(name: str, value: str, limit: int) -> ApiError:
         400,
         "ErrorInvalidProperty",
         f"The property '{name}' is {len(value)} characters long, longer than the "
-        f"{limit} the sandbox allows.",
+        f"{limit} the sandbox allows (its string_limits option).",
     )
 
 
-def _string(name: str, value: Any, limit: int = MAX_STRING) -> str | None:
+def _string(
+    name: str, value: Any, storage: Storage = DOCUMENTED, limit: int = MAX_STRING
+) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -183,7 +223,7 @@ def _string(name: str, value: Any, limit: int = MAX_STRING) -> str | None:
             f"Cannot convert the literal '{value}' to the expected type 'Edm.String' "
             f"(property '{name}')."
         )
-    if len(value) > limit:
+    if storage.string_limits and len(value) > limit:
         raise _too_long(name, value, limit)
     return value
 
@@ -237,16 +277,18 @@ def parse_datetime(name: str, value: Any) -> str | None:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def normalize_value(name: str, value: Any) -> Any:
+def normalize_value(name: str, value: Any, storage: Storage = DOCUMENTED) -> Any:
     """One writable property as stored (raises `ApiError` 400 when Graph would refuse it)."""
     if name in STRING_PROPS:
-        return _string(name, value, MAX_LONG_STRING.get(name, MAX_STRING))
+        return _string(name, value, storage, MAX_LONG_STRING.get(name, MAX_STRING))
     if name in STRING_LIST_PROPS:
         items = _collection(name, value)
         for item in items:
             if not isinstance(item, str):
                 raise bad_body(f"The property '{name}' must hold strings only.")
-            _string(name, item)
+            _string(name, item, storage)
+        if storage.compact_empty_entries:
+            return [item for item in items if item.strip()]
         return list(items)
     if name == EMAIL_PROP:
         out = []
@@ -254,8 +296,10 @@ def normalize_value(name: str, value: Any) -> Any:
             if not isinstance(item, dict):
                 raise bad_body("Each of 'emailAddresses' must be an emailAddress object.")
             _odata_annotations_only("microsoft.graph.emailAddress", item, ("name", "address"))
-            address = _string("emailAddresses/address", item.get("address"))
-            name_ = _string("emailAddresses/name", item.get("name"))
+            address = _string("emailAddresses/address", item.get("address"), storage)
+            name_ = _string("emailAddresses/name", item.get("name"), storage)
+            if storage.compact_empty_entries and not (address or "").strip():
+                continue
             # Sandbox assumption (the documented sample shows it): Exchange fills the display
             # name with the address when none is given.
             out.append({"name": address if name_ is None else name_, "address": address})
@@ -268,7 +312,7 @@ def normalize_value(name: str, value: Any) -> Any:
         _odata_annotations_only("microsoft.graph.physicalAddress", value, ADDRESS_KEYS)
         address = {}
         for key in ADDRESS_KEYS:
-            part = _string(f"{name}/{key}", value.get(key))
+            part = _string(f"{name}/{key}", value.get(key), storage)
             if part is not None:
                 address[key] = part
         return address
@@ -296,7 +340,7 @@ def normalize_extended_id(raw: Any) -> tuple[str, str]:
     return text.casefold(), text
 
 
-def parse_extended(value: Any) -> list[tuple[str, str, str | None]]:
+def parse_extended(value: Any, storage: Storage = DOCUMENTED) -> list[tuple[str, str, str | None]]:
     """`singleValueExtendedProperties` of a write body: [(key, id, value)]."""
     if value is None:
         return []
@@ -313,13 +357,16 @@ def parse_extended(value: Any) -> list[tuple[str, str, str | None]]:
         raw = item.get("value")
         if raw is not None and not isinstance(raw, str):
             raise bad_body("An extended property 'value' must be a string.")
-        if raw is not None and len(raw) > MAX_LONG_STRING["personalNotes"]:
-            raise _too_long(shown, raw, MAX_LONG_STRING["personalNotes"])
+        limit = MAX_LONG_STRING["personalNotes"]
+        if storage.string_limits and raw is not None and len(raw) > limit:
+            raise _too_long(shown, raw, limit)
         out.append((key, shown, raw))
     return out
 
 
-def parse_write(body: Any) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
+def parse_write(
+    body: Any, storage: Storage = DOCUMENTED
+) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
     """A contact body (POST or PATCH) → (properties to set, extended properties to upsert)."""
     if not isinstance(body, dict):
         raise bad_body("The request body must be a JSON object (a microsoft.graph.contact).")
@@ -329,9 +376,9 @@ def parse_write(body: Any) -> tuple[dict[str, Any], list[tuple[str, str, str | N
         if name.startswith("@odata.") or name in SERVER_PROPS:
             continue
         if name == EXTENDED:
-            extended = parse_extended(value)
+            extended = parse_extended(value, storage)
         elif name in WRITABLE_PROPS:
-            props[name] = normalize_value(name, value)
+            props[name] = normalize_value(name, value, storage)
         elif name in UNWRITABLE_RELATIONS:
             raise bad_body(f"The sandbox does not emulate writing '{name}' on a contact.")
         else:

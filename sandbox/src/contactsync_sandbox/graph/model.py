@@ -134,6 +134,8 @@ class GraphState:
 
     def __init__(self) -> None:
         self.meta: dict[str, Any] = {}
+        #: How writes are stored where Graph's docs are silent (the emulator's storage options).
+        self.storage = F.DOCUMENTED
         self.mailboxes: dict[str, Mailbox] = {}
         self._by_name: dict[str, Mailbox] = {}
         self.folders: dict[str, Folder] = {}
@@ -249,11 +251,10 @@ class GraphState:
             parent.children.pop(folder.id, None)
         del self.folders[folder.id]
 
-    @staticmethod
-    def _folder_name(name: Any) -> str:
+    def _folder_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name.strip():
             raise ApiError(400, "ErrorInvalidRequest", "A folder needs a non-empty displayName.")
-        if len(name) > F.MAX_STRING:
+        if self.storage.string_limits and len(name) > F.MAX_STRING:
             raise ApiError(
                 400,
                 "ErrorInvalidProperty",

@@ -1,18 +1,29 @@
-"""Outlook's per app-and-mailbox limits: concurrent requests and a request budget per window.
+"""Outlook's limits: concurrent requests and a request budget per window.
 
-Graph documents, for Outlook resources, "4 concurrent requests" and "10,000 API requests in a
-10 minute period", evaluated per app id and mailbox. The sandbox's model (sandbox/README.md):
+Graph's throttling page (microsoft-graph-docs-contrib, includes/throttling-outlook.md, included
+by concepts/throttling-limits.md), for Outlook resources, "Limits per mailbox": "10,000 API
+requests in a 10-minute period" and "Four concurrent requests", evaluated per app ID and
+mailbox. An earlier version of that page (concepts/throttling-limits.md at commit 01351749…,
+"Limits per app ID") read the concurrency limit per app: "Outlook can execute up to 4 concurrent
+requests … regardless of whether the requests all access the same mailbox, or access different
+mailboxes"; `concurrency_scope: "app"` models that reading. And "Outlook service limits for
+JSON batching": Graph sends the requests of a batch without `dependsOn` to Outlook "up to four
+… at a time", executed in parallel, each within those concurrency limits; with `dependsOn`,
+"one request from the batch at a time". The sandbox's model (sandbox/README.md):
 
-* Concurrency: a top-level request to a mailbox holds one slot of (app, mailbox) while it is
-  served (latency faults included). A `$batch` holds one slot per mailbox its inner requests
-  address, from the first such inner request until the batch ends (the emulator runs inner
-  requests one after the other). Over the limit → 429 `ApplicationThrottled` ("Application is
-  over its MailboxConcurrency limit.") with `Retry-After` (`concurrency_retry_after`, default 1);
-  for a batch, the inner requests get the 429 and the batch itself answers 200.
+* Concurrency: every request to a mailbox — top level, or inside a `$batch` — holds one slot of
+  (app, mailbox) (or of the app, with `concurrency_scope: "app"`) while it is served (latency
+  faults and `request_seconds` included). A batch runs its requests `batch_parallelism` (4) at a
+  time, or one at a time when any of them has `dependsOn`. Over the limit → 429
+  `ApplicationThrottled` ("Application is over its MailboxConcurrency limit.") with
+  `Retry-After` (`concurrency_retry_after`, default 1); inside a batch that request gets the
+  429 and the batch itself answers 200.
 * Budget (off by default): every request to a mailbox — each inner request of a batch, not the
   batch itself — spends one unit of (app, mailbox) in a sliding window; refused requests spend
   nothing. Over → 429 `ApplicationThrottled` with a fractional `Retry-After`: the seconds until
   the oldest counted request leaves the window.
+* `request_seconds` (default 0): how long Outlook takes to execute each request (not
+  documented; measurements set it so that requests overlap as they do against the service).
 """
 
 from __future__ import annotations
@@ -30,10 +41,14 @@ from ..server import ApiError
 Key = tuple[str, str]  # (client id, mailbox id)
 DEFAULTS: Mapping[str, Any] = {
     "concurrency": 4,
+    "concurrency_scope": "mailbox",
+    "batch_parallelism": 4,
+    "request_seconds": 0.0,
     "requests": None,
     "window_seconds": 600.0,
     "concurrency_retry_after": 1.0,
 }
+SCOPES = ("mailbox", "app")
 
 
 def _number(value: Any, name: str, *, integer: bool = False, allow_none: bool = False) -> Any:
@@ -77,6 +92,19 @@ class Limiter:
             new["concurrency_retry_after"] = float(
                 _number(body["concurrency_retry_after"], "concurrency_retry_after")
             )
+        if "concurrency_scope" in body:
+            if body["concurrency_scope"] not in SCOPES:
+                raise ValueError(f"concurrency_scope must be one of {', '.join(SCOPES)}")
+            new["concurrency_scope"] = body["concurrency_scope"]
+        if "batch_parallelism" in body:
+            new["batch_parallelism"] = _number(
+                body["batch_parallelism"], "batch_parallelism", integer=True
+            )
+        if "request_seconds" in body:
+            seconds = body["request_seconds"]
+            if seconds not in (0, 0.0):
+                seconds = _number(seconds, "request_seconds")
+            new["request_seconds"] = float(seconds)
         with self._lock:
             if new["window_seconds"] != self.settings["window_seconds"]:
                 self._windows.clear()
@@ -104,29 +132,40 @@ class Limiter:
             },
         )
 
+    def _slot(self, key: Key) -> Key:
+        return key if self.settings["concurrency_scope"] == "mailbox" else (key[0], "*")
+
     def enter(self, key: Key) -> bool:
-        """Take a slot; False (and counted) when the mailbox is at its concurrency limit."""
+        """Take a slot; False (and counted) when the mailbox (or the app) is at its limit."""
         with self._lock:
             limit = self.settings["concurrency"]
-            current = self._in_flight.get(key, 0)
+            slot = self._slot(key)
+            current = self._in_flight.get(slot, 0)
             stat = self._stat(key[1])
             if limit is not None and current >= limit:
                 stat["throttled_concurrency"] += 1
                 return False
-            self._in_flight[key] = current + 1
+            self._in_flight[slot] = current + 1
             stat["in_flight"] += 1
             stat["max_in_flight"] = max(stat["max_in_flight"], stat["in_flight"])
             return True
 
     def leave(self, key: Key) -> None:
         with self._lock:
-            left = self._in_flight.get(key, 0) - 1
+            slot = self._slot(key)
+            left = self._in_flight.get(slot, 0) - 1
             if left > 0:
-                self._in_flight[key] = left
+                self._in_flight[slot] = left
             else:
-                self._in_flight.pop(key, None)
+                self._in_flight.pop(slot, None)
             stat = self._stat(key[1])
             stat["in_flight"] = max(0, stat["in_flight"] - 1)
+
+    def serve(self) -> None:
+        """Outlook's time to execute a request (``request_seconds``), spent holding its slot."""
+        seconds = self.settings["request_seconds"]
+        if seconds:
+            time.sleep(seconds)
 
     def spend(self, key: Key) -> float | None:
         """Spend one request of the budget; the seconds to wait when there is none left."""

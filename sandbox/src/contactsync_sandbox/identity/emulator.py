@@ -321,6 +321,15 @@ class IdentityEmulator(Emulator):
         app = self._app(client_id)
         if secret is not None:
             self._check_secret(app, secret)
+        elif grant_type in (DEVICE_CODE_GRANT, "refresh_token") and not app.allow_public_client:
+            # A confidential client must authenticate; only "Allow public client flows" lets
+            # these grants go without a secret (see AppRegistration.allow_public_client).
+            raise oauth_error(
+                401,
+                "invalid_client",
+                "AADSTS7000218: The request body must contain the following parameter: "
+                "'client_assertion' or 'client_secret'.",
+            )
         if grant_type == "client_credentials":
             return self._client_credentials(app, secret, form.get("scope"))
         if grant_type == DEVICE_CODE_GRANT:

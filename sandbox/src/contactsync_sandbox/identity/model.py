@@ -86,6 +86,15 @@ class AppRegistration:
     display_name: str = "app"
     delegated_scopes: list[str] = field(default_factory=list)
     application_permissions: list[str] = field(default_factory=list)
+    #: Authentication → Advanced settings → "Allow public client flows" (the manifest's
+    #: `allowPublicClient`). Entra's default is No: the registration is then a confidential
+    #: client, and a token request without its secret (device code, a public client's refresh)
+    #: fails with AADSTS7000218 ("Error AADSTS7000218 when a confidential client application
+    #: authenticates to Microsoft Entra ID", MicrosoftDocs/SupportArticles-docs,
+    #: support/entra/entra-id/app-integration/confidential-client-application-authentication-
+    #: error-aadsts7000218.md: without a reply URL, as in the device authorization grant, Entra
+    #: uses the registration's default client type).
+    allow_public_client: bool = False
 
     def allows_delegated(self, scope: str) -> bool:
         wanted = scope.lower()
@@ -225,6 +234,12 @@ def _string_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false")
+    return value
+
+
 def check_settings(values: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, int | float]:
     """`base` updated with `values`; every value a positive number (ValueError otherwise)."""
     unknown = sorted(set(values) - set(DEFAULT_SETTINGS))
@@ -273,6 +288,7 @@ def load(data: Any) -> IdentityState:
             application_permissions=_string_list(
                 raw.get("application_permissions"), "application_permissions"
             ),
+            allow_public_client=_flag(raw.get("allow_public_client", False), "allow_public_client"),
         )
         apps[app.client_id] = app
     users: dict[str, User] = {}

@@ -3,7 +3,9 @@
 `demo_contacts(count=300, seed=42)` returns contact seeds (the format `POST /_sandbox/seed`
 takes under `contacts`) spread over the seeded users, with the variety a sync has to get right:
 several owners; editors and watchers through user and unit sharing; share modes 0–3; primary
-accounts (some with a second, non-primary account) or only a `quick_account_name`; phones and
+accounts (some with a second, non-primary account) or only a `quick_account_name`; linked
+contacts whose job title at their account differs from their hidden Quick Account Position (as
+in a real space: Pipeliner shows the account relation's position); phones and
 e-mails in various slots, including `phone3` (fax), `email4` and `email5`, which the sync must
 never touch; unicode names; multi-line comments; a few delete-protected, archived and
 soft-deleted contacts. The same (count, seed, identities) always gives the same data.
@@ -102,6 +104,14 @@ def _phone(rng: random.Random) -> str:
     )
 
 
+def _account_position(quick: str, number: int) -> str:
+    """The job title at the primary account: for every third linked contact another one than
+    the Quick Account Position (drawn without the random stream, so the rest stays as it was)."""
+    if number % 3:
+        return quick
+    return POSITIONS[(POSITIONS.index(quick) + 1) % len(POSITIONS)] if quick else POSITIONS[0]
+
+
 def demo_contacts(
     count: int = 300,
     seed: int = 42,
@@ -162,7 +172,7 @@ def demo_contacts(
                     "id": next_id("account", ACCOUNT_RELATION_ID_PREFIX),
                     "account_id": account["id"],
                     "is_primary": True,
-                    "position": contact.get("position", ""),
+                    "position": _account_position(contact.get("position", ""), number),
                 }
             ]
             others = [a for a in live_accounts if a["id"] != account["id"]]

@@ -57,6 +57,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "include_total": False,
     "batch_max_items": 100,
     "rate_limit": None,
+    # Contact fields the space makes required (Administration → Fields), e.g. custom fields.
+    "contact_required_fields": [],
 }
 STRING_OPERATORS = frozenset(
     {"ieq", "not-ieq", "contains", "starts", "ends", "icontains", "istarts", "iends"}
@@ -411,6 +413,12 @@ class Space:
         return rel["account_id"] if rel else None
 
     def _account_position(self, row: Mapping[str, Any]) -> str:
+        """The job title Pipeliner shows. Spec (Contact.account_position): "Job position of
+        Contact in his primary Account or quick account position if Contact has no primary
+        Account"; the create-contact tutorial (developers.pipelinersales.com/api-docs/
+        tutorials-and-articles/create-contact, "Setting up the Position"): `position` is the
+        Quick Account Position, for contacts not linked to an Account, and `account_position`
+        "is linked directly with the Account"."""
         rel = self._primary_relation(row)
         return str(rel.get("position", "")) if rel else str(row.get("position", ""))
 
@@ -573,6 +581,7 @@ class Space:
         self._check_unmodelled(data)
         if not (str(data.get("first_name", "")).strip() or str(data.get("last_name", "")).strip()):
             raise validation("[first_name] at least one of first_name, last_name is required")
+        self._check_required(data, None, vl)
         if "account_position" in data:
             # With a new primary account relation, account_position is that relation's position.
             for item in data.get("account_relations", ()):
@@ -630,6 +639,7 @@ class Space:
         last = data.get("last_name", row.get("last_name", ""))
         if not (str(first).strip() or str(last).strip()):
             raise validation("[first_name] at least one of first_name, last_name is required")
+        self._check_required(data, row, vl)
         relation_plans = [
             self._plan_relation_set(rid, name, data[name], vl)
             for name in _RELATION_SETS
@@ -666,6 +676,8 @@ class Space:
             if name == "created":
                 row["created"] = parse_us(value)
             elif name == "account_position":
+                # Written through to what it shows (see _account_position): the primary
+                # relation's position (plan_contact_update), else the Quick Account Position.
                 if not has_primary:
                     row["position"] = value
             elif name == "picture":
@@ -673,6 +685,26 @@ class Space:
             elif name.startswith("cf_") or kind == "str" or name in _CONTACT_PLAIN:
                 row[name] = value
             # revision, relation sets and unmodelled relations: handled elsewhere / ignored
+
+    def _check_required(self, data: Mapping[str, Any], row: Row | None, vl: int) -> None:
+        """The space's required Contact fields, as `validation-level` asks.
+
+        Pipeliner's API parameters page (developers.pipelinersales.com/api-docs/core-api-concepts/
+        api-parameters, "Validation"): 0, the default, validates each field of the entity; 2
+        validates only the fields changed in the request; 4 only system fields ("When the
+        business has many required fields on the Entities, you might want to skip the
+        validation of those fields"). So with 0 a write fails while any required field of the
+        resulting contact is empty, with 2 only if it sends one empty, with 4 never.
+        """
+        required = self.settings["contact_required_fields"]
+        if not required or vl & 4:
+            return
+        for name in required:
+            if vl & 2 and name not in data:
+                continue
+            value = data[name] if name in data else (row or {}).get(name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise validation(f"[{name}] is required in this space (Contact field)")
 
     def _check_unmodelled(self, data: Mapping[str, Any]) -> None:
         for name, entity in _UNMODELLED_CONTACT_INPUTS.items():
@@ -1236,6 +1268,17 @@ class Space:
             isinstance(purge, bool) or not isinstance(purge, int | float) or purge < 0
         ):
             raise ValueError("purge_deleted_after must be a number of seconds >= 0, or null")
+        fields = new["contact_required_fields"]
+        kinds = self.types["Contact"].kinds
+        if not isinstance(fields, list) or not all(
+            isinstance(f, str) and (CUSTOM_FIELD_RE.match(f) or kinds.kind(f) == "str")
+            for f in fields
+        ):
+            raise ValueError(
+                "contact_required_fields must be a list of Contact text fields or custom "
+                "fields (cf_…)"
+            )
+        new["contact_required_fields"] = list(dict.fromkeys(fields))
         self.settings = new
         return dict(new)
 
