@@ -7,6 +7,7 @@ database is touched. Without a reachable server those tests are skipped, saying 
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -615,3 +616,160 @@ def test_unparsable_url_does_not_echo_it():
     with pytest.raises(LedgerError) as failed:
         Ledger("postgresql://sync:s3cret-pw@host:notaport/db")
     assert "s3cret-pw" not in str(failed.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema 2: migration from schema 1, parked failures, lost conflict values, the folder binding
+
+
+def _schema_1(url: str) -> None:
+    """A ledger exactly as release 1 (schema 1) wrote it, with a link and a failure."""
+    from sqlalchemy import (
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        PrimaryKeyConstraint,
+        String,
+        Table,
+        Text,
+        create_engine,
+    )
+
+    from contactsync.ledger import _resolve_url
+
+    meta = MetaData()
+    scope_cols = [Column(n, String(512), nullable=False) for n in _SCOPE_NAMES]
+    old_links = Table(
+        "contactsync_links",
+        meta,
+        *scope_cols,
+        Column("pipeliner_id", String(512), nullable=False),
+        Column("outlook_id", String(512), nullable=True),
+        Column("agreed", Text, nullable=False),
+        Column("pipeliner_version", Text, nullable=True),
+        Column("outlook_version", Text, nullable=True),
+        Column("state", String(32), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, "pipeliner_id"),
+    )
+    old_failures = Table(
+        "contactsync_failures",
+        meta,
+        *[Column(n, String(512), nullable=False) for n in _SCOPE_NAMES],
+        Column("side", String(16), nullable=False),
+        Column("record_id", String(512), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("first_failed_at", DateTime(timezone=True), nullable=False),
+        Column("last_failed_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, "side", "record_id"),
+    )
+    meta_table = Table(
+        "contactsync_ledger_meta",
+        meta,
+        Column("key", String(64), primary_key=True),
+        Column("value", Text, nullable=False),
+    )
+    resolved = _resolve_url(url)
+    if resolved.get_backend_name() == "sqlite":
+        Path(resolved.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(resolved)
+    scope = dict(zip(_SCOPE_NAMES, ("u1", "s1", "m1", "f1"), strict=True))
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(meta_table.insert().values(key="schema_version", value="1"))
+        conn.execute(
+            old_links.insert().values(
+                **scope,
+                pipeliner_id="p-1",
+                outlook_id="o-1",
+                agreed=json.dumps({"first_name": "Ada", "notes": "kept"}),
+                pipeliner_version="7",
+                outlook_version="ck",
+                state="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            old_failures.insert().values(
+                **scope,
+                side="outlook",
+                record_id="o-2",
+                payload=json.dumps({"id": "o-2", "version": "v1"}),
+                reason="503",
+                attempts=2,
+                first_failed_at=now,
+                last_failed_at=now,
+            )
+        )
+    engine.dispose()
+
+
+_SCOPE_NAMES = ("user_id", "space_id", "mailbox", "folder_id")
+
+
+def test_a_schema_1_ledger_is_migrated_without_losing_a_link(ledger_url: str) -> None:
+    _schema_1(ledger_url)
+    with Ledger(ledger_url) as ledger, ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+        [link] = list(run.iter_links())
+        assert (link.pipeliner_id, link.outlook_id, dict(link.agreed)) == (
+            "p-1",
+            "o-1",
+            {"first_name": "Ada", "notes": "kept"},
+        )
+        assert (link.pipeliner_version, link.outlook_version, dict(link.pinned)) == ("7", "ck", {})
+        [failure] = run.failures()
+        assert (failure.record_id, failure.attempts, failure.parked_at) == ("o-2", 2, None)
+        # The new columns and tables work on the migrated database.
+        run.put(link.with_changes(pinned={"job_title": "Short"}))
+        assert dict(run.get(Side.PIPELINER, "p-1").pinned) == {"job_title": "Short"}
+        assert run.bind_folder("AAMk-folder", "Pipeliner").folder_id == "AAMk-folder"
+    with Ledger(ledger_url) as again, again.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+        assert run.folder_binding() is not None  # opened twice: migrated once, then as is
+
+
+def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: ScopeLedger) -> None:
+    first = {"id": "o-9", "version": "v1"}
+    for attempt in (1, 2):
+        failure = run.record_failure(Side.OUTLOOK, "o-9", first, "422 name", park_after=3)
+        assert (failure.attempts, failure.parked_at) == (attempt, None)
+    parked = run.record_failure(Side.OUTLOOK, "o-9", first, "422 name", park_after=3)
+    assert parked.attempts == 3 and parked.parked_at is not None
+    assert run.failures(Side.OUTLOOK) == []  # not retried
+    assert [f.record_id for f in run.failures(Side.OUTLOOK, parked=True)] == ["o-9"]
+    changed = run.record_failure(
+        Side.OUTLOOK, "o-9", {**first, "version": "v2"}, "422", park_after=3
+    )
+    assert (changed.attempts, changed.parked_at) == (1, None)  # a new version: tried afresh
+
+
+def test_lost_values_are_kept_until_restored(run: ScopeLedger) -> None:
+    from contactsync.ledger import LostValue
+
+    now = datetime.now(UTC)
+    run.record_conflicts(
+        [LostValue("c-1", "p-1", "job_title", Side.PIPELINER, "CTO", "CEO", "pipeliner_wins", now)]
+    )
+    [lost] = run.lost_values()
+    assert (lost.field, lost.kept_value, lost.lost_value, lost.restored_at) == (
+        "job_title",
+        "CTO",
+        "CEO",
+        None,
+    )
+    run.mark_restored("c-1")
+    assert run.lost_values() == [] and len(run.lost_values(restored=True)) == 1
+
+
+def test_a_scope_is_bound_to_one_folder_id(run: ScopeLedger) -> None:
+    assert run.folder_binding() is None
+    run.bind_folder("id-1", "Pipeliner")
+    renamed = run.bind_folder("id-1", "CRM")
+    assert (renamed.folder_id, renamed.display_name) == ("id-1", "CRM")
+    with pytest.raises(LedgerError, match="bound to Outlook folder id-1"):
+        run.bind_folder("id-2", "Pipeliner")

@@ -10,17 +10,19 @@ import pytest
 
 from contactsync.report import COUNTERS, RunReport
 
+#: Issue #14: one vocabulary of outcomes in one order, then the details.
 EXPECTED_COUNTERS = (
-    "read",
     "created",
     "updated",
     "deleted",
     "restored",
-    "linked",
     "unchanged",
     "out_of_scope",
-    "conflicts",
     "rejected",
+    "needs_attention",
+    "read",
+    "linked",
+    "conflicts",
     "failed",
     "retried",
     "forgotten",
@@ -87,7 +89,12 @@ def test_summary_lists_nonzero_counts_in_order():
     report.count("unchanged", 40)
     report.count("read", 42)
     report.count("created", 2)
-    assert report.summary() == "pipeliner -> outlook: 42 read, 2 created, 40 unchanged"
+    report.count("out_of_scope", 3)
+    report.count("needs_attention")
+    assert report.summary() == (
+        "pipeliner -> outlook: 42 read; 2 created, 40 unchanged, 3 out of scope, "
+        "1 needs attention"
+    )
 
 
 def test_summary_with_issues_error_and_dry_run():
@@ -98,7 +105,7 @@ def test_summary_with_issues_error_and_dry_run():
     report.issue("p-2", "rejected", "no delete right")
     report.error = "token expired"
     assert report.summary().splitlines() == [
-        "outlook -> pipeliner (dry run): 3 read, 1 failed",
+        "outlook -> pipeliner (dry run): 3 read; 1 failed",
         "  failed p-1: HTTP 500 after 5 retries",
         "  rejected p-2: no delete right",
         "  stopped: token expired",
@@ -106,7 +113,7 @@ def test_summary_with_issues_error_and_dry_run():
 
 
 def test_summary_of_an_idle_run():
-    assert RunReport("pipeliner", "outlook").summary() == "pipeliner -> outlook: nothing to do"
+    assert RunReport("pipeliner", "outlook").summary() == "pipeliner -> outlook: no change"
     assert "(dry run)" not in RunReport("pipeliner", "outlook").summary()
 
 

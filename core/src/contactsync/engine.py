@@ -15,13 +15,14 @@ the very code the targets run. Durability rules:
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from contactsync.fieldmap import align_email_slots
-from contactsync.ledger import ScopeLedger
+from contactsync.ledger import LostValue, ScopeLedger
 from contactsync.link import Link, LinkState, Side
 from contactsync.merge import ConflictPolicy
 from contactsync.plan import (
@@ -52,6 +53,12 @@ class WriteResult:
     error: str | None = None
     #: The copy changed between our read and our write (HTTP 412): read again and re-plan.
     stale: bool = False
+    #: The destination refused the record's data (400/422): retrying it unchanged cannot help.
+    permanent: bool = False
+    #: Table keys left out of a write that otherwise succeeded, and why (the destination refused
+    #: their values); ``kept`` holds the destination's own value of each, which stays.
+    refused: Mapping[str, str] = field(default_factory=dict)
+    kept: Mapping[str, str | None] = field(default_factory=dict)
 
 
 class Destination(Protocol):
@@ -127,6 +134,9 @@ def _slots_as_agreed(record: _Outlook, agreed: Mapping[str, Any] | None) -> _Out
 
 # --- the leg -------------------------------------------------------------------------------
 
+#: A record refused for its data this many times is parked until it changes.
+PARK_AFTER = 3
+
 #: Why a tombstone sits in the ledger's pending work until the leg ends.
 DEFERRED_DELETE = "delete held until the end of the run for the mass-delete guard"
 
@@ -135,7 +145,7 @@ _COUNTER = {
     Kind.UPDATE: "updated",
     Kind.RESTORE: "restored",
     Kind.DELETE: "deleted",
-    Kind.LINK: "linked",
+    Kind.LINK: "linked",  # a match linked: its merge wrote what differed
     Kind.SKIP: "unchanged",
     Kind.CONFLICT_RESOLVED: "unchanged",
     Kind.KEEP: "unchanged",
@@ -167,7 +177,9 @@ class SyncLeg:
         self._deferred: dict[str, tuple[Action, SourceRecord]] = {}
         self._handled: set[str] = set()
         self._replanned: set[str] = set()
-        self._failed_before = {f.record_id for f in ledger.failures(self.src)}
+        self._failed_before = {f.record_id for f in ledger.failures(self.src, parked=None)}
+        #: Records refused for their data too often: skipped while they stay as they were.
+        self._parked = {f.record_id: f for f in ledger.failures(self.src, parked=True)}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -181,7 +193,7 @@ class SyncLeg:
 
     def process(self, records: Sequence[SourceRecord]) -> None:
         """Plan and write one batch (the last record of an id wins within a batch)."""
-        batch = list({r.id: r for r in records}.values())
+        batch = [r for r in {r.id: r for r in records}.values() if not self._still_parked(r)]
         if not batch:
             return
         self.report.count("read", sum(r.id not in self._replanned for r in batch))
@@ -231,6 +243,20 @@ class SyncLeg:
 
     def finish(self) -> RunReport:
         """Restores owed to Outlook, then the deletes, behind the mass-delete guard."""
+        try:
+            return self._finish()
+        finally:
+            self._report_parked()
+
+    def _report_parked(self) -> None:
+        """Every record waiting for a person is in every report until it changes."""
+        if self.settings.dry_run:
+            return
+        for failure in self.ledger.failures(self.src, parked=True):
+            self.report.count("needs_attention")
+            self.report.issue(failure.record_id, "needs attention", failure.reason)
+
+    def _finish(self) -> RunReport:
         if self.src is Side.PIPELINER:
             self._settle_owed_work()
         if self._deferred:
@@ -252,6 +278,19 @@ class SyncLeg:
         return self.report
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _still_parked(self, record: SourceRecord) -> bool:
+        """A parked record that has not changed since: not tried again (it needs a person)."""
+        parked = self._parked.get(record.id)
+        if parked is None:
+            return False
+        stored = record_from_payload(parked.payload)
+        if (record.version is not None and record.version == stored.version) or (
+            record.values == stored.values and record.deleted == stored.deleted
+        ):
+            return True
+        del self._parked[record.id]  # changed: tried afresh
+        return False
 
     def _settle_owed_work(self) -> None:
         """Outlook copies owed from earlier runs: put back (RESTORE_OUTLOOK) or removed
@@ -305,7 +344,7 @@ class SyncLeg:
             if action.writes and not self.settings.dry_run:
                 writes.append((action, record))
                 continue
-            self._count(action)
+            self._count(action, record)
             if not self.settings.dry_run:
                 self._record_without_write(action, record, links.get(action.source_id))
         if not writes:
@@ -330,9 +369,11 @@ class SyncLeg:
                     self.ledger.remove(self._pipeliner_id(action, result))
                 else:
                     new_links.append(link)
+                self._refused_keys(record, result)
+                self._keep_lost_values(action, self._pipeliner_id(action, result))
                 self._cleared(record.id)
             else:
-                self._failed(action, record, result.error or "write failed")
+                self._failed(action, record, result.error or "write failed", result.permanent)
         if new_links:
             self.ledger.put_many(new_links)
         if replan:
@@ -342,6 +383,8 @@ class SyncLeg:
     def _record_without_write(
         self, action: Action, record: SourceRecord, link: Link | None
     ) -> None:
+        if link is not None and action.conflicts:
+            self._keep_lost_values(action, link.pipeliner_id)
         if action.kind is Kind.FORGET and link is not None:
             self.ledger.remove(link.pipeliner_id)
         elif link is not None and (action.agreed is not None or action.link_state is not None):
@@ -361,10 +404,18 @@ class SyncLeg:
         if action.kind is Kind.REJECT:
             self.report.issue(record.id, "rejected", action.reason)
             if action.link_state is None:
-                # Not settled by a restore: try again next run (the user may fix the cause).
-                self.ledger.record_failure(
-                    self.src, record.id, record_to_payload(record), action.reason
+                # Not settled by a restore: try again next run (the user may fix the cause),
+                # a bounded number of times while the record stays as it is.
+                failure = self.ledger.record_failure(
+                    self.src,
+                    record.id,
+                    record_to_payload(record),
+                    action.reason,
+                    park_after=PARK_AFTER,
                 )
+                self._failed_before.add(record.id)
+                if failure.parked_at is not None:
+                    self._parked[record.id] = failure
             else:
                 self._cleared(record.id)
         else:
@@ -385,30 +436,108 @@ class SyncLeg:
             f"{self.src}_version": record.version,
             f"{self.dest.side}_version": result.version,
         }
-        agreed = action.agreed if action.agreed is not None else (link.agreed if link else {})
+        agreed = dict(action.agreed if action.agreed is not None else (link.agreed if link else {}))
         state = action.link_state or (link.state if link else LinkState.ACTIVE)
         if action.kind is Kind.RESTORE:
             state = LinkState.ACTIVE
-        return Link(agreed=agreed, state=state, **ids, **versions)  # type: ignore[arg-type]
+        # A written key agrees again; one the destination refused keeps its value there.
+        pinned = {k: v for k, v in (link.pinned if link else {}).items() if k not in action.fields}
+        if result.refused and self.dest.side is Side.OUTLOOK:
+            pinned.update({k: result.kept.get(k) for k in result.refused})
+        elif result.refused:  # Pipeliner keeps its value: the Outlook copy gets it back
+            agreed.update({k: result.kept.get(k) for k in result.refused})
+            state = LinkState.RESTORE_OUTLOOK
+        return Link(agreed=agreed, state=state, pinned=pinned, **ids, **versions)  # type: ignore[arg-type]
+
+    def _refused_keys(self, record: SourceRecord, result: WriteResult) -> None:
+        for key, why in result.refused.items():
+            log.warning("%s: field %s not written to %s: %s", record.id, key, self.dest.side, why)
+            self.report.issue(
+                record.id,
+                "field refused",
+                f"{key} not written to {self.dest.side} ({why}); the rest of the contact was",
+            )
+
+    def _keep_lost_values(self, action: Action, pipeliner_id: str) -> None:
+        """Each conflict's losing value goes to the ledger, for a person to see and restore
+        (``contactsync conflicts``); the report names the contact and field, never a value."""
+        if not action.conflicts or self.settings.dry_run:
+            return
+        now = datetime.now(UTC)
+        lost = []
+        for conflict in action.conflicts:
+            kept = conflict.source_value if conflict.winner is self.src else conflict.dest_value
+            loser = conflict.dest_value if conflict.winner is self.src else conflict.source_value
+            lost.append(
+                LostValue(
+                    uuid.uuid4().hex[:12],
+                    pipeliner_id,
+                    conflict.key,
+                    conflict.winner,
+                    kept,
+                    loser,
+                    str(self.settings.policy),
+                    now,
+                )
+            )
+            self.report.issue(
+                action.source_id,
+                "conflict",
+                f"{conflict.key} was changed on both sides; {conflict.winner}'s value was kept "
+                f"({self.settings.policy}); the other is saved (contactsync conflicts)",
+            )
+        self.ledger.record_conflicts(lost)
 
     def _pipeliner_id(self, action: Action, result: WriteResult) -> str:
         if self.src is Side.PIPELINER:
             return action.source_id
         return result.dest_id or action.dest_id or ""
 
-    def _count(self, action: Action) -> None:
-        if action.kind is Kind.DELETE and action.link_state is LinkState.LEAVING:
+    def _count(self, action: Action, record: SourceRecord | None = None) -> None:
+        """One outcome per record (``report.OUTCOMES``), as a person would put it."""
+        leaving = action.link_state is LinkState.LEAVING
+        if action.kind is Kind.DELETE and leaving:
             self.report.count("out_of_scope")  # a scope exit, not a deletion of the contact
+        elif action.kind is Kind.REJECT and action.link_state is LinkState.RESTORE_OUTLOOK:
+            self.report.count("restored")  # refused on the other side: its copy is put back
+        elif (
+            action.kind is Kind.SKIP
+            and record is not None
+            and record.deleted is DeleteReason.OUT_OF_SCOPE
+        ):
+            self.report.count("out_of_scope")  # never synced, and not the user's to sync
         else:
             self.report.count(_COUNTER[action.kind])
         if action.conflicts:
             self.report.count("conflicts", len(action.conflicts))
 
-    def _failed(self, action: Action, record: SourceRecord, error: str) -> None:
+    def _failed(
+        self, action: Action, record: SourceRecord, error: str, permanent: bool = False
+    ) -> None:
+        """A failed write waits in the ledger for the next run; one refused for its data is
+        parked after :data:`PARK_AFTER` tries, until the record changes (never retried forever)."""
+        failure = self.ledger.record_failure(
+            self.src,
+            record.id,
+            record_to_payload(record),
+            error,
+            park_after=PARK_AFTER if permanent else None,
+        )
+        self._failed_before.add(record.id)
+        if failure.parked_at is not None:
+            log.warning(
+                "%s %s refused %d times (%s): it needs attention and is not retried until it "
+                "changes",
+                action.kind,
+                record.id,
+                failure.attempts,
+                error,
+            )
+            self._parked[record.id] = failure
+            return  # the report lists it with the other parked records
         log.warning("%s %s failed: %s", action.kind, record.id, error)
         self.report.count("failed")
         self.report.issue(record.id, f"{action.kind} failed", error)
-        self.ledger.record_failure(self.src, record.id, record_to_payload(record), error)
 
     def _cleared(self, record_id: str) -> None:
         if record_id in self._failed_before:

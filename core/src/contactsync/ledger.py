@@ -81,11 +81,13 @@ __all__ = [
     "DEFAULT_LEDGER_PATH",
     "SCHEMA_VERSION",
     "Failure",
+    "FolderBinding",
     "Ledger",
     "LedgerConflict",
     "LedgerError",
     "LedgerLocked",
     "LockHolder",
+    "LostValue",
     "ScopeLedger",
 ]
 
@@ -97,7 +99,8 @@ DEFAULT_LEDGER_PATH: Final = Path(".contactsync") / "ledger.sqlite"
 
 #: Version of the table layout below, stored in ``ledger_meta`` so that a later release can
 #: migrate an old file and an old release refuses a file written by a newer one.
-SCHEMA_VERSION: Final = 1
+#: 2: links.pinned, failures.parked_at, the conflicts and folders tables (migrated from 1).
+SCHEMA_VERSION: Final = 2
 
 #: How long a SQLite writer waits for another writer (other scopes' writes take milliseconds).
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -153,7 +156,8 @@ class LedgerLocked(LedgerError):
 
 @dataclass(frozen=True)
 class Failure:
-    """A record whose write failed; it stays pending and is retried on the next run."""
+    """A record whose write failed; it stays pending and is retried on the next run, unless it
+    was parked (``parked_at``): refused for its data too often, it waits until it changes."""
 
     side: Side  # the side the record came from (record_id is that side's key)
     record_id: str
@@ -162,6 +166,37 @@ class Failure:
     attempts: int
     first_failed_at: datetime
     last_failed_at: datetime
+    parked_at: datetime | None = None
+
+    @property
+    def version(self) -> str | None:
+        """The version of the record that failed (a changed record is tried afresh)."""
+        value = self.payload.get("version")
+        return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class LostValue:
+    """The value of one field that lost a conflict, kept so that a person can see and restore it."""
+
+    conflict_id: str
+    pipeliner_id: str
+    field: str
+    kept_side: Side
+    kept_value: str | None
+    lost_value: str | None
+    policy: str
+    decided_at: datetime
+    restored_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FolderBinding:
+    """The Outlook folder a scope is bound to, by id: a rename keeps the sync, a delete stops it."""
+
+    folder_id: str
+    display_name: str
+    bound_at: datetime
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +224,7 @@ links = Table(
     Column("state", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("pinned", Text, nullable=True),  # JSON text; see Link.pinned (schema 2)
     PrimaryKeyConstraint(*_SCOPE, "pipeliner_id", name="pk_links"),
     # NULLs are distinct in unique constraints on SQLite and PostgreSQL: many links may wait
     # for a restore at once, but no Outlook contact is ever linked twice in a scope.
@@ -206,7 +242,39 @@ failures = Table(
     Column("attempts", Integer, nullable=False),
     Column("first_failed_at", DateTime(timezone=True), nullable=False),
     Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    # Set when the record was refused for its data too often: not retried until it changes.
+    Column("parked_at", DateTime(timezone=True), nullable=True),  # schema 2
     PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_failures"),
+)
+
+#: Columns added to existing tables since schema 1, migrated by ALTER TABLE.
+_ADDED_COLUMNS: Final = (("pinned", links), ("parked_at", failures))
+
+conflicts = Table(
+    "contactsync_conflicts",
+    metadata,
+    *_scope_columns(),
+    Column("conflict_id", String(36), nullable=False),
+    Column("pipeliner_id", _ID, nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("kept_side", String(16), nullable=False),
+    Column("kept_value", Text, nullable=True),
+    Column("lost_value", Text, nullable=True),
+    Column("policy", String(32), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("restored_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint(*_SCOPE, "conflict_id", name="pk_conflicts"),
+)
+
+folders = Table(
+    "contactsync_folders",
+    metadata,
+    *_scope_columns(),
+    Column("bound_id", _ID, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("bound_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*_SCOPE, name="pk_folders"),
 )
 
 run_locks = Table(
@@ -236,6 +304,7 @@ _LINK_UPDATABLE: Final = (
     "outlook_version",
     "state",
     "updated_at",
+    "pinned",
 )
 
 # SQLite (3.24+) and PostgreSQL share this upsert. Written as text because SQLAlchemy cannot
@@ -437,16 +506,35 @@ class Ledger:
                             "written by a newer release. Upgrade contactsync; do not point an "
                             "older release at this ledger."
                         )
-                    metadata.create_all(conn)
+                    metadata.create_all(conn)  # new tables of any later schema included
                     if version is None:
                         conn.execute(
                             insert(ledger_meta).values(
                                 key="schema_version", value=str(SCHEMA_VERSION)
                             )
                         )
+                    elif version < SCHEMA_VERSION:
+                        self._migrate(conn, version)
             except SQLAlchemyError as exc:
                 raise LedgerError(f"cannot open the ledger at {self.url}: {exc}") from exc
             self._ready = True
+
+    def _migrate(self, conn: Connection, version: int) -> None:
+        """Bring a ledger of an older schema up to date, in the same transaction: links,
+        agreed values and pending work are kept as they are."""
+        present = inspect(conn)
+        for name, table in _ADDED_COLUMNS:
+            if name in {c["name"] for c in present.get_columns(table.name)}:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+        conn.execute(
+            update(ledger_meta)
+            .where(ledger_meta.c.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION))
+        )
+        log.info("migrated the ledger at %s: schema %d -> %d", self.url, version, SCHEMA_VERSION)
 
     def _stored_version(self, conn: Connection) -> int | None:
         if not inspect(conn).has_table(ledger_meta.name):
@@ -734,6 +822,7 @@ class ScopeLedger:
             "state": LinkState(link.state).value,
             "created_at": now,
             "updated_at": now,
+            "pinned": _dumps(link.pinned) if link.pinned else None,
         }
 
     def remove(self, pipeliner_id: str) -> None:
@@ -749,9 +838,20 @@ class ScopeLedger:
     # -- pending failures --------------------------------------------------------------------
 
     def record_failure(
-        self, side: Side, record_id: str, payload: Mapping[str, Any], reason: str
+        self,
+        side: Side,
+        record_id: str,
+        payload: Mapping[str, Any],
+        reason: str,
+        *,
+        park_after: int | None = None,
     ) -> Failure:
-        """Remember a failed write of ``record_id`` (a key on ``side``) until it succeeds."""
+        """Remember a failed write of ``record_id`` (a key on ``side``) until it succeeds.
+
+        Attempts count up while the record's version stays the same, and start again at 1 when
+        it changed. With ``park_after``, a record refused that many times is parked: not
+        retried until its source changes.
+        """
         self._held()
         side = Side(side)
         now = _now()
@@ -763,37 +863,47 @@ class ScopeLedger:
         )
         with self._ledger._writing() as conn:
             row = conn.execute(
-                select(failures.c.attempts, failures.c.first_failed_at).where(where)
+                select(failures.c.attempts, failures.c.first_failed_at, failures.c.payload).where(
+                    where
+                )
             ).one_or_none()
+            same = row is not None and json.loads(row.payload).get("version") == payload.get(
+                "version"
+            )
+            attempts = row.attempts + 1 if row is not None and same else 1
+            first = _utc(row.first_failed_at) if row is not None and same else now
+            parked = now if park_after is not None and attempts >= park_after else None
+            values = {
+                "payload": body,
+                "reason": reason,
+                "attempts": attempts,
+                "first_failed_at": first,
+                "last_failed_at": now,
+                "parked_at": parked,
+            }
             if row is None:
-                attempts, first = 1, now
                 conn.execute(
                     insert(failures).values(
                         **_scope_values(self._scope),
                         side=side.value,
                         record_id=record_id,
-                        payload=body,
-                        reason=reason,
-                        attempts=1,
-                        first_failed_at=now,
-                        last_failed_at=now,
+                        **values,
                     )
                 )
             else:
-                attempts, first = row.attempts + 1, _utc(row.first_failed_at)
-                conn.execute(
-                    update(failures)
-                    .where(where)
-                    .values(payload=body, reason=reason, attempts=attempts, last_failed_at=now)
-                )
-        return Failure(side, record_id, json.loads(body), reason, attempts, first, now)
+                conn.execute(update(failures).where(where).values(**values))
+        return Failure(side, record_id, json.loads(body), reason, attempts, first, now, parked)
 
-    def failures(self, side: Side | None = None) -> list[Failure]:
-        """Pending failures of the scope (of one side if given), ordered by side and id."""
+    def failures(self, side: Side | None = None, *, parked: bool | None = False) -> list[Failure]:
+        """Pending failures of the scope (of one side if given), ordered by side and id: those
+        to retry (``parked=False``, the default), the parked ones (True), or all (None)."""
         self._held()
         query = select(failures).where(_in_scope(failures, self._scope))
         if side is not None:
             query = query.where(failures.c.side == Side(side).value)
+        if parked is not None:
+            column = failures.c.parked_at
+            query = query.where(column.is_not(None) if parked else column.is_(None))
         query = query.order_by(failures.c.side, failures.c.record_id)
         with self._ledger._reading() as conn:
             return [
@@ -805,6 +915,7 @@ class ScopeLedger:
                     attempts=row.attempts,
                     first_failed_at=_utc(row.first_failed_at),
                     last_failed_at=_utc(row.last_failed_at),
+                    parked_at=_utc(row.parked_at) if row.parked_at is not None else None,
                 )
                 for row in conn.execute(query)
             ]
@@ -820,6 +931,105 @@ class ScopeLedger:
                     failures.c.record_id == record_id,
                 )
             )
+
+    # -- conflicts ---------------------------------------------------------------------------
+
+    def record_conflicts(self, lost: Sequence[LostValue]) -> None:
+        """Keep the losing values of conflicts, so that a person can see and restore them."""
+        if not lost:
+            return
+        self._held()
+        with self._ledger._writing() as conn:
+            conn.execute(
+                insert(conflicts),
+                [
+                    {
+                        **_scope_values(self._scope),
+                        "conflict_id": item.conflict_id,
+                        "pipeliner_id": item.pipeliner_id,
+                        "field": item.field,
+                        "kept_side": Side(item.kept_side).value,
+                        "kept_value": item.kept_value,
+                        "lost_value": item.lost_value,
+                        "policy": item.policy,
+                        "decided_at": item.decided_at,
+                        "restored_at": item.restored_at,
+                    }
+                    for item in lost
+                ],
+            )
+
+    def lost_values(self, *, restored: bool | None = False) -> list[LostValue]:
+        """The scope's conflicts, newest first: not restored yet (default), restored, or all."""
+        self._held()
+        query = select(conflicts).where(_in_scope(conflicts, self._scope))
+        if restored is not None:
+            column = conflicts.c.restored_at
+            query = query.where(column.is_not(None) if restored else column.is_(None))
+        query = query.order_by(conflicts.c.decided_at.desc(), conflicts.c.conflict_id)
+        with self._ledger._reading() as conn:
+            return [
+                LostValue(
+                    conflict_id=row.conflict_id,
+                    pipeliner_id=row.pipeliner_id,
+                    field=row.field,
+                    kept_side=Side(row.kept_side),
+                    kept_value=row.kept_value,
+                    lost_value=row.lost_value,
+                    policy=row.policy,
+                    decided_at=_utc(row.decided_at),
+                    restored_at=_utc(row.restored_at) if row.restored_at is not None else None,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def mark_restored(self, conflict_id: str) -> None:
+        self._held()
+        with self._ledger._writing() as conn:
+            conn.execute(
+                update(conflicts)
+                .where(_in_scope(conflicts, self._scope), conflicts.c.conflict_id == conflict_id)
+                .values(restored_at=_now())
+            )
+
+    # -- the folder ----------------------------------------------------------------------------
+
+    def folder_binding(self) -> FolderBinding | None:
+        """The Outlook folder id this scope is bound to, if it was ever resolved."""
+        self._held()
+        with self._ledger._reading() as conn:
+            row = conn.execute(select(folders).where(_in_scope(folders, self._scope))).one_or_none()
+        if row is None:
+            return None
+        return FolderBinding(row.bound_id, row.display_name, _utc(row.bound_at))
+
+    def bind_folder(self, folder_id: str, display_name: str) -> FolderBinding:
+        """Bind the scope to ``folder_id`` (first resolution), or note its current name."""
+        self._held()
+        now = _now()
+        where = _in_scope(folders, self._scope)
+        with self._ledger._writing() as conn:
+            row = conn.execute(select(folders).where(where)).one_or_none()
+            if row is None:
+                conn.execute(
+                    insert(folders).values(
+                        **_scope_values(self._scope),
+                        bound_id=folder_id,
+                        display_name=display_name,
+                        bound_at=now,
+                        seen_at=now,
+                    )
+                )
+                return FolderBinding(folder_id, display_name, now)
+            if row.bound_id != folder_id:
+                raise LedgerError(
+                    f"scope {self._scope} is bound to Outlook folder {row.bound_id}, not "
+                    f"{folder_id}; a different folder is a different sync"
+                )
+            conn.execute(
+                update(folders).where(where).values(display_name=display_name, seen_at=now)
+            )
+            return FolderBinding(folder_id, display_name, _utc(row.bound_at))
 
 
 def _id_column(side: Side) -> Column[Any]:
@@ -840,6 +1050,7 @@ def _to_link(row: Row[Any]) -> Link:
         pipeliner_version=row.pipeliner_version,
         outlook_version=row.outlook_version,
         state=state,
+        pinned=json.loads(row.pinned) if row.pinned else {},
     )
 
 

@@ -59,6 +59,11 @@ class Link:
 
     ``agreed`` holds normalised values of the field-table keys (see ``contactsync.fieldmap``).
     ``outlook_id`` is None while the Outlook copy is missing and owed a restore.
+
+    ``pinned`` holds, per key, the value the Outlook copy keeps because Outlook refused the agreed
+    one (a value longer than it accepts, say): the two sides then agree to differ on that key
+    until either changes it, so that neither retries the refused write every run nor takes the
+    other's unchanged value for an edit.
     """
 
     pipeliner_id: str
@@ -67,9 +72,17 @@ class Link:
     pipeliner_version: str | None = None
     outlook_version: str | None = None
     state: LinkState = LinkState.ACTIVE
+    pinned: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agreed", MappingProxyType(dict(self.agreed)))
+        object.__setattr__(self, "pinned", MappingProxyType(dict(self.pinned)))
+
+    def agreed_on(self, side: Side) -> Mapping[str, str | None]:
+        """The agreed values as ``side`` holds them: Outlook's pinned values on its side."""
+        if side is Side.OUTLOOK and self.pinned:
+            return {**self.agreed, **self.pinned}
+        return self.agreed
 
     def id_on(self, side: Side) -> str | None:
         return self.pipeliner_id if side is Side.PIPELINER else self.outlook_id

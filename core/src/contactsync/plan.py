@@ -136,6 +136,17 @@ class Action:
 # --- linked records ----------------------------------------------------------------------------
 
 
+def _pinned_view(values: Values, link: Link, ctx: LegContext) -> tuple[Values, Values]:
+    """The record's values and the agreed values the merge compares the copy with, where the
+    two sides agree to differ on pinned keys (``Link.pinned``): a pinned key the source did
+    not change since is left out, so the refused write is not tried again."""
+    if not link.pinned:
+        return values, link.agreed
+    mine = link.agreed_on(ctx.source_side)
+    source = {k: v for k, v in values.items() if not (k in link.pinned and v == mine.get(k))}
+    return source, link.agreed_on(ctx.dest_side)
+
+
 def needs_copy(record: SourceRecord, link: Link, ctx: LegContext) -> bool:
     """Whether planning this linked record needs the destination's current copy.
 
@@ -148,10 +159,9 @@ def needs_copy(record: SourceRecord, link: Link, ctx: LegContext) -> bool:
         return True
     if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
         return False
+    source, _ = _pinned_view(record.values, link, ctx)
     return not (
-        ctx.two_way
-        and link.state is LinkState.ACTIVE
-        and not source_changes(record.values, link.agreed)
+        ctx.two_way and link.state is LinkState.ACTIVE and not source_changes(source, link.agreed)
     )
 
 
@@ -161,7 +171,7 @@ def plan_linked(
     """The action for a record that already has a link."""
     if record.values is None:
         return _plan_tombstone(record, link, dest, ctx)
-    source = record.values
+    source, agreed_there = _pinned_view(record.values, link, ctx)
     dest_id = link.id_on(ctx.dest_side)
     if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
         # Only Pipeliner can say a contact is back in scope; this copy is still to be removed.
@@ -209,7 +219,7 @@ def plan_linked(
             reason=f"{ctx.dest_side} copy was missing",
         )
     result = merge(
-        link.agreed,
+        agreed_there,
         source,
         dest.values,
         source_side=ctx.source_side,

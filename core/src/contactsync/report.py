@@ -8,27 +8,44 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-#: The counters, in the order the summary prints them.
-COUNTERS = (
-    "read",
+#: What happened to the records of a leg: one vocabulary, in one order, for the JSON report, the
+#: log summary, `contactsync run` and `contactsync status`. Each record ends in exactly one
+#: of these outcomes.
+OUTCOMES = (
     "created",
     "updated",
     "deleted",
     "restored",
-    "linked",
     "unchanged",
     "out_of_scope",
-    "conflicts",
     "rejected",
-    "failed",
-    "retried",
-    "forgotten",
+    "needs_attention",
 )
+#: Facts beside the outcomes: records read, linked to an existing contact (created or updated
+#: as well), conflicts decided, writes that failed and are retried next run, records retried
+#: from an earlier run, links forgotten (deleted on both sides).
+DETAILS = ("read", "linked", "conflicts", "failed", "retried", "forgotten")
+#: Every counter, in the order the summary prints them.
+COUNTERS = (*OUTCOMES, *DETAILS)
+
+
+def counter_label(name: str) -> str:
+    """How a counter reads in a sentence: ``out_of_scope`` → ``out of scope``."""
+    return name.replace("_", " ")
+
+
+def describe(counts: Mapping[str, int]) -> str:
+    """``3 created, 1 needs attention`` (outcomes first, in their order; zeros and ``read`` left
+    out); ``no change`` when nothing happened."""
+    order = [*COUNTERS, *sorted(set(counts) - set(COUNTERS))]
+    shown = [f"{counts[n]} {counter_label(n)}" for n in order if counts.get(n) and n != "read"]
+    return ", ".join(shown) or "no change"
 
 
 @dataclass(frozen=True)
@@ -71,9 +88,9 @@ class RunReport:
         }
 
     def summary(self) -> str:
-        shown = ", ".join(f"{n} {name}" for name in COUNTERS if (n := self.counts[name]))
         head = f"{self.source} -> {self.dest}{' (dry run)' if self.dry_run else ''}: "
-        lines = [head + (shown or "nothing to do")]
+        read = f"{self.counts['read']} read; " if self.counts["read"] else ""
+        lines = [head + read + describe(self.counts)]
         lines += [f"  {i.outcome} {i.record_id}: {i.reason}" for i in self.issues]
         if self.error:
             lines.append(f"  stopped: {self.error}")

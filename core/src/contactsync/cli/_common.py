@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from contactsync.report import describe
 from contactsync.users import Registry
 
 PROG = "contactsync"
@@ -201,8 +202,5 @@ LEG_NAMES = {"pipeliner->outlook": "to Outlook", "outlook->pipeliner": "to Pipel
 
 def describe_counts(counts: Mapping[str, Mapping[str, int]]) -> str:
     """``to Outlook: 3 created, 1 updated; to Pipeliner: nothing`` from per-leg counts."""
-    parts = []
-    for leg, values in counts.items():
-        shown = ", ".join(f"{n} {k}" for k, n in values.items() if n and k != "read")
-        parts.append(f"{LEG_NAMES.get(leg, leg)}: {shown or 'no change'}")
+    parts = [f"{LEG_NAMES.get(leg, leg)}: {describe(values)}" for leg, values in counts.items()]
     return "; ".join(parts) or "-"
