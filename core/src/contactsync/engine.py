@@ -536,8 +536,12 @@ class SyncLeg:
             self._parked[record.id] = failure
             return  # the report lists it with the other parked records
         log.warning("%s %s failed: %s", action.kind, record.id, error)
-        self.report.count("failed")
-        self.report.issue(record.id, f"{action.kind} failed", error)
+        if permanent:  # refused for its data: it will not pass unchanged
+            self.report.count("rejected")
+            self.report.issue(record.id, "rejected", error)
+        else:  # the service failed: the next run tries again
+            self.report.count("failed")
+            self.report.issue(record.id, f"{action.kind} failed", error)
 
     def _cleared(self, record_id: str) -> None:
         if record_id in self._failed_before:

@@ -9,11 +9,13 @@ read the contact again and re-plan it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from contactsync.engine import WriteResult
-from contactsync.fieldmap import from_graph, pipeliner_stamp, to_graph
+from contactsync.fieldmap import GRAPH_PROPERTY, from_graph, pipeliner_stamp, to_graph
 from contactsync.graph_api import BatchResult, Folder, GraphClient
 from contactsync.link import Side
 from contactsync.match import emails, name_key
@@ -21,6 +23,9 @@ from contactsync.pipeliner_records import parse_time
 from contactsync.plan import Action, DestRecord, Kind, SourceRecord
 
 log = logging.getLogger("contactsync.outlook")
+
+#: Graph names a refused property in its error message: ``The property 'jobTitle' …``.
+_NAMED_PROPERTY = re.compile(r"property '(\w+)'")
 
 #: With this many unlinked records in one batch, listing the folder once beats searching.
 LIST_FOLDER_FROM = 5
@@ -94,17 +99,9 @@ class OutlookDestination:
                 updates.append(index)
         results: dict[int, WriteResult] = {}
         if creates:
-            bodies = [to_graph(actions[i].fields, stamp=actions[i].source_id) for i in creates]
-            for i, outcome in zip(
-                creates, self.graph.create_contacts(self.folder, bodies), strict=True
-            ):
-                results[i] = self._result(actions[i], outcome)
+            results.update(self._written(actions, creates, self._create_all))
         if updates:
-            patches = [self._patch(actions[i]) for i in updates]
-            for i, outcome in zip(
-                updates, self.graph.update_contacts(self.folder, patches), strict=True
-            ):
-                results[i] = self._result(actions[i], outcome)
+            results.update(self._written(actions, updates, self._update_all))
         if deletes:
             ids = [actions[i].dest_id or "" for i in deletes]
             for i, outcome in zip(
@@ -115,6 +112,51 @@ class OutlookDestination:
         # of the run in memory (a stale 412 is read again anyway).
         self._current.clear()
         return [results[i] for i in range(len(actions))]
+
+    def _create_all(self, actions: Sequence[Action]) -> list[BatchResult]:
+        bodies = [to_graph(a.fields, stamp=a.source_id) for a in actions]
+        return list(self.graph.create_contacts(self.folder, bodies))
+
+    def _update_all(self, actions: Sequence[Action]) -> list[BatchResult]:
+        return list(self.graph.update_contacts(self.folder, [self._patch(a) for a in actions]))
+
+    def _written(
+        self,
+        actions: Sequence[Action],
+        indices: Sequence[int],
+        write: Callable[[Sequence[Action]], list[BatchResult]],
+    ) -> dict[int, WriteResult]:
+        """Write ``actions[indices]``; one refused for properties Graph names in its error (a
+        value longer than Outlook accepts, say) is written again without them, once, so that
+        one bad field does not block the others. The refused keys and Outlook's own values of
+        them (which stay) go to the engine, to report once and to pin."""
+        chosen = [actions[i] for i in indices]
+        outcomes = write(chosen)
+        results = {i: self._result(a, o) for i, a, o in zip(indices, chosen, outcomes, strict=True)}
+        again: list[tuple[int, Action, dict[str, str]]] = []
+        for i, action, outcome in zip(indices, chosen, outcomes, strict=True):
+            if outcome.ok or outcome.status != 400:
+                continue
+            keys = {
+                key: outcome.error or "refused"
+                for name in _NAMED_PROPERTY.findall(outcome.error or "")
+                for key, prop in GRAPH_PROPERTY.items()
+                if prop == name and key in action.fields
+            }
+            rest = {k: v for k, v in action.fields.items() if k not in keys}
+            if keys and rest:
+                again.append((i, replace(action, fields=rest), keys))
+        if again:
+            retried = write([a for _, a, _ in again])
+            for (i, action, keys), outcome in zip(again, retried, strict=True):
+                result = self._result(action, outcome)
+                if result.ok:
+                    current = self._current.get(action.dest_id or "")
+                    values = from_graph(current) if current else {}
+                    kept = {k: values.get(k) for k in keys}
+                    result = replace(result, refused=keys, kept=kept)
+                results[i] = result
+        return results
 
     def _patch(self, action: Action) -> tuple[str, dict[str, Any], str | None]:
         """Only the changed fields, merged into the current arrays, stamped, with If-Match."""
@@ -137,5 +179,10 @@ class OutlookDestination:
             )
         stale = outcome.status == 412
         return WriteResult(
-            action.source_id, False, action.dest_id, error=outcome.error, stale=stale
+            action.source_id,
+            False,
+            action.dest_id,
+            error=outcome.error,
+            stale=stale,
+            permanent=outcome.status == 400,  # the data was refused: unchanged, it stays so
         )

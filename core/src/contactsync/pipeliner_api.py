@@ -267,6 +267,8 @@ class BatchItemResult:
     ok: bool
     id: str | None
     error: str | None
+    #: The HTTP status of a failed item (its Error object's ``http_status``), when known.
+    status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -975,7 +977,14 @@ def _item_result(index: int, value: Any, fallback_id: str | None) -> BatchItemRe
     if isinstance(value, Mapping) and value.get("success") is not False and value.get("id"):
         return BatchItemResult(index, True, str(value["id"]), None)
     if isinstance(value, Mapping):
-        return BatchItemResult(index, False, fallback_id, _describe_error(value))
+        status = value.get("http_status")
+        return BatchItemResult(
+            index,
+            False,
+            fallback_id,
+            _describe_error(value),
+            status if isinstance(status, int) and not isinstance(status, bool) else None,
+        )
     return BatchItemResult(index, False, fallback_id, f"unexpected batch result {value!r}")
 
 

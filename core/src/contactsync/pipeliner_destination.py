@@ -17,12 +17,17 @@ once more at the write (the last line of defence: a write without the right fail
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from contactsync.engine import WriteResult
 from contactsync.fieldmap import (
     ACCOUNT_POSITION,
+    BY_KEY,
+    FIELDS,
+    QUICK_POSITION,
     from_pipeliner,
     pipeliner_job_title_field,
     to_pipeliner,
@@ -52,6 +57,22 @@ from contactsync.scope import (
 
 log = logging.getLogger("contactsync.pipeliner")
 
+#: Pipeliner names the refused field of a validation error in brackets: ``[first_name] …``.
+_NAMED_FIELD = re.compile(r"\[([a-z][a-z0-9_]*)(?:\]|\.)")
+#: The table key of each Pipeliner field we write (the job title has two, by account link).
+_TABLE_KEY: dict[str, str] = {
+    **{f.pipeliner: f.key for f in FIELDS},
+    QUICK_POSITION: "job_title",
+}
+
+
+def _field_of(key: str, item: Mapping[str, Any]) -> str:
+    """The Pipeliner field that holds ``key`` in a batch item (the job title moves)."""
+    if key == "job_title" and QUICK_POSITION in item:
+        return QUICK_POSITION
+    return BY_KEY[key].pipeliner
+
+
 #: Unlinked records searched for in one run after which listing the user's contacts once is
 #: cheaper than searching on (up to three requests per record).
 LIST_SCOPE_FROM = 60
@@ -74,6 +95,7 @@ class PipelinerDestination:
         #: Per contact read: linked to a primary account, and the job title Pipeliner shows.
         self._linked: dict[str, bool] = {}
         self._job_title: dict[str, str | None] = {}
+        self._values: dict[str, Mapping[str, str | None]] = {}
 
     @property
     def who(self) -> str:
@@ -89,6 +111,7 @@ class PipelinerDestination:
         values = from_pipeliner(contact)
         self._linked[contact["id"]] = bool(contact.get("primary_account"))
         self._job_title[contact["id"]] = values["job_title"]
+        self._values[contact["id"]] = values
         record = DestRecord(
             contact["id"],
             values,
@@ -185,7 +208,9 @@ class PipelinerDestination:
             refusal = self._refusal(action)
             if refusal:
                 log.warning("not written: %s %s: %s", action.kind, action.dest_id, refusal)
-                results[index] = WriteResult(action.source_id, False, action.dest_id, error=refusal)
+                results[index] = WriteResult(
+                    action.source_id, False, action.dest_id, error=refusal, permanent=True
+                )
             elif action.kind is Kind.DELETE:
                 deletes.append((index, action.dest_id or ""))
             elif action.kind is Kind.RESTORE and action.dest_id:
@@ -208,10 +233,12 @@ class PipelinerDestination:
             results[index] = self._result(actions[index], outcome, contact_id)
 
         items = [item for _, item in modify]
-        for (index, item), outcome in zip(
-            modify, self._batch(self.client.batch_modify, items), strict=True
-        ):
+        outcomes = self._batch(self.client.batch_modify, items)
+        refused = self._without_refused_fields(modify, outcomes)
+        for (index, item), outcome in zip(modify, outcomes, strict=True):
             result = self._result(actions[index], outcome, item.get("id"))
+            if result.ok and index in refused:
+                result = replace(result, **refused[index])
             results[index] = result
             if result.ok and actions[index].kind is not Kind.DELETE:
                 self._link_account(actions[index], result.dest_id)
@@ -219,6 +246,7 @@ class PipelinerDestination:
         self._linked.clear()
         self._job_title.clear()
         self._read.clear()
+        self._values.clear()
         return [results[i] for i in range(len(actions))]
 
     def _refusal(self, action: Action) -> str | None:
@@ -227,6 +255,15 @@ class PipelinerDestination:
         if action.kind is Kind.CREATE or (action.kind is Kind.RESTORE and not action.dest_id):
             if not can_create(self.user.sync_user):
                 return f"{self.who}'s role may not create Pipeliner contacts"
+            if not (action.fields.get("first_name") or action.fields.get("last_name")):
+                # Pipeliner contacts are people: a first or last name is required. Making one up
+                # from the company or the e-mail would write a name nobody typed (and send it
+                # back to Outlook); an entry with only a company is an Account in Pipeliner.
+                return (
+                    "has no first or last name, which a Pipeliner contact needs: add a name in "
+                    "Outlook to sync it (an entry with only a company belongs to an Account in "
+                    "Pipeliner)"
+                )
             return None
         if action.kind is Kind.RESTORE:
             return None  # restoring is checked on the deleted contact itself, in apply
@@ -300,11 +337,47 @@ class PipelinerDestination:
             log.warning("Pipeliner batch of %d failed: %s", len(items), exc)
             return [BatchItemResult(i, False, None, str(exc)) for i in range(len(items))]
 
+    def _without_refused_fields(
+        self, modify: list[tuple[int, dict[str, Any]]], outcomes: list[BatchItemResult]
+    ) -> dict[int, dict[str, Any]]:
+        """One bad field does not block the others: an update refused for fields it names
+        (Pipeliner's ``[field] message``) is sent again without them, once. Its outcome replaces
+        the first; the refused keys (and Pipeliner's values of them, which stay) are returned
+        per action index, for the engine to report and to put back into the Outlook copy."""
+        again: list[tuple[int, dict[str, Any], dict[str, str]]] = []
+        for position, ((_, item), outcome) in enumerate(zip(modify, outcomes, strict=True)):
+            if outcome.ok or outcome.status not in (400, 422) or "id" not in item:
+                continue
+            keys = {
+                key: outcome.error or "refused"
+                for name in _NAMED_FIELD.findall(outcome.error or "")
+                if (key := _TABLE_KEY.get(name)) and _field_of(key, item) in item
+            }
+            rest = {k: v for k, v in item.items() if k not in {_field_of(x, item) for x in keys}}
+            if keys and set(rest) - {"id"}:
+                again.append((position, rest, keys))
+        if not again:
+            return {}
+        refused: dict[int, dict[str, Any]] = {}
+        retried = self._batch(self.client.batch_modify, [rest for _, rest, _ in again])
+        for (position, _, keys), outcome in zip(again, retried, strict=True):
+            outcomes[position] = outcome
+            if outcome.ok:
+                index, item = modify[position]
+                current = self._values.get(item["id"], {})
+                refused[index] = {"refused": keys, "kept": {k: current.get(k) for k in keys}}
+        return refused
+
     @staticmethod
     def _result(action: Action, outcome: BatchItemResult, known_id: str | None) -> WriteResult:
         if outcome.ok:
             return WriteResult(action.source_id, True, outcome.id or known_id)
-        return WriteResult(action.source_id, False, known_id, error=outcome.error)
+        # Refused for its data: retrying the same record cannot help (a 5xx or a dropped
+        # connection can).
+        permanent = outcome.status in (400, 422)
+        return WriteResult(
+            action.source_id, False, known_id, error=outcome.error, permanent=permanent
+        )
 
     def _link_account(self, action: Action, contact_id: str | None) -> None:
         """Make the Account named like the company the primary account, if exactly one exists.
