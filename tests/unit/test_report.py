@@ -92,8 +92,7 @@ def test_summary_lists_nonzero_counts_in_order():
     report.count("out_of_scope", 3)
     report.count("needs_attention")
     assert report.summary() == (
-        "pipeliner -> outlook: 42 read; 2 created, 40 unchanged, 3 out of scope, "
-        "1 needs attention"
+        "pipeliner -> outlook: 42 read; 2 created, 40 unchanged, 3 out of scope, 1 needs attention"
     )
 
 
