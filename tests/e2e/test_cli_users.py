@@ -348,3 +348,60 @@ def test_an_ambiguous_match_is_linked_by_hand(
     assert len(contacts) == 3  # no copy was made of the linked contact
     assert contacts[twins[0]["id"]]["givenName"] == "Person1"  # one-way: Pipeliner's values
     assert contacts[twins[1]["id"]]["givenName"] == "Patricia"  # the other twin untouched
+
+
+def test_a_conflict_names_contact_and_field_and_its_lost_value_can_be_restored(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both sides change one field: the report names the contact and the field (never a value),
+    the losing value waits in the ledger, `contactsync conflicts` shows it, `--restore` puts it
+    back, and the next run carries it to the other side (issue #18)."""
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    with cli.approving(ALEX):
+        args = ("--create-folder", space.folders[ALEX], "--sync-type", "two_way_your_contacts")
+        assert cli("activate", "--user", ALEX, *args, capsys=capsys)[0] == 0
+    outlook = space.outlook(ALEX)
+    outlook.create(space.folder_id(ALEX), companyName="Fabrikam Ltd")  # needs a name: parked
+    assert cli("run", "--user", ALEX, capsys=capsys)[0] == 0
+    pid = space.pid("p2.alex@client.example")
+    copy = next(
+        c
+        for c in outlook.contacts(space.folder_id(ALEX))
+        if c.get("emailAddresses") and c["emailAddresses"][0]["address"] == "p2.alex@client.example"
+    )
+    space.pipeliner.edit("alex", pid, position="Chief buyer")  # pipeliner_wins keeps this
+    outlook.edit(copy["id"], jobTitle="Head of purchasing")
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    reports = cli.workdir / "data" / "reports" / "alex_contoso.example"
+    issues = [
+        i
+        for name in ("pipeliner-to-outlook.json", "outlook-to-pipeliner.json")
+        for i in json.loads((reports / name).read_text())["issues"]
+        if i["outcome"] == "conflict"
+    ]
+    assert [(i["record_id"], "job_title" in i["reason"]) for i in issues] == [(pid, True)]
+    logs = "".join(p.read_text() for p in (cli.workdir / "data" / "logs").rglob("*.log"))
+    assert "Head of purchasing" not in logs and "Head of purchasing" not in str(issues)
+
+    code, out, _ = cli("conflicts", "--user", ALEX, "--json", capsys=capsys)
+    [lost] = json.loads(out)
+    assert (lost["pipeliner_id"], lost["field"]) == (pid, "job_title")
+    assert (lost["kept_value"], lost["lost_value"]) == ("Chief buyer", "Head of purchasing")
+    code, out, err = cli("conflicts", "--user", ALEX, "--restore", lost["id"], capsys=capsys)
+    assert code == 0 and "Restored job_title" in out, err
+    assert space.pipeliner.raw(pid)["position"] == "Head of purchasing"
+    assert cli("run", "--user", ALEX, capsys=capsys)[0] == 0
+    copy = next(c for c in outlook.contacts(space.folder_id(ALEX)) if c["id"] == copy["id"])
+    assert copy["jobTitle"] == "Head of purchasing"
+    code, out, _ = cli("conflicts", "--user", ALEX, capsys=capsys)
+    assert "No conflicts" in out
+    code, _, err = cli("conflicts", "--user", ALEX, "--restore", lost["id"], capsys=capsys)
+    assert code == 1 and "restored already" in err
+    # The company-only Outlook contact was refused in each of the three runs, then parked:
+    # `status` shows what needs attention, and what to do.
+    code, out, _ = cli("status", "--user", ALEX, capsys=capsys)
+    assert code == 0 and "1 record(s) of alex@contoso.example need attention" in out
+    assert "add a name in Outlook" in out
+    assert "1 needs attention" in out  # the last run's counts

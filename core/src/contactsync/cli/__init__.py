@@ -4,7 +4,8 @@
 * ``enable`` - the administrator enables the sync for the Pipeliner space;
 * ``activate`` / ``configure`` / ``deactivate`` - a user manages their own sync;
 * ``status`` - one row per user; ``run`` - the users' Meltano jobs, in parallel if asked;
-* ``link`` - link an ambiguous match by hand.
+* ``link`` - link an ambiguous match by hand;
+* ``conflicts`` - the values that lost a conflict, and restoring one.
 
 Every option also comes from an environment variable, so a shell, a Meltano environment or an
 orchestrator can set them once. Exit codes: 0 success, 1 the command failed (the message says
@@ -23,7 +24,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from contactsync import __version__
-from contactsync.cli import activate, configure, deactivate, enable, link, login, run, status
+from contactsync.cli import (
+    activate,
+    configure,
+    conflicts,
+    deactivate,
+    enable,
+    link,
+    login,
+    run,
+    status,
+)
 from contactsync.cli._common import EXIT_OK, EXIT_USAGE, PROG, Commands, Parser, UsageError
 
 SUBCOMMANDS: tuple[Callable[[Commands], None], ...] = (
@@ -35,6 +46,7 @@ SUBCOMMANDS: tuple[Callable[[Commands], None], ...] = (
     status.add,
     run.add,
     link.add,
+    conflicts.add,
 )
 
 

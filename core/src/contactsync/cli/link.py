@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 
 from contactsync import settings as cs
-from contactsync import space_secrets
 from contactsync.cli._common import (
     EXIT_OK,
     Commands,
@@ -22,6 +20,7 @@ from contactsync.cli._common import (
     fail,
     project_of,
 )
+from contactsync.cli._plugin_config import ConfigError, user_config
 from contactsync.engine import record_to_payload
 from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.http import HttpError
@@ -31,7 +30,6 @@ from contactsync.pipeliner_api import PipelinerClient, PipelinerError
 from contactsync.pipeliner_records import tap_record
 from contactsync.plan import SourceRecord
 from contactsync.scope import SyncScope
-from contactsync.users import RegistryError, normalize_email
 
 #: Why the pending record exists (shown in the ledger and the next run's log).
 REASON = "linked by hand (contactsync link): brought in line by the next run"
@@ -65,27 +63,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--user EMAIL is required")
     project = project_of(args, parser)
     try:
-        email = normalize_email(args.user)
-        with project.registry() as registry:
-            space, user = registry.require_space(), registry.require(email)
-        secrets = space_secrets.resolve(space.secrets_file, os.environ, app_only=space.app_only)
-    except (RegistryError, space_secrets.SecretsError) as exc:
+        user, config = user_config(project, args.user)
+    except ConfigError as exc:
         return fail("link", str(exc))
-    config = {
-        "service_url": space.service_url,
-        "space_id": space.space_id,
-        "api_username": space.api_username,
-        "api_password": secrets.api_password,
-        "ca_bundle": space.ca_bundle,
-        "user_email": user.email,
-        "authority": space.authority,
-        "client_id": space.client_id,
-        "client_secret": secrets.client_secret,
-        "token_cache_path": user.token_cache,
-        "graph_url": space.graph_url,
-        "mailbox": user.mailbox,
-        "folder": user.folder_id,
-    }
     pid, oid = args.pipeliner_id.strip(), args.outlook_id.strip()
     try:
         with contextlib.closing(PipelinerClient(cs.pipeliner_settings(config))) as pipeliner:

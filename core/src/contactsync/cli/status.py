@@ -1,4 +1,6 @@
-"""`contactsync status`: one row per user (active, sync type, folder, last run, counts, error)."""
+"""`contactsync status`: one row per user (active, sync type, folder, last run, counts, error),
+and with ``--user`` the records of that user that need attention (parked: refused for their data
+until they change), as the last run's reports list them."""
 
 from __future__ import annotations
 
@@ -6,18 +8,21 @@ import argparse
 import json
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from contactsync.cli._common import (
     EXIT_OK,
     Commands,
+    Project,
     add_project_options,
     describe_counts,
     fail,
     project_of,
     table,
 )
-from contactsync.users import RegistryError, UserSync
+from contactsync.meltano_runs import REPORTS
+from contactsync.users import RegistryError, UserSync, normalize_email
 
 
 def add(commands: Commands) -> None:
@@ -29,6 +34,11 @@ def add(commands: Commands) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", help="print JSON (for scripts and orchestrators)"
+    )
+    parser.add_argument(
+        "--user",
+        metavar="EMAIL",
+        help="also list that user's records that need attention, with what to do",
     )
     add_project_options(parser)
     parser.set_defaults(run=run, command_parser=parser)
@@ -63,8 +73,26 @@ def row(user: UserSync) -> list[str]:
 HEADERS = ("user", "state", "sync type", "option", "folder", "last run", "counts", "error")
 
 
+def needs_attention(reports: Path) -> list[dict[str, str]]:
+    """The records the last run's reports of a user list as needing attention."""
+    found: list[dict[str, str]] = []
+    for name in sorted(set(REPORTS.values()), reverse=True):
+        try:
+            report = json.loads((reports / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found += [
+            {"leg": str(report.get("leg")), "record_id": i["record_id"], "reason": i["reason"]}
+            for i in report.get("issues") or ()
+            if i.get("outcome") == "needs attention"
+        ]
+    return found
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     project = project_of(args, parser)
+    if args.user:
+        return _one_user(project, args)
     try:
         with project.registry() as registry:
             space = registry.require_space()
@@ -86,4 +114,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     if users:
         print(table(HEADERS, [row(u) for u in users]))
+    return EXIT_OK
+
+
+def _one_user(project: Project, args: argparse.Namespace) -> int:
+    try:
+        with project.registry() as registry:
+            user = registry.require(normalize_email(args.user))
+    except RegistryError as exc:
+        return fail("status", str(exc))
+    parked = needs_attention(project.data_dir / "reports" / user.state_suffix)
+    if args.json:
+        out = {**_jsonable({**asdict(user), "job": user.job}), "needs_attention": parked}
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(table(HEADERS, [row(user)]))
+    if not parked:
+        print(f"Nothing of {user.email} needs attention.")
+        return EXIT_OK
+    print(f"{len(parked)} record(s) of {user.email} need attention (not retried until changed):")
+    for item in parked:
+        print(f"  {item['leg']} {item['record_id']}: {item['reason']}")
     return EXIT_OK
