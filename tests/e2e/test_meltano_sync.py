@@ -50,14 +50,35 @@ class Project:
         self.pipeliner = PipelinerActor(sandbox.control("pipeliner"))
         self.outlook = OutlookActor(sandbox.control("graph"))
         self.env = meltano_env(sandbox.info, cache, workdir, self.folder)
+        #: The Meltano project it runs in (a copy, where a test changes meltano.yml).
+        self.root = ROOT
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [MELTANO, "run", f"--state-id-suffix={self.suffix}", *args]
         done = subprocess.run(
-            cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600
+            cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return done
+
+    def meltano(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Any other `meltano` command in the project (``select``, ``config``, ``state``…)."""
+        done = subprocess.run(
+            [MELTANO, *args], cwd=self.root, env=self.env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    def own_copy(self) -> None:
+        """Run in a copy of the project (its meltano.yml), so that ``meltano select`` may change
+        it; the installed plugins are shared."""
+        root = self.workdir / "project"
+        root.mkdir()
+        (root / "meltano.yml").write_text((ROOT / "meltano.yml").read_text())
+        for kept in ("constraints.txt",):
+            if (ROOT / kept).exists():
+                (root / kept).symlink_to(ROOT / kept)
+        self.root = root
 
     def report(self, target: str) -> dict[str, Any]:
         return json.loads((self.workdir / f"{target.replace('-', '_')}.json").read_text())
