@@ -26,6 +26,7 @@ from contactsync.fieldmap import from_graph, from_pipeliner
 from contactsync.ledger import Ledger
 from contactsync.link import ScopeKey
 from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings
+from contactsync.report import describe
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,8 +101,8 @@ def meltano_run(job: str) -> None:
 def print_reports() -> None:
     for leg, path in REPORTS.items():
         report = json.loads(path.read_text())
-        counts = {k: v for k, v in report["counts"].items() if v}
-        print(f"   {leg}: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing"))
+        read = report["counts"].get("read", 0)
+        print(f"   {leg}: {read} read; {describe(report['counts'])}")
         for issue in report["issues"][:5]:
             print(f"     - {issue['outcome']} {issue['record_id']}: {issue['reason']}")
 
