@@ -255,16 +255,23 @@ def test_bad_records_are_rejected_one_by_one(
     finally:
         outlook.storage(string_limits=False)
     assert run.returncode == 0, run.stderr
-    names = sorted(c["givenName"] for c in outlook.contacts(folder))
-    assert names == ["Grace1", "Grace4"]
+    # The record with too many addresses is refused whole; the over-long name is left out and
+    # the rest of its record written (one bad field does not block the others, issue #12).
+    contacts = {c["emailAddresses"][0]["address"]: c for c in outlook.contacts(folder)}
+    assert sorted(contacts) == [f"grace{n}@navy.example" for n in (1, 3, 4)]
+    assert "givenName" not in contacts["grace3@navy.example"]
+    assert contacts["grace3@navy.example"]["surname"] == "Hopper"
     issues = {i["record_id"]: i["reason"] for i in report(tmp_path)["issues"]}
     assert "3 e-mail" in issues["p-2"]
-    assert "ErrorInvalidProperty" in issues["p-3"]  # the over-long field, with Graph's reason
-    # Failed records are tried again by the next run; without a limit the long name is kept.
+    assert "givenName" in issues["p-3"]  # the refused field, named
+    # Neither is sent again while it is unchanged: the value Outlook refused is kept aside
+    # (pinned) until it changes, and the same record would be refused for the same reason.
     run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream([], SCHEMA))
     assert run.returncode == 0, run.stderr
-    names = sorted(c["givenName"] for c in outlook.contacts(folder))
-    assert names == ["G" * 400, "Grace1", "Grace4"]
+    assert report(tmp_path)["counts"]["created"] == 0
+    contacts = {c["emailAddresses"][0]["address"]: c for c in outlook.contacts(folder)}
+    assert sorted(contacts) == [f"grace{n}@navy.example" for n in (1, 3, 4)]
+    assert "givenName" not in contacts["grace3@navy.example"]
 
 
 def test_a_revoked_sign_in_asks_to_sign_in_again(outlook, folder, sandbox, tmp_path) -> None:

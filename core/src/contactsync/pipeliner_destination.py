@@ -203,7 +203,9 @@ class PipelinerDestination:
         modify: list[tuple[int, dict[str, Any]]] = []
         deletes: list[tuple[int, str]] = []
         restores: list[tuple[int, str]] = []
-        self._learn_links([a.dest_id for a in actions if a.dest_id and a.kind is not Kind.DELETE])
+        # Rights are checked at the write on what was read in this batch: a delete the engine
+        # held back to the end of the run (the mass-delete guard) is read again here.
+        self._learn_links([a.dest_id for a in actions if a.dest_id])
         for index, action in enumerate(actions):
             refusal = self._refusal(action)
             if refusal:
@@ -275,8 +277,9 @@ class PipelinerDestination:
         return read.scope_exit or read.edit_refusal
 
     def _learn_links(self, ids: Sequence[str]) -> None:
-        """Whether these contacts have a primary account, for those not read in this run yet
-        (a restored contact, say): it decides which field holds their job title."""
+        """Read the contacts of this batch not read yet (a restored contact, a delete held back
+        to the end of the run): their rights, and whether a primary account decides which field
+        holds their job title."""
         unknown = [i for i in dict.fromkeys(ids) if i not in self._linked]
         if not unknown:
             return
