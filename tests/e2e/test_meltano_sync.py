@@ -75,7 +75,7 @@ class Project:
         root = self.workdir / "project"
         root.mkdir()
         (root / "meltano.yml").write_text((ROOT / "meltano.yml").read_text())
-        for kept in ("constraints.txt",):
+        for kept in ("constraints.txt", "catalogs"):
             if (ROOT / kept).exists():
                 (root / kept).symlink_to(ROOT / kept)
         self.root = root
