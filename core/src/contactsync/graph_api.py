@@ -54,6 +54,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.auth import AuthBase
 
+from contactsync import pacing
 from contactsync.fieldmap import (
     EMPTY_SLOT_PROPERTY_ID,
     OTHER_PHONE_PROPERTY_ID,
@@ -261,6 +262,9 @@ class GraphSettings:
     #: ``$batch`` requests in flight: 1 (unordered, Graph runs 4 of its requests at once), or
     #: up to 4 ``dependsOn``-chained ones.
     max_in_flight: int = BATCHES_IN_FLIGHT
+    #: Client-side budget per mailbox (:mod:`contactsync.pacing`; 0 or None: none of our own).
+    requests_per_window: int | None = pacing.DEFAULT_REQUESTS_PER_WINDOW
+    window_seconds: float = pacing.DEFAULT_WINDOW_SECONDS
     policy: HttpPolicy = field(default_factory=lambda: HttpPolicy(max_concurrency=MAX_IN_FLIGHT))
 
     def __post_init__(self) -> None:
@@ -299,6 +303,16 @@ class GraphSettings:
             MAX_IN_FLIGHT,
             "Graph allows 4 concurrent requests per app and mailbox",
         )
+        limit = self.requests_per_window
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise GraphConfigError(
+                f"graph_requests_per_window must be an integer, 0 or more, got {limit!r}"
+            )
+        seconds = self.window_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise GraphConfigError(f"graph_window_seconds must be positive, got {seconds!r}")
         if not isinstance(self.policy, HttpPolicy):
             raise GraphConfigError(
                 f"policy must be an HttpPolicy, got {type(self.policy).__name__}"
@@ -588,6 +602,13 @@ class GraphClient:
         #: batch before ``_gate`` (this client's clock).
         self._pace_size = 0
         self._gate = 0.0
+        #: Graph's documented budget and concurrency, paced before sending (shared by every
+        #: client of the mailbox in the process; a private one under an injected clock).
+        limits = (settings.requests_per_window, settings.window_seconds, MAX_IN_FLIGHT)
+        if clock is time.monotonic and sleep is time.sleep:
+            self._pacer = pacing.mailbox_pacer(settings.api_url, settings.mailbox, *limits)
+        else:
+            self._pacer = pacing.MailboxPacer(*limits, clock=clock, sleep=sleep)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -1433,16 +1454,22 @@ class GraphClient:
         payload = {"requests": requests_}
         self._count("batches")
         expected = (503,) if creates else ()
+        # Graph runs up to 4 requests of an unordered batch at once, a chained one at a time.
+        slots = 1 if chained else min(len(chunk), pacing.BATCH_PARALLELISM)
         for attempt in (1, 2):
             try:
-                response = self._http.request(
-                    "POST",
-                    "$batch",
-                    json=payload,
-                    headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID}),
-                    idempotent=not creates,
-                    expected=expected,
-                )
+                grant = self._pacer.acquire(len(chunk), slots)
+                try:
+                    response = self._http.request(
+                        "POST",
+                        "$batch",
+                        json=payload,
+                        headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID}),
+                        idempotent=not creates,
+                        expected=expected,
+                    )
+                finally:
+                    self._pacer.release(grant)
             except HttpStatusError as exc:
                 if exc.status == 401 and attempt == 1:
                     try:
@@ -1536,14 +1563,18 @@ class GraphClient:
         """One request with the Prefer header; a 401 refreshes the token once and retries."""
         for attempt in (1, 2):
             try:
-                return self._http.request(
-                    method,
-                    path_or_url,
-                    json=json,
-                    headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID, **(headers or {})}),
-                    idempotent=idempotent,
-                    expected=expected,
-                )
+                grant = self._pacer.acquire(1, 1)
+                try:
+                    return self._http.request(
+                        method,
+                        path_or_url,
+                        json=json,
+                        headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID, **(headers or {})}),
+                        idempotent=idempotent,
+                        expected=expected,
+                    )
+                finally:
+                    self._pacer.release(grant)
             except HttpStatusError as exc:
                 if exc.status == 401 and attempt == 1:
                     self._refresh_after_401(_auth_header(exc.response))

@@ -201,6 +201,22 @@ GRAPH_CONNECTION: Mapping[str, Schema] = {
         "default": 200,
         "description": "Contacts per delta page (odata.maxpagesize, at most 200).",
     },
+    "graph_requests_per_window": {
+        "type": ["integer"],
+        "minimum": 0,
+        "default": 10000,
+        "description": (
+            "Requests this process sends to the mailbox in any graph_window_seconds, each "
+            "request inside a $batch counted (Graph's documented Outlook limit: 10,000 per 10 "
+            "minutes per app and mailbox); 0: no budget of our own, pace by Graph's 429s only."
+        ),
+    },
+    "graph_window_seconds": {
+        "type": ["number"],
+        "exclusiveMinimum": 0,
+        "default": 600,
+        "description": "The window of graph_requests_per_window, in seconds.",
+    },
 }
 
 
@@ -221,8 +237,15 @@ def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
         ca_bundle=config.get("ca_bundle"),
         page_size=int(config.get("list_page_size") or 1000),
         delta_page_size=int(config.get("delta_page_size") or 200),
+        requests_per_window=_int_or(config.get("graph_requests_per_window"), 10_000),
+        window_seconds=float(config.get("graph_window_seconds") or 600),
         policy=http_policy(config),
     )
+
+
+def _int_or(value: Any, default: int) -> int:
+    """An integer setting whose 0 means something (unlike ``or``, which would drop it)."""
+    return default if value is None or value == "" else int(value)
 
 
 def link_scope(config: Mapping[str, Any]) -> ScopeKey:
