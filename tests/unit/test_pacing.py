@@ -125,3 +125,16 @@ def test_limits_are_checked():
         MailboxPacer(10, 0)
     with pytest.raises(ValueError):
         MailboxPacer(10, 10, 0)
+
+
+def test_room_is_what_goes_now_without_waiting():
+    clock = FakeClock()
+    p = pacer(clock, limit=50)
+    p.release(p.acquire(3, 1))
+    p.release(p.acquire(40, 4))
+    assert p.room() == 7  # a batch of 7 now uses the window to the last unit
+    p.release(p.acquire(7, 4))
+    assert p.room() == 0 and clock.sleeps == []
+    clock.now = 10.0  # the first answers leave the window
+    assert p.room() == 50
+    assert pacer(clock, limit=None).room() is None

@@ -1255,7 +1255,9 @@ class GraphClient:
                         results[op.index] = _Outcome(0, None, f"not sent: {stop}")
                     pending = []
                 while stop is None and len(in_flight) < workers and now >= gate:
-                    ready = [op for op in pending if op.not_before <= now][:size]
+                    room = self._pacer.room()  # the budget's remainder: a smaller batch now
+                    take = min(size, room) if room else size
+                    ready = [op for op in pending if op.not_before <= now][:take]
                     if not ready:
                         break
                     taken = {id(op) for op in ready}

@@ -93,6 +93,16 @@ class MailboxPacer:
             self._expire(self._clock())
             return self._in_flight + self._answered_units
 
+    def room(self) -> int | None:
+        """Units that would be granted now without waiting (None: no budget). A client cuts
+        its next batch to it, so that the window is used to the last unit instead of leaving
+        a remainder smaller than a batch unused."""
+        if self.limit is None:
+            return None
+        with self._cond:
+            self._expire(self._clock())
+            return max(0, self.limit - self._in_flight - self._answered_units)
+
     def acquire(self, units: int = 1, slots: int = 1) -> Grant:
         """Wait until ``units`` requests fit the budget and ``slots`` concurrency slots are free,
         and take them. A request larger than the whole budget goes alone in an empty window."""
