@@ -270,7 +270,10 @@ class Bench:
         sizes: list[int],
         throttle: tuple[int, float],
         request_seconds: float = 0.015,
+        users: int = 20,
+        parallel: int = 2,
     ) -> None:
+        self.users, self.parallel = users, parallel
         self.workdir = workdir
         self.sizes = sizes
         self.throttle = throttle
@@ -350,11 +353,14 @@ class Bench:
             result["folder_count"] = self.main.folder_count(project.folder)
             result["failed_writes"] = failed(result)
         result["throttled_share_of_writes"] = round(result["graph_429"] / n, 4)
+        result["graph_window_requests"] = requests
         batches = [e for e in log_entries if e["endpoint"].endswith("$batch")]
         first = min(e["started"] for e in batches)
         last = max(e["started"] + e["duration_ms"] / 1000 for e in batches)
         phase = last - first
         ceiling = requests * (phase / window + 1)  # a sliding window admits a first burst
+        last_start = max(e["started"] for e in batches) - first
+        earliest = window * ((result["graph_units"] - 1) // requests)
         result.update(
             throttle={
                 "concurrency": 4,
@@ -369,6 +375,12 @@ class Bench:
             batches_logged=len(batches),
             batch_starts=[round(e["started"] - first, 2) for e in batches],
             ceiling_share=round(n / ceiling, 3),
+            # The budget's pace: U units at B per window can be sent no sooner than the last
+            # one at W * floor((U - 1) / B) after the first (a window's worth at once, then a
+            # window's worth each window); the share is that over when our last batch was sent.
+            earliest_last_s=earliest,
+            last_batch_s=round(last_start, 2),
+            budget_share=round(min(1.0, earliest / last_start) if last_start else 1.0, 3),
         )
         self.results["throttled"] = result
 
@@ -400,6 +412,13 @@ class Bench:
                 }
             )
         self.results["two_way"] = runs
+
+    def many_users(self) -> None:
+        """Users with nothing to do: `contactsync run --all --parallel K` (bench.many_users)."""
+        from bench.many_users import measure
+
+        log(f"many users: {self.users} users, --parallel {self.parallel}")
+        self.results["many_users"] = measure(self.users, self.parallel, rounds=1)
 
     def change_one_percent(self, project: Project, n: int) -> int:
         """Edit 1% of the contacts in Pipeliner and another 1% in Outlook, as their users."""
@@ -530,8 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Outlook's time per request under throttling (not documented; 0.1 s scaled 6x)",
     )
     parser.add_argument(
-        "--only", default="one_way,throttled,two_way", help="scenarios to run (comma-separated)"
+        "--only",
+        default="one_way,throttled,two_way,many_users",
+        help="scenarios to run (comma-separated)",
     )
+    parser.add_argument("--users", type=int, default=20, help="users of the many_users scenario")
+    parser.add_argument("--parallel", type=int, default=2, help="its `run --all --parallel`")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     scenarios = args.only.split(",")
@@ -556,12 +579,15 @@ def main(argv: list[str] | None = None) -> int:
             sizes,
             (args.throttle_requests, args.throttle_window),
             args.throttle_request_seconds,
+            args.users,
+            args.parallel,
         )
         try:
             steps: dict[str, Callable[[], None]] = {
                 "one_way": bench.one_way,
                 "throttled": bench.throttled,
                 "two_way": bench.two_way,
+                "many_users": bench.many_users,
             }
             for name in scenarios:
                 steps[name]()
