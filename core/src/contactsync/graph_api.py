@@ -1272,8 +1272,11 @@ class GraphClient:
                         due = max(gate, min(op.not_before for op in pending))
                         self._sleep(max(0.0, due - now))
                     continue
+                # Wake up for a pending request only when it could be sent: with every worker
+                # busy, wait for an answer (a zero timeout here spun this loop while a batch was
+                # in flight: half the target's CPU, issue #15).
                 timeout = None
-                if pending and stop is None:
+                if pending and stop is None and len(in_flight) < workers:
                     timeout = max(0.0, max(gate, min(op.not_before for op in pending)) - now)
                 finished, _ = wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in finished:
