@@ -356,8 +356,8 @@ NOTES_METHOD = [
     "mark) of each process of the `meltano run` tree, sampled from /proc every 50 ms: Meltano "
     "strips `PYTHONPATH` and gives each plugin its own virtualenv, so nothing can be injected "
     "into the plugins, and a high-water mark read at any time after the peak still holds it. "
-    "CPU seconds come from /proc the same way. `tap-pipeliner-contacts` runs twice per job "
-    "(Meltano's discovery, then the sync); the table shows the larger. The sandbox's own CPU "
+    "CPU seconds come from /proc the same way. The taps' catalogs are shipped "
+    "(`catalogs/`), so Meltano starts no discovery process. The sandbox's own CPU "
     "(all emulators, one Python process) is measured alongside, to show how much of the wall "
     "time is the emulator's.",
     "",
@@ -367,7 +367,8 @@ NOTES_METHOD = [
     "target-outlook-contacts` (pyinstrument profile of one plugin). Its tools, matplotlib (the "
     "plot) and pyinstrument (profiles), are pinned in `requirements-bench.txt` and installed by "
     "`make bench` only: neither the product nor `make test` needs them, and matplotlib brings "
-    "numpy and pillow along.",
+    "numpy and pillow along. `python -m bench.many_users --users 20 --parallel 2`: the "
+    "many-users row alone.",
 ]
 
 NOTES_FINDINGS = [
