@@ -102,6 +102,7 @@ assert not PIPELINER_NEVER_WRITTEN & {f.pipeliner for f in FIELDS}
 #: body is built from it (``to_graph``), and the second time is a lookup (issue #15).
 _SEEN: dict[tuple[str, bool], str | None] = {}
 _SEEN_MAX = 50_000
+_SEEN_LONGEST = 256  # notes can be long: those are computed each time, memory stays small
 _MISSING = object()
 
 
@@ -114,7 +115,7 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
     """
     if value is None:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= _SEEN_LONGEST:
         seen = _SEEN.get((value, multiline), _MISSING)
         if seen is not _MISSING:
             return seen  # type: ignore[return-value]
