@@ -41,6 +41,9 @@ KIND = {
 JOB_VARIABLES = {
     "sync_option": "$CONTACTSYNC_SYNC_OPTION",
     "conflict_policy": "$CONTACTSYNC_CONFLICT_POLICY",
+    # A dry run of a job is one for all of its plugins: both targets (no write, no state) and
+    # the Outlook tap (no folder created).
+    "dry_run": "$CONTACTSYNC_DRY_RUN",
 }
 
 HEADER = """\
@@ -56,6 +59,8 @@ HEADER = """\
 # One value per job: CONTACTSYNC_SYNC_OPTION (owner / owner_or_editor) and
 # CONTACTSYNC_CONFLICT_POLICY (pipeliner_wins / outlook_wins / newest_wins), e.g.
 #   CONTACTSYNC_SYNC_OPTION=owner_or_editor meltano run --state-id-suffix=<u> two-way-your-contacts
+# A dry run of a job (plans and reports; writes, creates and saves nothing):
+#   CONTACTSYNC_DRY_RUN=true meltano run --state-id-suffix=<u> two-way-your-contacts
 """
 
 SANDBOX = {

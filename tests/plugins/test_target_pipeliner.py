@@ -302,9 +302,14 @@ def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp
 def test_dry_run_plans_and_reports_but_writes_nothing(pipeliner, sandbox, tmp_path) -> None:
     config = target_config(sandbox, tmp_path, dry_run=True)
     records = [outlook_record(n) for n in range(5)]
-    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    bookmark = {"type": "STATE", "value": {"bookmarks": {"contacts": {"delta_link": "next"}}}}
+    run = run_plugin(TARGET, config, tmp_path, stdin=[*singer_stream(records, SCHEMA), bookmark])
     assert run.returncode == 0, run.stderr
     assert pipeliner.contacts() == []
     assert pipeliner.requests("POST", "/entities/Contacts/batch-modify") == 0
     result = report(tmp_path)
     assert result["dry_run"] is True and result["counts"]["created"] == 5
+    # A target's stdout is the state Meltano saves: none, or the next run would skip these.
+    assert run.messages == []
+    real = run_plugin(TARGET, {**config, "dry_run": False}, tmp_path, stdin=[bookmark])
+    assert real.messages == [bookmark["value"]]  # a real run passes the tap's state on

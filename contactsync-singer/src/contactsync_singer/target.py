@@ -182,11 +182,25 @@ class LegTarget(ContactsyncPlugin, Target):
     def two_way(self) -> bool:
         return True
 
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.config.get("dry_run"))
+
     @cached_property
     def scope_ledger(self) -> ScopeLedger:
         return Ledger(self.config.get("ledger_url")).open_scope(
-            cs.link_scope(self.config), owner=self.name
+            cs.link_scope(self.config), owner=self.name, read_only=self.dry_run
         )
+
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        """A dry run emits no STATE: Meltano saves what a target emits, and a saved bookmark
+        (or Graph delta link) would make the next real run skip the changes this run only
+        planned."""
+        if not self.dry_run:
+            super()._write_state_message(state)
+        elif not self.__dict__.get("_state_withheld"):
+            self.__dict__["_state_withheld"] = True
+            self.logger.info("dry run: no state is emitted, the next run reads the same changes")
 
     @cached_property
     def leg(self) -> SyncLeg:
@@ -196,7 +210,7 @@ class LegTarget(ContactsyncPlugin, Target):
             two_way=self.two_way,
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
-            dry_run=bool(self.config.get("dry_run")),
+            dry_run=self.dry_run,
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
         leg = SyncLeg(self.scope_ledger, destination, settings)
