@@ -248,6 +248,18 @@ def link_scope(config: Mapping[str, Any]) -> ScopeKey:
     )
 
 
+#: The mailbox part of an import's link scope: no Outlook mailbox has this name.
+IMPORT_MAILBOX = "(import)"
+
+
+def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
+    """The ledger scope of records imported from ``source`` (a tap, not the sync): the user's
+    and space's, but apart from every folder's sync, so that a sync's complete listing never
+    takes an imported contact for one deleted on its side, and never links it by its key."""
+    sync = link_scope(config)
+    return ScopeKey(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
+
+
 def graph_client(config: Mapping[str, Any]) -> GraphClient:
     """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
     from contactsync.auth import AuthSettings, TokenProvider
