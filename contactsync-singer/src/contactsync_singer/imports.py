@@ -23,16 +23,28 @@ SYNC_STREAM = "contacts"
 UNNAMED_IMPORT = "singer"
 
 
+#: Properties only our plugins declare: the mapper's (``_sync_deleted_reason``,
+#: ``_sync_unknown_fields``, …) and tap-pipeliner-contacts' (``_sync_user_relation``, …).
+SYNC_MARK = "_sync_"
+
+
 def import_source(
-    stream: str, key_properties: Sequence[str] | None, environ: Mapping[str, str]
+    stream: str,
+    key_properties: Sequence[str] | None,
+    environ: Mapping[str, str],
+    properties: Mapping[str, Any] | None = None,
 ) -> str | None:
     """None when ``stream`` is the sync's own input; else the name of the import.
 
-    Under Meltano the extractor of the run says (``MELTANO_EXTRACTOR_NAMESPACE``, set for
-    every plugin of a `meltano run` block): one of our taps is the sync, any other tap is an
-    import named after it. In a plain pipeline the SCHEMA says: the sync's stream is
-    ``contacts``, keyed by ``_source_id`` or ``id``.
+    A SCHEMA declaring one of our own ``_sync_…`` properties is the sync's (the mapper always
+    declares them, whatever the project calls its plugins). Otherwise, under Meltano, the
+    extractor of the run says (``MELTANO_EXTRACTOR_NAMESPACE``, set for every plugin of a
+    `meltano run` block): one of our taps is the sync, any other tap is an import named after
+    it. In a plain pipeline the SCHEMA says: the sync's stream is ``contacts``, keyed by
+    ``_source_id`` or ``id``.
     """
+    if any(name.startswith(SYNC_MARK) for name in properties or ()):
+        return None
     namespace = environ.get("MELTANO_EXTRACTOR_NAMESPACE", "").strip()
     if namespace:
         if namespace in OUR_TAPS:

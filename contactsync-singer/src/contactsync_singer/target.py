@@ -76,7 +76,9 @@ class ContactsSink(BatchSink):
         self.seen: set[str] | None = None
         self.listing_version: int | None = None
         #: None: the sync's own stream; else the import (another tap) it comes from.
-        self.import_name = import_source(stream_name, key_properties, os.environ)
+        self.import_name = import_source(
+            stream_name, key_properties, os.environ, schema.get("properties")
+        )
         target.use_link_scope(self.import_name, stream_name)
 
     @property
