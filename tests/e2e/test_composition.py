@@ -99,6 +99,7 @@ def _live(rows: list[dict[str, Any]]) -> set[str]:
     return {r["id"] for r in rows if r["_sdc_deleted_at"] is None}
 
 
+@pytest.mark.postgres
 def test_the_pipeliner_tap_into_target_postgres_keeps_every_row(
     project: Project, pg_schema: str
 ) -> None:
@@ -118,6 +119,7 @@ def test_the_pipeliner_tap_into_target_postgres_keeps_every_row(
     assert len(rows) == len(ids) and _live(rows) == ids
 
 
+@pytest.mark.postgres
 def test_the_outlook_tap_into_target_postgres_keeps_every_row(
     project: Project, pg_schema: str
 ) -> None:
