@@ -22,6 +22,7 @@ from contactsync.pipeliner_records import (
     UNMAPPABLE,
     known_values,
     parse_time,
+    type_problem,
 )
 from contactsync.plan import DeleteReason, SourceRecord
 
@@ -108,6 +109,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     if record.get("_sdc_deleted_at"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         return SourceRecord(str(key), None, reason, modified, version, stamp)
+    if problem := type_problem(record, GRAPH_PROPERTIES):
+        raise ValueError(problem)
     if len(record.get("emailAddresses") or ()) > 3:
         raise ValueError(f"record {key} has more than 3 e-mail addresses; Outlook holds at most 3")
     values = known_values(from_graph(record, partial=True), record)

@@ -16,7 +16,7 @@ from contactsync.link import ScopeKey
 from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings, ResolvedUser
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
-    from contactsync.graph_api import GraphClient, GraphSettings
+    from contactsync.graph_api import Folder, GraphClient, GraphSettings
 
 Schema = dict[str, Any]
 
@@ -93,6 +93,18 @@ LINK_SCOPE: Mapping[str, Schema] = {
     ),
 }
 
+#: A dry run plans and reports, and consumes nothing the next real run needs: no API write, no
+#: ledger write, no folder created, and no Singer STATE (Meltano saves what a target emits, so
+#: the bookmark and Graph's delta link stay where they were).
+DRY_RUN: Mapping[str, Schema] = {
+    "dry_run": {
+        "type": ["boolean"],
+        "default": False,
+        "description": "Plan and report, write nothing: no API write, no ledger change, no "
+        "folder created, and no state saved (the next real run reads the same changes again).",
+    },
+}
+
 SYNC_WRITES: Mapping[str, Schema] = {
     "ledger_url": _string(
         "Where links live: a SQLAlchemy URL (postgresql://...) or a SQLite file path. "
@@ -118,11 +130,7 @@ SYNC_WRITES: Mapping[str, Schema] = {
         "default": False,
         "description": "Let a run exceed max_delete_ratio (after checking the source is right).",
     },
-    "dry_run": {
-        "type": ["boolean"],
-        "default": False,
-        "description": "Plan and report, write nothing.",
-    },
+    **DRY_RUN,
     "report_path": _string("Where to write the run report as JSON (default: none)."),
 }
 
@@ -263,12 +271,40 @@ def link_scope(config: Mapping[str, Any]) -> ScopeKey:
     )
 
 
+#: The mailbox part of an import's link scope: no Outlook mailbox has this name.
+IMPORT_MAILBOX = "(import)"
+
+
+def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
+    """The ledger scope of records imported from ``source`` (a tap, not the sync): the user's
+    and space's, but apart from every folder's sync, so that a sync's complete listing never
+    takes an imported contact for one deleted on its side, and never links it by its key."""
+    sync = link_scope(config)
+    return ScopeKey(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
+
+
 def graph_client(config: Mapping[str, Any]) -> GraphClient:
     """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
     from contactsync.auth import AuthSettings, TokenProvider
     from contactsync.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
+
+
+def sync_folder(graph: GraphClient, config: Mapping[str, Any]) -> Folder | None:
+    """The folder of the sync as the ``folder`` setting names it, created if missing with
+    ``create_folder``; except in a dry run, which creates nothing: there a folder that a real
+    run would create is None (it has no contacts yet)."""
+    from contactsync.graph_api import GraphFolderError
+
+    name = config.get("folder") or "Pipeliner"
+    create = bool(config.get("create_folder"))
+    if not (create and config.get("dry_run")):
+        return graph.resolve_folder(name, create=create)
+    try:
+        return graph.resolve_folder(name, create=False)
+    except GraphFolderError:
+        return None
 
 
 def normalize_text_settings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:

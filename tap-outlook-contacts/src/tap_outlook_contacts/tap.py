@@ -45,6 +45,12 @@ class ContactsStream(Stream):
         tap: TapOutlookContacts = self._tap  # type: ignore[assignment]
         state = self.get_context_state(context)
         folder = tap.folder
+        if folder is None:
+            self.logger.info(
+                "dry run: folder %r does not exist yet (a real run creates it): nothing to read",
+                tap.config.get("folder") or "Pipeliner",
+            )
+            return
         delta_link = state.get("delta_link") if state.get("folder_id") == folder.id else None
         if delta_link is None:
             self.logger.info("reading the whole folder %r (no delta link yet)", folder.display_name)
@@ -84,6 +90,14 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
         AUTH_SETTINGS_SCHEMA,
         cs.LINK_SCOPE,
         cs.GRAPH_CONNECTION,
+        {
+            "dry_run": {
+                "type": ["boolean"],
+                "default": False,
+                "description": "Create nothing: a folder that create_folder would create is "
+                "read as empty (set it with the targets' dry_run, e.g. CONTACTSYNC_DRY_RUN).",
+            }
+        },
         cs.HTTP_LIMITS,
         cs.PROGRESS,
         required=("authority", "client_id"),
@@ -94,11 +108,9 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
         return cs.graph_client(self.config)
 
     @cached_property
-    def folder(self) -> Folder:
-        return self.graph.resolve_folder(
-            self.config.get("folder") or "Pipeliner",
-            create=bool(self.config.get("create_folder")),
-        )
+    def folder(self) -> Folder | None:
+        """None in a dry run whose folder a real run would create (it holds no contact)."""
+        return cs.sync_folder(self.graph, self.config)
 
     def discover_streams(self) -> list[Stream]:
         return [ContactsStream(self)]
