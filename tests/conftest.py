@@ -1,0 +1,25 @@
+"""Suite-wide collection order: the longest tests first.
+
+`make test` spreads the suite over pytest-xdist workers, which hand out tests in collection order.
+A five-minute state machine collected last runs alone at the end while the other worker idles, so
+the suite is ordered by what a test costs (real processes first, pure functions last): the short
+ones then fill the gaps. The order is a stable sort on the test's directory, the same on every
+worker, as xdist requires.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: Directories of tests/ by the time their tests take, longest first; the rest come after.
+_LONGEST_FIRST = ("property", "e2e", "reliability", "plugins", "sandbox", "contract", "unit")
+
+
+def _rank(item: pytest.Item) -> int:
+    parts = item.path.parts
+    top = parts[parts.index("tests") + 1] if "tests" in parts else ""
+    return _LONGEST_FIRST.index(top) if top in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)
