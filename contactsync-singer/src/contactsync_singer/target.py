@@ -197,6 +197,7 @@ class LegTarget(ContactsyncPlugin, Target):
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
             dry_run=bool(self.config.get("dry_run")),
+            folder_setting=cs.link_scope(self.config).folder,
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
         leg = SyncLeg(self.scope_ledger, destination, settings)

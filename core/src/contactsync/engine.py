@@ -87,6 +87,9 @@ class LegSettings:
     max_delete_ratio: float = 0.5
     allow_mass_delete: bool = False
     dry_run: bool = False
+    #: The ``folder`` setting (the Outlook folder as configured): lets the mass-delete guard
+    #: tell a folder that changed from contacts that were deleted.
+    folder_setting: str | None = None
 
     @property
     def context(self) -> LegContext:
@@ -152,6 +155,7 @@ _COUNTER = {
     Kind.FORGET: "forgotten",
     Kind.REJECT: "rejected",
     Kind.LEAVE: "out_of_scope",
+    Kind.MOVED_OUT: "moved_out",
 }
 
 
@@ -234,7 +238,10 @@ class SyncLeg:
         missing = [
             link.id_on(self.src)
             for link in self.ledger.iter_links()
-            if link.id_on(self.src) and link.id_on(self.src) not in seen
+            if link.id_on(self.src)
+            and link.id_on(self.src) not in seen
+            # A copy moved to another folder is not in this one's listing, and not deleted.
+            and not (link.state is LinkState.MOVED and self.src is Side.OUTLOOK)
         ]
         if missing:
             log.info("%d linked contacts are absent from a complete listing", len(missing))
@@ -267,6 +274,7 @@ class SyncLeg:
                     self.settings.max_delete_ratio,
                     allow=self.settings.allow_mass_delete,
                     dest=self.dest.side,
+                    folder_changed=self._folder_changed(),
                 )
             except Exception as exc:
                 self.report.error = str(exc)
@@ -278,6 +286,14 @@ class SyncLeg:
         return self.report
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _folder_changed(self) -> str | None:
+        """Why the Outlook folder read may not be the bound one (see ``contactsync.folders``)."""
+        if self.settings.folder_setting is None:
+            return None
+        from contactsync.folders import folder_changed  # Graph's side: imported when needed
+
+        return folder_changed(self.ledger, self.settings.folder_setting)
 
     def _still_parked(self, record: SourceRecord) -> bool:
         """A parked record that has not changed since: not tried again (it needs a person)."""
@@ -421,6 +437,8 @@ class SyncLeg:
         else:
             if action.kind is Kind.LEAVE:
                 self.report.issue(record.id, "out of scope", action.reason)
+            elif action.kind is Kind.MOVED_OUT:
+                self.report.issue(record.id, "moved out of the folder", action.reason)
             self._cleared(record.id)
 
     def _link_after(

@@ -10,6 +10,7 @@ from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
 from contactsync.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.folders import bound_folder
 from contactsync.graph_api import GraphClient
 from contactsync.link import Side
 from contactsync.outlook_destination import OutlookDestination
@@ -62,9 +63,14 @@ class TargetOutlookContacts(LegTarget):
         return cs.graph_client(self.config)
 
     def build_destination(self) -> OutlookDestination:
-        folder = self.graph.resolve_folder(
+        """The folder this sync is bound to (by id: a renamed folder is followed, a deleted
+        one stops the run), or on the first run the one the ``folder`` setting names."""
+        folder = bound_folder(
+            self.graph,
+            self.scope_ledger,
             self.config.get("folder") or "Pipeliner",
             create=bool(self.config.get("create_folder")),
+            dry_run=bool(self.config.get("dry_run")),
         )
         return OutlookDestination(self.graph, folder)
 

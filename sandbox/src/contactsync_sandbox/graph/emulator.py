@@ -388,6 +388,8 @@ class GraphEmulator(Emulator):
         self, ctx: Ctx, contact_id: str, folder_id: str | None, write: bool = False
     ) -> Contact:
         folder = self.state.folder(ctx.box, folder_id) if folder_id is not None else None
+        if not self.state.storage.folder_scoped_item_urls:
+            folder = None  # the storage option: the folder segment is not checked
         contact = self.state.contact(ctx.box, contact_id, folder)
         self._check_folder(ctx, contact.folder, write)
         return contact
