@@ -138,3 +138,29 @@ def test_a_deleted_folder_stops_the_run_and_deletes_nothing(project: Project) ->
     assert "no longer exists" in done.stderr
     assert [f["displayName"] for f in project.outlook.folders()] == names
     assert len(_live(project)) == 3
+
+
+def test_a_folder_segment_that_does_not_scope_writes_never_reaches_a_moved_contact(
+    project: Project,
+) -> None:
+    """Where Graph ignores the folder of `contactFolders/{f}/contacts/{id}` (the sandbox's
+    `folder_scoped_item_urls` false), a PATCH or DELETE through the synced folder's URL would
+    reach the contact in its new folder: the sync checks `parentFolderId` first."""
+    family = f"Family {uuid.uuid4().hex[:6]}"
+    project.outlook.new_folder(family)
+    links = list(project.links().items())
+    (edited, oid_edited), (deleted, oid_deleted) = links[0], links[1]
+    project.outlook.move(oid_edited, family)
+    project.outlook.move(oid_deleted, family)
+    before = {c["id"]: c for c in project.outlook.contacts(family)}
+    project.outlook.storage(folder_scoped_item_urls=False)
+    try:
+        project.pipeliner.edit("alex", edited, position="Not for Family")
+        project.pipeliner.delete("alex", deleted)
+        project.run(JOB)
+        project.run(JOB)
+    finally:
+        project.outlook.storage(folder_scoped_item_urls=True)
+    assert {c["id"]: c for c in project.outlook.contacts(family)} == before
+    assert len(project.outlook_contacts()) == 1  # no copy made again in the synced folder
+    assert edited in _live(project)

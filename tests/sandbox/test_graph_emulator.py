@@ -431,7 +431,11 @@ def test_string_lengths_are_limited_only_by_the_labelled_sandbox_option(g):
     long_title, long_notes = "x" * 1000, "n" * 40_000
     stored = g.new_contact(jobTitle=long_title, personalNotes=long_notes)
     assert (stored["jobTitle"], stored["personalNotes"]) == (long_title, long_notes)
-    assert g.ctl("GET", "/storage") == {"string_limits": False, "compact_empty_entries": False}
+    assert g.ctl("GET", "/storage") == {
+        "string_limits": False,
+        "compact_empty_entries": False,
+        "folder_scoped_item_urls": True,
+    }
     g.ctl("POST", "/storage", {"string_limits": True})
     for body, needle in [
         ({"jobTitle": "x" * 256}, "255"),
@@ -1054,3 +1058,23 @@ def test_creating_through_batches_stays_fast(g):
         assert {r["status"] for r in body["responses"]} == {201}
     assert time.perf_counter() - started < 5
     assert len(g.contacts(folder)) == 1000
+
+
+def test_a_contact_url_s_folder_segment_scopes_it_or_not_by_the_labelled_option(g):
+    """Graph lists `contactFolders/{id}/contacts/{id}` beside `contacts/{id}` for get, update and
+    delete and says nothing of a contact not in the folder named: by default the folder scopes
+    it (404); with `folder_scoped_item_urls` false the segment is ignored, and a PATCH or DELETE
+    reaches the contact wherever it is. `contacts/{id}` finds it anywhere in the mailbox."""
+    family = g.ctl("POST", f"/mailboxes/{ALEX}/folders", {"displayName": "Filed"}, status=201)
+    contact = g.new_contact(g.folder_id("Pipeliner"))
+    g.ctl("POST", f"/mailboxes/{ALEX}/contacts/{contact['id']}/move", {"folder": "Filed"})
+    pipeliner = g.folder_id("Pipeliner")
+    via_folder = f"/me/contactFolders/{pipeliner}/contacts/{contact['id']}"
+    assert g.error("GET", via_folder, 404) == "ErrorItemNotFound"
+    assert g.error("PATCH", via_folder, 404, json={"jobTitle": "x"}) == "ErrorItemNotFound"
+    assert g.get(f"/me/contacts/{contact['id']}")["parentFolderId"] == family["id"]
+    g.ctl("POST", "/storage", {"folder_scoped_item_urls": False})
+    assert g.get(via_folder)["parentFolderId"] == family["id"]
+    assert g.call("PATCH", via_folder, json={"jobTitle": "Written"})["jobTitle"] == "Written"
+    g.call("DELETE", via_folder, status=204)
+    assert g.contacts("Filed") == []
