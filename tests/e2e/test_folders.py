@@ -115,10 +115,12 @@ def test_a_renamed_folder_is_followed(project: Project) -> None:
         assert project.report(target)["counts"]["deleted"] == 0
     assert new["id"] in project.links()
 
-    # A full refresh forgets the tap's bookmark: the folder named by the setting is not the one
-    # the sync is bound to. The guard stops the run and does not advise its override.
+    # A full refresh forgets the tap's bookmark: it reads a folder by the setting's name (a new,
+    # empty one), not the one the sync is bound to. Its absences delete nothing: the run stops,
+    # saying so, and never advises overriding the guard.
     done = _fails(project, "--full-refresh", JOB)
-    assert "renamed from" in done.stderr and "allow_mass_delete=true" not in done.stderr
+    assert "not from the folder this sync is bound to" in done.stderr
+    assert "allow_mass_delete=true" not in done.stderr
     assert len(_live(project)) == 4  # nothing deleted in Pipeliner
 
 

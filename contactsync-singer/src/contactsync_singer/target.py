@@ -48,6 +48,16 @@ class LazyDestination:
         return self.destination.apply(actions)
 
 
+def listed_folder(state: Any) -> str | None:
+    """The Outlook folder id a tap-outlook-contacts state says its listing came from."""
+    bookmarks = state.get("bookmarks") if isinstance(state, Mapping) else None
+    stream = bookmarks.get("contacts") if isinstance(bookmarks, Mapping) else None
+    if not isinstance(stream, Mapping):
+        return None
+    found = stream.get("folder_id")
+    return found if isinstance(found, str) and found else None
+
+
 #: Where a record that failed schema validation carries its reason to ``process_batch``.
 INVALID = "__contactsync_invalid__"
 
@@ -206,6 +216,14 @@ class LegTarget(ContactsyncPlugin, Target):
 
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         return ContactsSink
+
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """tap-outlook-contacts keeps the id of the folder it read in its bookmark: the leg
+        compares it with the folder the sync is bound to before a complete listing deletes."""
+        super()._process_state_message(message_dict)
+        found = listed_folder(message_dict.get("value"))
+        if found is not None:
+            self.leg.listed_folder = found
 
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         if not message_dict.get("schema", {}).get("properties"):

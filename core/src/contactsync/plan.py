@@ -671,10 +671,10 @@ def check_mass_delete(
     )
     if folder_changed:
         raise MassDeleteRefused(
-            f"{head} The Outlook folder changed: {folder_changed}. Its contacts were not "
-            "deleted; the sync must read the folder it is bound to. Do not override the guard: "
-            "run again with the Singer state kept (not --full-refresh), or set `folder` to the "
-            "folder's current name or id."
+            f"{head} The Outlook folder changed: {folder_changed}. Do not override the guard: "
+            "an empty or other folder says nothing about the contacts of the folder this sync "
+            "is bound to. Run again with the Singer state kept (without --full-refresh), so "
+            "that the sync reads its folder by id (`contactsync status` shows its current name)."
         )
     raise MassDeleteRefused(
         f"{head} Likely causes: the Outlook folder was renamed, deleted or replaced by a new "
