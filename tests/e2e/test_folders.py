@@ -166,3 +166,19 @@ def test_a_folder_segment_that_does_not_scope_writes_never_reaches_a_moved_conta
     assert {c["id"]: c for c in project.outlook.contacts(family)} == before
     assert len(project.outlook_contacts()) == 1  # no copy made again in the synced folder
     assert edited in _live(project)
+
+
+def test_a_contact_deleted_into_deleted_items_is_still_a_delete(project: Project) -> None:
+    """The Outlook client deletes a contact by moving it to Deleted Items (the sandbox's
+    `deleted_items` option), where it can still be read by id: that folder is no contact folder,
+    so this is a delete, not a move, and it reaches Pipeliner."""
+    pid, oid = next(iter(project.links().items()))
+    project.outlook.storage(deleted_items=True)
+    try:
+        project.outlook.delete(oid)
+        project.run(JOB)
+    finally:
+        project.outlook.storage(deleted_items=False)
+    report = project.report("target-pipeliner-contacts")
+    assert report["counts"]["deleted"] == 1 and report["counts"]["moved_out"] == 0
+    assert pid not in _live(project) and len(_live(project)) == 2

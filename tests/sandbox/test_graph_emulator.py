@@ -435,6 +435,7 @@ def test_string_lengths_are_limited_only_by_the_labelled_sandbox_option(g):
         "string_limits": False,
         "compact_empty_entries": False,
         "folder_scoped_item_urls": True,
+        "deleted_items": False,
     }
     g.ctl("POST", "/storage", {"string_limits": True})
     for body, needle in [
@@ -1078,3 +1079,20 @@ def test_a_contact_url_s_folder_segment_scopes_it_or_not_by_the_labelled_option(
     assert g.call("PATCH", via_folder, json={"jobTitle": "Written"})["jobTitle"] == "Written"
     g.call("DELETE", via_folder, status=204)
     assert g.contacts("Filed") == []
+
+
+def test_an_owner_s_delete_moves_to_deleted_items_with_the_labelled_option(g):
+    """By default the owner's delete removes the contact; with `deleted_items` it goes to Deleted
+    Items as the Outlook client does: still readable by id, under a folder that is no contact
+    folder of `Contacts`; delta of its folder reports it removed either way."""
+    contact = g.new_contact(g.folder_id("Pipeliner"))
+    g.ctl("POST", "/storage", {"deleted_items": True})
+    g.ctl("DELETE", f"/mailboxes/{ALEX}/contacts/{contact['id']}")
+    found = g.get(f"/me/contacts/{contact['id']}")
+    trash = g.get(f"/me/contactFolders/{found['parentFolderId']}")
+    assert trash["displayName"] == "Deleted Items"
+    children = g.get("/me/contactFolders/Contacts/childFolders")["value"]
+    assert trash["id"] not in [f["id"] for f in children]
+    assert trash["parentFolderId"] != g.get("/me/contactFolders/Contacts")["id"]
+    g.ctl("DELETE", f"/mailboxes/{ALEX}/contacts/{contact['id']}")  # emptied from there: gone
+    assert g.error("GET", f"/me/contacts/{contact['id']}", 404) == "ErrorItemNotFound"

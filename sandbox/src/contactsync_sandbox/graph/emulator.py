@@ -938,7 +938,13 @@ class GraphEmulator(Emulator):
 
     def c_delete_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
         with self.lock:
-            self.state.delete_contact(self._c_contact(self._c_box(mailbox), contact_id))
+            box = self._c_box(mailbox)
+            contact = self._c_contact(box, contact_id)
+            bin_ = self.state.deleted_items(box) if self.state.storage.deleted_items else None
+            if bin_ is not None and contact.folder is not bin_:
+                self.state.move_contact(contact, bin_)  # the storage option: to Deleted Items
+            else:
+                self.state.delete_contact(contact)
         return Response(status=204)
 
     def c_move_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
