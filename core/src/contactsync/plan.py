@@ -20,7 +20,12 @@ The rules, by case (S = source values, A = agreed values, D = destination values
 * a destination copy the user may no longer change (DESIGN §1: rights are checked at the time
   of every write): out of the user's scope -> LEAVE (nothing written; the link is marked LEAVING
   and the other leg removes the Outlook copy); in scope but not editable (read-only role,
-  archived) -> REJECT, and the Outlook copy is put back as the destination has it.
+  archived) -> REJECT, and the Outlook copy is put back as the destination has it;
+* an Outlook copy moved to another folder of the mailbox (a tombstone of reason ``moved``, or a
+  copy read with ``moved_to``) -> MOVED_OUT: nothing written on either side, the link waits in
+  state MOVED (no Pipeliner delete, no second copy, no write into the other folder); a Pipeliner
+  delete FORGETs it, left alone; seen in the folder again, it syncs as before (Pipeliner's
+  changes meanwhile owed to the Outlook copy as a RESTORE_OUTLOOK).
 """
 
 from __future__ import annotations
