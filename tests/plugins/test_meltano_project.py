@@ -104,6 +104,19 @@ def test_secrets_are_sensitive_strings_and_kept_out_of_prod_config() -> None:
                     assert str(value).startswith("$"), f"{plugin['name']}.{name} is not from env"
 
 
+@pytest.mark.parametrize("tap", ["tap-pipeliner-contacts", "tap-outlook-contacts"])
+def test_each_tap_ships_the_catalog_its_discover_prints(tap: str) -> None:
+    """`meltano run` takes the shipped catalog instead of starting the tap to discover it
+    (issue #15), so the file must be exactly what the tap would have said."""
+    plugin = _plugins()[tap]
+    assert plugin["catalog"] == f"catalogs/{tap}.json"
+    done = subprocess.run(
+        [str(BIN / tap), "--discover"], capture_output=True, text=True, check=True
+    )
+    shipped = json.loads((ROOT / plugin["catalog"]).read_text())
+    assert shipped == json.loads(done.stdout), "run .venv/bin/python scripts/gen_meltano_yml.py"
+
+
 def test_the_jobs_run_the_two_way_legs_in_order() -> None:
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     jobs = {j["name"]: j["tasks"] for j in project["jobs"]}
@@ -117,6 +130,7 @@ def test_the_jobs_run_the_two_way_legs_in_order() -> None:
 def _copy_project(tmp: Path) -> Path:
     """The project's meltano.yml in a directory of its own, with the installed plugins."""
     shutil.copy(ROOT / "meltano.yml", tmp / "meltano.yml")
+    (tmp / "catalogs").symlink_to(ROOT / "catalogs")
     (tmp / ".meltano").mkdir()
     for kind in ("extractors", "loaders", "mappers"):
         (tmp / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)

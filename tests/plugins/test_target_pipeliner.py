@@ -302,9 +302,105 @@ def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp
 def test_dry_run_plans_and_reports_but_writes_nothing(pipeliner, sandbox, tmp_path) -> None:
     config = target_config(sandbox, tmp_path, dry_run=True)
     records = [outlook_record(n) for n in range(5)]
-    run = run_plugin(TARGET, config, tmp_path, stdin=singer_stream(records, SCHEMA))
+    bookmark = {"type": "STATE", "value": {"bookmarks": {"contacts": {"delta_link": "next"}}}}
+    run = run_plugin(TARGET, config, tmp_path, stdin=[*singer_stream(records, SCHEMA), bookmark])
     assert run.returncode == 0, run.stderr
     assert pipeliner.contacts() == []
     assert pipeliner.requests("POST", "/entities/Contacts/batch-modify") == 0
     result = report(tmp_path)
     assert result["dry_run"] is True and result["counts"]["created"] == 5
+    # A target's stdout is the state Meltano saves: none, or the next run would skip these.
+    assert run.messages == []
+    real = run_plugin(TARGET, {**config, "dry_run": False}, tmp_path, stdin=[bookmark])
+    assert real.messages == [bookmark["value"]]  # a real run passes the tap's state on
+
+
+# --- imports: another tap's records (issue #12 item 4) ------------------------------------------
+
+IMPORT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ext_id": {"type": ["string"]},
+        "first_name": {"type": ["string", "null"]},
+        "last_name": {"type": ["string", "null"]},
+        "email1": {"type": ["string", "null"]},
+        "emails": {"type": ["string", "null"]},
+    },
+}
+
+
+def import_stream(rows: list[dict[str, Any]], stream: str = "people") -> list[dict[str, Any]]:
+    """What a CSV tap sends: its own stream, keyed by its own column in key_properties."""
+    schema = {"type": "SCHEMA", "stream": stream, "schema": IMPORT_SCHEMA}
+    messages: list[dict[str, Any]] = [{**schema, "key_properties": ["ext_id"]}]
+    messages += [{"type": "RECORD", "stream": stream, "record": r} for r in rows]
+    return messages
+
+
+def test_an_import_is_keyed_by_its_key_properties_in_a_scope_of_its_own(
+    pipeliner: PipelinerActor, sandbox: Any, tmp_path: Path
+) -> None:
+    config = target_config(sandbox, tmp_path)
+    rows = [
+        {"ext_id": f"x{n}", "first_name": f"Imp{n}", "last_name": "Orted", "email1": f"i{n}@c.x"}
+        for n in range(3)
+    ]
+    run = run_plugin(TARGET, config, tmp_path, stdin=import_stream(rows))
+    assert run.returncode == 0, run.stderr
+    assert report(tmp_path)["counts"]["created"] == 3
+    assert len(pipeliner.contacts()) == 3
+    assert "an import, linked in a scope of its own" in run.stderr
+
+    # The links are the import's (user, space, "(import)", "singer"), keyed stream:ext_id;
+    # the folder's sync scope has none of them.
+    ledger = Ledger(config["ledger_url"])
+    scopes = ledger.scopes()
+    assert [(s.mailbox, s.folder) for s in scopes] == [("(import)", "singer")]
+    with ledger.open_scope(scopes[0]) as scope:
+        assert sorted(link.outlook_id for link in scope.iter_links()) == [
+            "people:x0",
+            "people:x1",
+            "people:x2",
+        ]
+
+    # The same file again, one row changed: updated in place, nothing created twice; a listing
+    # without a row (ACTIVATE_VERSION twice) deletes nothing.
+    rows[0]["last_name"] = "Changed"
+    listing = [{"type": "ACTIVATE_VERSION", "stream": "people", "version": 7}]
+    again = [*import_stream(rows[:2]), *listing]
+    again.insert(1, listing[0])
+    run = run_plugin(TARGET, config, tmp_path, stdin=again)
+    assert run.returncode == 0, run.stderr
+    assert report(tmp_path)["counts"]["updated"] == 1
+    contacts = pipeliner.contacts()
+    assert len(contacts) == 3
+    assert {c["last_name"] for c in contacts} == {"Changed", "Orted"}
+
+
+def test_an_imported_record_of_the_wrong_type_is_rejected_naming_it(
+    pipeliner: PipelinerActor, sandbox: Any, tmp_path: Path
+) -> None:
+    schema = {**IMPORT_SCHEMA, "properties": {**IMPORT_SCHEMA["properties"], "email1": {}}}
+    messages = import_stream(
+        [
+            {"ext_id": "a", "first_name": "Ann", "email1": ["ann@c.x", "ann@d.x"]},
+            {"ext_id": "b", "first_name": "Bob", "email1": "bob@c.x"},
+        ]
+    )
+    messages[0]["schema"] = schema
+    config = target_config(sandbox, tmp_path)
+    run = run_plugin(TARGET, config, tmp_path, stdin=messages)
+    assert run.returncode == 0, run.stderr
+    result = report(tmp_path)
+    assert result["counts"]["created"] == 1 and result["counts"]["rejected"] == 1
+    [issue] = result["issues"]
+    assert issue["record_id"] == "people:a"
+    assert issue["reason"] == "field email1: expected a string, got an array"
+    assert "ann@c.x" not in run.stderr  # never the value
+
+    # A record without the key its SCHEMA names breaks the Singer spec: the run stops, saying so.
+    run = run_plugin(TARGET, config, tmp_path, stdin=import_stream([{"first_name": "NoKey"}]))
+    assert run.returncode != 0
+    [error] = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert "stream 'people': a record lacks its key property ext_id" in error
+    assert "unexpected" not in error

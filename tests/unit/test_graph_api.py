@@ -36,6 +36,7 @@ from contactsync.graph_api import (
     normalize_graph_url,
 )
 from contactsync.http import HttpClient, HttpPolicy
+from contactsync.pacing import MailboxPacer
 from contactsync_sandbox import tokens
 from tests.contract.specs import validate_graph
 
@@ -628,6 +629,9 @@ def test_batches_in_flight_stay_within_the_mailboxs_four_concurrent_requests(emu
 
     unordered = _client(emu, max_in_flight=4)
     monkeypatch.setattr(unordered, "_batches_in_flight", lambda: (4, False))
+    # The mailbox's pacer would hold them back (4 slots, an unordered batch takes 4): one
+    # without that limit, as the client was before it.
+    monkeypatch.setattr(unordered, "_pacer", MailboxPacer(None, 600, 16))
     results = unordered.create_contacts(unordered.resolve_folder("Parallel"), bodies)
     assert all(r.ok for r in results)  # written in the end, but after being throttled
     assert unordered.stats.inner_throttled > 0 and emu.stats()["throttled_concurrency"] > 0
@@ -678,6 +682,7 @@ def test_concurrency_limit_of_the_mailbox_is_honoured(emu):
     emu.throttle(concurrency=2, concurrency_retry_after=0.2)
     emu.control.latency(1.0, path_prefix="/v1.0/me/contactFolders/Contacts", count=2)
     other = _client(emu)
+    other._pacer = MailboxPacer(None, 600, 4)  # another process of the app: nothing shared
     busy = [threading.Thread(target=other.resolve_folder, args=("Contacts",)) for _ in range(2)]
     for thread in busy:
         thread.start()
@@ -690,6 +695,32 @@ def test_concurrency_limit_of_the_mailbox_is_honoured(emu):
     assert emu.stats()["throttled_concurrency"] > 0
     assert graph.stats.inner_throttled > 0
     assert emu.stats()["max_in_flight"] <= 2
+
+
+def test_clients_of_one_mailbox_in_one_process_share_its_four_slots(emu):
+    """Two clients of the mailbox in one process take their slots from one pacer
+    (contactsync.pacing): their requests never exceed Graph's 4 concurrent ones together, so the
+    emulator's documented model refuses none of them."""
+    emu.new_folder("Shared")
+    emu.throttle(request_seconds=0.02, concurrency_retry_after=0.1)
+    first, second = _client(emu), _client(emu)
+    assert first._pacer is second._pacer
+    folder = first.resolve_folder("Shared")
+    results: list = []
+    writers = [
+        threading.Thread(
+            target=lambda c=c, k=k: results.extend(
+                c.create_contacts(folder, [_body(100 * k + n) for n in range(40)])
+            )
+        )
+        for k, c in enumerate((first, second))
+    ]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    assert len(results) == 80 and all(r.ok for r in results)
+    assert emu.stats()["throttled_concurrency"] == 0 and emu.stats()["max_in_flight"] <= 4
 
 
 def test_inner_retry_after_is_honoured(emu):

@@ -318,6 +318,33 @@ def test_closed_scope_ledger_refuses_use(ledger: Ledger):
         scope_ledger.put(Link("p", "o"))
 
 
+def test_a_read_only_scope_reads_everything_and_writes_nothing(ledger: Ledger):
+    """A dry run's ledger: the links and pending work as they are, and no write of any kind."""
+    scope = new_scope()
+    with ledger.open_scope(scope) as run:
+        run.put(Link("p-1", "o-1", agreed={"first_name": "Kim"}))
+        run.record_failure(Side.OUTLOOK, "o-2", {"id": "o-2"}, "write failed")
+    with ledger.open_scope(scope, read_only=True) as dry:
+        assert dry.get(Side.PIPELINER, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
+        assert [f.record_id for f in dry.failures(Side.OUTLOOK)] == ["o-2"]
+        writes = [
+            lambda: dry.put(Link("p-1", "o-1")),
+            lambda: dry.put_many([Link("p-3", "o-3")]),
+            lambda: dry.remove("p-1"),
+            lambda: dry.record_failure(Side.OUTLOOK, "o-4", {"id": "o-4"}, "x"),
+            lambda: dry.clear_failure(Side.OUTLOOK, "o-2"),
+            lambda: dry.bind_folder("folder-id", "Pipeliner"),
+        ]
+        for write in writes:
+            with pytest.raises(LedgerError, match="dry run"):
+                write()
+    with ledger.open_scope(scope) as run:  # the lock was released; nothing changed
+        assert [link.pipeliner_id for link in run.iter_links()] == ["p-1"]
+        assert run.get(Side.PIPELINER, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
+        assert [f.record_id for f in run.failures(Side.OUTLOOK)] == ["o-2"]
+        assert run.folder_binding() is None
+
+
 # --------------------------------------------------------------------------------------------
 # Scoping
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from singer_sdk import Target
-from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
 from contactsync import settings as cs
@@ -17,6 +18,7 @@ from contactsync.link import Side
 from contactsync.merge import ConflictPolicy
 from contactsync.plan import Action, DestRecord, SourceRecord
 from contactsync.report import RunReport
+from contactsync_singer.imports import import_source, record_key
 from contactsync_singer.plugin import ContactsyncPlugin
 
 
@@ -58,6 +60,10 @@ def listed_folder(state: Any) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
+class MissingKey(MissingKeyPropertiesError):
+    """singer-sdk's error for a record without its key, with a message that says what to do."""
+
+
 #: Where a record that failed schema validation carries its reason to ``process_batch``.
 INVALID = "__contactsync_invalid__"
 
@@ -79,6 +85,11 @@ class ContactsSink(BatchSink):
         #: The keys received since the current full listing began (None: no listing under way).
         self.seen: set[str] | None = None
         self.listing_version: int | None = None
+        #: None: the sync's own stream; else the import (another tap) it comes from.
+        self.import_name = import_source(
+            stream_name, key_properties, os.environ, schema.get("properties")
+        )
+        target.use_link_scope(self.import_name, stream_name)
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -104,16 +115,30 @@ class ContactsSink(BatchSink):
         )
         return record
 
+    def _singer_validate_message(self, record: dict[str, Any]) -> None:
+        """A record without a property its SCHEMA names as key breaks the Singer spec: the run
+        stops (as singer-sdk's targets do), saying which stream and which property."""
+        absent = [k for k in self.key_properties or () if k not in record]
+        if absent:
+            raise MissingKey(
+                f"stream {self.stream_name!r}: a record lacks its key property "
+                f"{', '.join(absent)} (the SCHEMA's key_properties); the records before it were "
+                "written. Give every record its key, or send the right key_properties"
+            )
+
     def process_batch(self, context: dict[str, Any]) -> None:
         leg = self.owner.leg
         records = []
         for raw in context.get("records", []):
+            key = raw.get("_source_id") or raw.get("id") or "(no key)"
             try:
                 if INVALID in raw:
                     raise ValueError(raw[INVALID])
+                key = self._key(raw)
+                if self.import_name is not None or key != (raw.get("_source_id") or raw.get("id")):
+                    raw = {**raw, "_source_id": key}
                 records.append(self.owner.source_record(raw))
             except ValueError as exc:
-                key = raw.get("_source_id") or raw.get("id") or "(no key)"
                 if self.seen is not None:
                     self.seen.add(str(key))  # listed by the source, even if we cannot use it
                 self.logger.warning("rejected record %s: %s", key, exc)
@@ -124,12 +149,19 @@ class ContactsSink(BatchSink):
         leg.process(records)
         self.owner.progress.add(len(context.get("records", [])))
 
+    def _key(self, raw: Mapping[str, Any]) -> str:
+        stream = self.stream_name if self.import_name is not None else None
+        return record_key(raw, self.key_properties, stream)
+
     def activate_version(self, new_version: int) -> None:
         """The Singer full-table convention: a tap sends ACTIVATE_VERSION when a full listing
         starts and the same version again when it is complete. Only a listing seen from its
         start to its end says that a linked contact it did not list is gone; a lone message
-        (a listing that broke off, or a tap that sends only one) deletes nothing."""
+        (a listing that broke off, or a tap that sends only one) deletes nothing. Nor does an
+        import's listing: a row missing from a file is no deletion in the CRM."""
         self.owner.drain_one(self)
+        if self.import_name is not None:
+            return
         if self.listing_version == new_version and self.seen is not None:
             self.owner.leg.complete_listing(self.seen)
             self.listing_version, self.seen = None, None
@@ -192,11 +224,52 @@ class LegTarget(ContactsyncPlugin, Target):
     def two_way(self) -> bool:
         return True
 
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.config.get("dry_run"))
+
+    def use_link_scope(self, source: str | None, stream: str) -> None:
+        """The link scope of this run: the sync's (``source`` None) or that of the import from
+        ``source``. One run writes one scope; a stream of the other kind stops the run before
+        any of its records is written."""
+        chosen: tuple[str | None, str] = self.__dict__.setdefault("_link_source", (source, stream))
+        if chosen[0] != source:
+
+            def kind(name: str | None) -> str:
+                return "the sync's own" if name is None else f"an import from {name}"
+
+            raise ValueError(
+                f"stream {stream!r} ({kind(source)}) and stream {chosen[1]!r} "
+                f"({kind(chosen[0])}) arrived in one run: a target run links one scope; run "
+                "the import as a pipeline of its own"
+            )
+        if source is not None:
+            self.logger.info(
+                "stream %r comes from %s, not from the sync: an import, linked in a scope of "
+                "its own (the sync never deletes or re-links it; it deletes nothing by absence)",
+                stream,
+                source,
+            )
+
     @cached_property
     def scope_ledger(self) -> ScopeLedger:
-        return Ledger(self.config.get("ledger_url")).open_scope(
-            cs.link_scope(self.config), owner=self.name
+        source = self.__dict__.get("_link_source", (None, ""))[0]
+        scope = (
+            cs.link_scope(self.config) if source is None else cs.import_scope(self.config, source)
         )
+        return Ledger(self.config.get("ledger_url")).open_scope(
+            scope, owner=self.name, read_only=self.dry_run
+        )
+
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        """A dry run emits no STATE: Meltano saves what a target emits, and a saved bookmark
+        (or Graph delta link) would make the next real run skip the changes this run only
+        planned."""
+        if not self.dry_run:
+            super()._write_state_message(state)
+        elif not self.__dict__.get("_state_withheld"):
+            self.__dict__["_state_withheld"] = True
+            self.logger.info("dry run: no state is emitted, the next run reads the same changes")
 
     @cached_property
     def leg(self) -> SyncLeg:
@@ -206,7 +279,7 @@ class LegTarget(ContactsyncPlugin, Target):
             two_way=self.two_way,
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
-            dry_run=bool(self.config.get("dry_run")),
+            dry_run=self.dry_run,
             folder_setting=cs.link_scope(self.config).folder,
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)

@@ -97,6 +97,15 @@ assert not PIPELINER_NEVER_WRITTEN & {f.pipeliner for f in FIELDS}
 # --- normalisation -----------------------------------------------------------------------------
 
 
+#: Recent results of :func:`normalize` by (text, multiline), canonical forms included (the
+#: function is idempotent): a value is normalised when the record is read and again where a
+#: body is built from it (``to_graph``), and the second time is a lookup (issue #15).
+_SEEN: dict[tuple[str, bool], str | None] = {}
+_SEEN_MAX = 50_000
+_SEEN_LONGEST = 256  # notes can be long: those are computed each time, memory stays small
+_MISSING = object()
+
+
 def normalize(value: object, *, multiline: bool = False) -> str | None:
     """The one canonical form of a value, used on both sides before any comparison.
 
@@ -106,6 +115,21 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
     """
     if value is None:
         return None
+    if isinstance(value, str) and len(value) <= _SEEN_LONGEST:
+        seen = _SEEN.get((value, multiline), _MISSING)
+        if seen is not _MISSING:
+            return seen  # type: ignore[return-value]
+        result = _normalize(value, multiline)
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[(value, multiline)] = result
+        if result is not None:
+            _SEEN[(result, multiline)] = result
+        return result
+    return _normalize(value, multiline)
+
+
+def _normalize(value: object, multiline: bool) -> str | None:
     if not isinstance(value, str):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"expected a string, got {type(value).__name__}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from contactsync.graph_api import Folder, GraphClient, GraphFolderError
 
@@ -47,10 +48,19 @@ def gone_message(folder_id: str, name: str | None, configured: str) -> str:
     )
 
 
-def resolve_by_setting(graph: GraphClient, configured: str, *, create: bool) -> Folder:
-    """The folder the ``folder`` setting names now; created only for a name, never for an id."""
+def resolve_by_setting(
+    graph: GraphClient, configured: str, *, create: bool, dry_run: bool = False
+) -> Folder | None:
+    """The folder the ``folder`` setting names now; created only for a name, never for an id.
+    A dry run creates nothing: a folder that a real run would create is None (no contacts)."""
     wanted = (configured or "").strip()
-    return graph.resolve_folder(wanted, create=create and not looks_like_id(wanted))
+    create = create and not looks_like_id(wanted)
+    if not (create and dry_run):
+        return graph.resolve_folder(wanted, create=create)
+    try:
+        return graph.resolve_folder(wanted, create=False)
+    except GraphFolderError:
+        return None
 
 
 def follow(graph: GraphClient, folder_id: str, name: str | None, configured: str) -> Folder:
@@ -69,21 +79,23 @@ def follow(graph: GraphClient, folder_id: str, name: str | None, configured: str
 
 
 def bound_folder(
-    graph: GraphClient,
-    ledger: ScopeLedger,
-    configured: str,
-    *,
-    create: bool,
-    dry_run: bool = False,
-) -> Folder:
-    """The scope's folder: the bound one (by id, renamed or not), else the setting's, which is
-    bound from then on. A dry run binds nothing (it writes nothing)."""
+    graph: GraphClient, ledger: ScopeLedger, config: Mapping[str, Any]
+) -> Folder | None:
+    """The scope's folder: the bound one (by id, renamed or not), else the one the ``folder``
+    setting names, which is bound from then on. A dry run binds nothing (it writes nothing),
+    and its folder is None when a real run would create it."""
+    configured = str(config.get("folder") or "Pipeliner")
+    dry_run = bool(config.get("dry_run"))
     binding = ledger.folder_binding()
     if binding is not None:
-        folder = follow(graph, binding.folder_id, binding.display_name, configured)
+        folder: Folder | None = follow(graph, binding.folder_id, binding.display_name, configured)
     else:
-        folder = resolve_by_setting(graph, configured, create=create)
-    if not dry_run and (binding is None or binding.display_name != folder.display_name):
+        folder = resolve_by_setting(
+            graph, configured, create=bool(config.get("create_folder")), dry_run=dry_run
+        )
+    if folder is None or dry_run:
+        return folder
+    if binding is None or binding.display_name != folder.display_name:
         ledger.bind_folder(folder.id, folder.display_name)
     return folder
 

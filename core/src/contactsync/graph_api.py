@@ -54,6 +54,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.auth import AuthBase
 
+from contactsync import pacing
 from contactsync.fieldmap import (
     EMPTY_SLOT_PROPERTY_ID,
     OTHER_PHONE_PROPERTY_ID,
@@ -262,6 +263,9 @@ class GraphSettings:
     #: ``$batch`` requests in flight: 1 (unordered, Graph runs 4 of its requests at once), or
     #: up to 4 ``dependsOn``-chained ones.
     max_in_flight: int = BATCHES_IN_FLIGHT
+    #: Client-side budget per mailbox (:mod:`contactsync.pacing`; 0 or None: none of our own).
+    requests_per_window: int | None = pacing.DEFAULT_REQUESTS_PER_WINDOW
+    window_seconds: float = pacing.DEFAULT_WINDOW_SECONDS
     policy: HttpPolicy = field(default_factory=lambda: HttpPolicy(max_concurrency=MAX_IN_FLIGHT))
 
     def __post_init__(self) -> None:
@@ -300,6 +304,16 @@ class GraphSettings:
             MAX_IN_FLIGHT,
             "Graph allows 4 concurrent requests per app and mailbox",
         )
+        limit = self.requests_per_window
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise GraphConfigError(
+                f"graph_requests_per_window must be an integer, 0 or more, got {limit!r}"
+            )
+        seconds = self.window_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise GraphConfigError(f"graph_window_seconds must be positive, got {seconds!r}")
         if not isinstance(self.policy, HttpPolicy):
             raise GraphConfigError(
                 f"policy must be an HttpPolicy, got {type(self.policy).__name__}"
@@ -599,6 +613,14 @@ class GraphClient:
         self._gate = 0.0
         #: Personal contacts folders by id, as :meth:`personal_folder` found them (None: none).
         self._personal: dict[str, Folder | None] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        #: Graph's documented budget and concurrency, paced before sending (shared by every
+        #: client of the mailbox in the process; a private one under an injected clock).
+        limits = (settings.requests_per_window, settings.window_seconds, MAX_IN_FLIGHT)
+        if clock is time.monotonic and sleep is time.sleep:
+            self._pacer = pacing.mailbox_pacer(settings.api_url, settings.mailbox, *limits)
+        else:
+            self._pacer = pacing.MailboxPacer(*limits, clock=clock, sleep=sleep)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -622,8 +644,22 @@ class GraphClient:
         )
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         if self._owns_http:
             self._http.close()
+
+    def _batch_pool(self) -> ThreadPoolExecutor:
+        """The client's threads for ``$batch`` requests, started on first use and kept: the
+        engine writes a run in many small calls, each of which started its own pool."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=MAX_IN_FLIGHT, thread_name_prefix="graph-batch"
+                )
+            return self._pool
 
     def __enter__(self) -> Self:
         return self
@@ -1303,69 +1339,73 @@ class GraphClient:
         # moment it allows one request would answer 429 to nearly all of them. Kept across
         # calls: the engine writes a run in many small calls.
         size, gate = min(self._pace_size or settings.batch_size, settings.batch_size), self._gate
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-batch") as pool:
-            while pending or in_flight:
-                now = self._clock()
-                if stop is not None and pending:
-                    for op in pending:
-                        results[op.index] = _Outcome(0, None, f"not sent: {stop}")
-                    pending = []
-                while stop is None and len(in_flight) < workers and now >= gate:
-                    ready = [op for op in pending if op.not_before <= now][:size]
-                    if not ready:
-                        break
-                    taken = {id(op) for op in ready}
-                    pending = [op for op in pending if id(op) not in taken]
-                    for op in ready:
-                        if op.first_sent is None:
-                            op.first_sent = now
-                        op.attempts += 1
-                    in_flight[pool.submit(self._post_batch, ready, chained)] = ready
-                if not in_flight:
-                    if pending:
-                        due = max(gate, min(op.not_before for op in pending))
-                        self._sleep(max(0.0, due - now))
+        pool = self._batch_pool()
+        while pending or in_flight:
+            now = self._clock()
+            if stop is not None and pending:
+                for op in pending:
+                    results[op.index] = _Outcome(0, None, f"not sent: {stop}")
+                pending = []
+            while stop is None and len(in_flight) < workers and now >= gate:
+                room = self._pacer.room()  # the budget's remainder: a smaller batch now
+                take = min(size, room) if room else size
+                ready = [op for op in pending if op.not_before <= now][:take]
+                if not ready:
+                    break
+                taken = {id(op) for op in ready}
+                pending = [op for op in pending if id(op) not in taken]
+                for op in ready:
+                    if op.first_sent is None:
+                        op.first_sent = now
+                    op.attempts += 1
+                in_flight[pool.submit(self._post_batch, ready, chained)] = ready
+            if not in_flight:
+                if pending:
+                    due = max(gate, min(op.not_before for op in pending))
+                    self._sleep(max(0.0, due - now))
+                continue
+            # Wake up for a pending request only when it could be sent: with every worker
+            # busy, wait for an answer (a zero timeout here spun this loop while a batch was
+            # in flight: half the target's CPU, issue #15).
+            timeout = None
+            if pending and stop is None and len(in_flight) < workers:
+                timeout = max(0.0, max(gate, min(op.not_before for op in pending)) - now)
+            finished, _ = wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in finished:
+                chunk = in_flight.pop(future)
+                try:
+                    answer = future.result()
+                except _AuthFailed as exc:
+                    stop = exc.error
+                    for op in chunk:
+                        results[op.index] = _Outcome(0, None, f"not written: {stop}")
                     continue
-                timeout = None
-                if pending and stop is None:
-                    timeout = max(0.0, max(gate, min(op.not_before for op in pending)) - now)
-                finished, _ = wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    chunk = in_flight.pop(future)
-                    try:
-                        answer = future.result()
-                    except _AuthFailed as exc:
-                        stop = exc.error
-                        for op in chunk:
-                            results[op.index] = _Outcome(0, None, f"not written: {stop}")
-                        continue
-                    except GraphError as exc:  # e.g. the token provider failed
-                        stop = exc
-                        for op in chunk:
-                            results[op.index] = _Outcome(0, None, f"not sent: {exc}")
-                        continue
-                    lost_in_row = lost_in_row + 1 if answer.lost else 0
-                    if answer.lost and lost_in_row >= MAX_LOST_BATCHES and stop is None:
-                        stop = GraphError(
-                            f"{MAX_LOST_BATCHES} $batch requests in a row got no answer from "
-                            f"{settings.graph_url} ({answer.failure}); the rest was not sent. "
-                            "Check the network path to Microsoft Graph and run again."
-                        )
-                    requeue, auth_error = self._settle(chunk, answer, results)
-                    throttled = _throttled(chunk, answer)
-                    if throttled:
-                        size = max(1, len(chunk) - throttled)
-                        gate = max([gate, *(op.not_before for op in requeue)])
-                    else:
-                        size = min(settings.batch_size, size + 1)
-                    done_any = done_any or any(
-                        op.index in results and 200 <= results[op.index].status < 300
-                        for op in chunk
+                except GraphError as exc:  # e.g. the token provider failed
+                    stop = exc
+                    for op in chunk:
+                        results[op.index] = _Outcome(0, None, f"not sent: {exc}")
+                    continue
+                lost_in_row = lost_in_row + 1 if answer.lost else 0
+                if answer.lost and lost_in_row >= MAX_LOST_BATCHES and stop is None:
+                    stop = GraphError(
+                        f"{MAX_LOST_BATCHES} $batch requests in a row got no answer from "
+                        f"{settings.graph_url} ({answer.failure}); the rest was not sent. "
+                        "Check the network path to Microsoft Graph and run again."
                     )
-                    if auth_error is not None and stop is None:
-                        stop = auth_error
-                    pending.extend(requeue)
-                    pending.sort(key=lambda o: o.index)
+                requeue, auth_error = self._settle(chunk, answer, results)
+                throttled = _throttled(chunk, answer)
+                if throttled:
+                    size = max(1, len(chunk) - throttled)
+                    gate = max([gate, *(op.not_before for op in requeue)])
+                else:
+                    size = min(settings.batch_size, size + 1)
+                done_any = done_any or any(
+                    op.index in results and 200 <= results[op.index].status < 300 for op in chunk
+                )
+                if auth_error is not None and stop is None:
+                    stop = auth_error
+                pending.extend(requeue)
+                pending.sort(key=lambda o: o.index)
         self._pace_size, self._gate = size, gate
         if isinstance(stop, GraphAuthError) and not done_any:
             raise stop
@@ -1510,16 +1550,22 @@ class GraphClient:
         payload = {"requests": requests_}
         self._count("batches")
         expected = (503,) if creates else ()
+        # Graph runs up to 4 requests of an unordered batch at once, a chained one at a time.
+        slots = 1 if chained else min(len(chunk), pacing.BATCH_PARALLELISM)
         for attempt in (1, 2):
             try:
-                response = self._http.request(
-                    "POST",
-                    "$batch",
-                    json=payload,
-                    headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID}),
-                    idempotent=not creates,
-                    expected=expected,
-                )
+                grant = self._pacer.acquire(len(chunk), slots)
+                try:
+                    response = self._http.request(
+                        "POST",
+                        "$batch",
+                        json=payload,
+                        headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID}),
+                        idempotent=not creates,
+                        expected=expected,
+                    )
+                finally:
+                    self._pacer.release(grant)
             except HttpStatusError as exc:
                 if exc.status == 401 and attempt == 1:
                     try:
@@ -1613,14 +1659,18 @@ class GraphClient:
         """One request with the Prefer header; a 401 refreshes the token once and retries."""
         for attempt in (1, 2):
             try:
-                return self._http.request(
-                    method,
-                    path_or_url,
-                    json=json,
-                    headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID, **(headers or {})}),
-                    idempotent=idempotent,
-                    expected=expected,
-                )
+                grant = self._pacer.acquire(1, 1)
+                try:
+                    return self._http.request(
+                        method,
+                        path_or_url,
+                        json=json,
+                        headers=self._headers({"Prefer": PREFER_IMMUTABLE_ID, **(headers or {})}),
+                        idempotent=idempotent,
+                        expected=expected,
+                    )
+                finally:
+                    self._pacer.release(grant)
             except HttpStatusError as exc:
                 if exc.status == 401 and attempt == 1:
                     self._refresh_after_401(_auth_header(exc.response))

@@ -448,17 +448,22 @@ class Ledger:
         """Close pooled connections. Open ``ScopeLedger`` objects keep their own lock."""
         self._engine.dispose()
 
-    def open_scope(self, scope: ScopeKey, *, owner: str | None = None) -> ScopeLedger:
+    def open_scope(
+        self, scope: ScopeKey, *, owner: str | None = None, read_only: bool = False
+    ) -> ScopeLedger:
         """Take the scope's run lock and return its ledger; use it as a context manager.
 
         Fails at once with ``LedgerLocked`` if another run of the scope holds the lock.
         ``owner`` is a free-text label for that message (e.g. the Meltano job); no secrets.
+        ``read_only`` (a dry run): every write to the scope's links, pending work, conflicts or
+        folder binding raises ``LedgerError``, so a dry run cannot consume what the next real
+        run must do. The lock is still taken: a dry run reads no half-written run.
         """
         self._ensure_schema()
         holder = LockHolder(host=socket.gethostname(), pid=os.getpid(), owner=owner, since=_now())
         lock = self._lock_class.acquire(self, scope, holder)
-        log.info("opened ledger scope %s in %s", scope, self.url)
-        return ScopeLedger(self, scope, lock)
+        log.info("opened ledger scope %s in %s%s", scope, self.url, " (read-only)" * read_only)
+        return ScopeLedger(_ReadOnlyLedger(self) if read_only else self, scope, lock)
 
     def scopes(self) -> list[ScopeKey]:
         """Every scope with links or pending failures, for status commands."""
@@ -639,6 +644,21 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
         # transaction that upgrades later can fail with SQLITE_BUSY without waiting.
         mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class _ReadOnlyLedger(Ledger):
+    """A ledger whose reads are its own and whose every write is refused (a dry run's)."""
+
+    def __init__(self, ledger: Ledger) -> None:  # same engine, same locks: no second connection
+        self.__dict__.update(ledger.__dict__)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        raise LedgerError(
+            "this run is a dry run: its ledger is open read-only and nothing may be written to "
+            "it (a dry run must leave links and pending work as the next real run needs them)"
+        )
+        yield  # pragma: no cover - a generator, for contextmanager
 
 
 # --------------------------------------------------------------------------------------------

@@ -231,7 +231,8 @@ class WorkingCopies:
             tmp.write_bytes(spec)
             tmp.replace(target)
         links = [(project / ".meltano" / d, slot / ".meltano" / d) for d in SHARED_MELTANO_DIRS]
-        links += [(project / name, slot / name) for name in (".env", "plugins")]
+        # catalogs/: the taps' shipped catalogs (meltano.yml's `catalog` extra; no discovery).
+        links += [(project / name, slot / name) for name in (".env", "plugins", "catalogs")]
         for source, link in links:
             if source.exists() and not link.is_symlink():
                 link.symlink_to(source, target_is_directory=source.is_dir())

@@ -23,6 +23,7 @@ from contactsync.pipeliner_records import (
     UNMAPPABLE,
     known_values,
     parse_time,
+    type_problem,
 )
 from contactsync.plan import DeleteReason, SourceRecord
 
@@ -147,6 +148,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
         moved_to = record.get(MOVED_TO) if reason is DeleteReason.MOVED else None
         return SourceRecord(str(key), None, reason, modified, version, stamp, moved_to)
+    if problem := type_problem(record, GRAPH_PROPERTIES):
+        raise ValueError(problem)
     if len(record.get("emailAddresses") or ()) > 3:
         raise ValueError(f"record {key} has more than 3 e-mail addresses; Outlook holds at most 3")
     values = known_values(from_graph(record, partial=True), record)

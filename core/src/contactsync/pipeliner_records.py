@@ -133,6 +133,72 @@ def tap_record(contact: Mapping[str, Any], user: SyncUser) -> dict[str, Any]:
     return record
 
 
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list, tuple),
+    "object": (dict, Mapping),
+    "null": (type(None),),
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for name in ("string", "integer", "number", "array", "object", "null"):
+        if isinstance(value, _JSON_TYPES[name]):
+            return name
+    return type(value).__name__
+
+
+def _expected(schema: Mapping[str, Any]) -> str:
+    declared = schema.get("type", [])
+    names = [t for t in ([declared] if isinstance(declared, str) else declared) if t != "null"]
+    text = " or ".join(f"an {t}" if t[0] in "aeiou" else f"a {t}" for t in names)
+    items = schema.get("items")
+    if "array" in names and isinstance(items, Mapping) and _expected(items):
+        text += f" of {_expected(items).split(' ', 1)[1]}s"
+    return text
+
+
+def type_problem(record: Mapping[str, Any], properties: Mapping[str, Any]) -> str | None:
+    """The first property of ``record`` whose value is not of the type ``properties`` declare
+    (arrays' items included), named with what was expected and what came, never the value.
+
+    A target validates records against their stream's own SCHEMA; another tap's SCHEMA may well
+    declare a string where we read an array (``emailAddresses``), which would otherwise surface
+    as a misleading error further on."""
+    for name, schema in properties.items():
+        value = record.get(name)
+        if value is None or not isinstance(schema, Mapping) or schema.get("format"):
+            continue  # absent/null is for the merge to judge; date-times are parsed by the SDK
+        if problem := _mismatch(name, value, schema):
+            return problem
+    return None
+
+
+def _mismatch(path: str, value: Any, schema: Mapping[str, Any]) -> str | None:
+    declared = schema.get("type")
+    if declared is None:
+        return None
+    names = [declared] if isinstance(declared, str) else list(declared)
+    actual = _json_type(value)
+    if actual not in names and not (actual == "integer" and "number" in names):
+        return f"field {path}: expected {_expected(schema)}, got {_article(actual)}"
+    items = schema.get("items")
+    if actual == "array" and isinstance(items, Mapping):
+        for n, item in enumerate(value):
+            if item is not None and (problem := _mismatch(f"{path}[{n}]", item, items)):
+                return problem
+    return None
+
+
+def _article(name: str) -> str:
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 time as an aware UTC datetime ("Z" accepted); None when absent or garbage."""
     if not value:
@@ -158,6 +224,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
         raise ValueError("a contact record needs a key: `_source_id` or the Pipeliner `id`")
     if record.get(UNMAPPABLE):
         raise ValueError(str(record[UNMAPPABLE]))
+    if problem := type_problem(record, CONTACT_SCHEMA["properties"]):
+        raise ValueError(problem)
     # A Pipeliner id on the record is the strongest evidence of its counterpart.
     stamp = record.get("id") or None
     version = record.get(SOURCE_VERSION)
@@ -198,4 +266,5 @@ __all__ = [
     "parse_time",
     "source_record",
     "tap_record",
+    "type_problem",
 ]

@@ -16,7 +16,7 @@ from contactsync.link import ScopeKey
 from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings, ResolvedUser
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
-    from contactsync.graph_api import GraphClient, GraphSettings
+    from contactsync.graph_api import Folder, GraphClient, GraphSettings
 
 Schema = dict[str, Any]
 
@@ -93,6 +93,18 @@ LINK_SCOPE: Mapping[str, Schema] = {
     ),
 }
 
+#: A dry run plans and reports, and consumes nothing the next real run needs: no API write, no
+#: ledger write, no folder created, and no Singer STATE (Meltano saves what a target emits, so
+#: the bookmark and Graph's delta link stay where they were).
+DRY_RUN: Mapping[str, Schema] = {
+    "dry_run": {
+        "type": ["boolean"],
+        "default": False,
+        "description": "Plan and report, write nothing: no API write, no ledger change, no "
+        "folder created, and no state saved (the next real run reads the same changes again).",
+    },
+}
+
 SYNC_WRITES: Mapping[str, Schema] = {
     "ledger_url": _string(
         "Where links live: a SQLAlchemy URL (postgresql://...) or a SQLite file path. "
@@ -118,11 +130,7 @@ SYNC_WRITES: Mapping[str, Schema] = {
         "default": False,
         "description": "Let a run exceed max_delete_ratio (after checking the source is right).",
     },
-    "dry_run": {
-        "type": ["boolean"],
-        "default": False,
-        "description": "Plan and report, write nothing.",
-    },
+    **DRY_RUN,
     "report_path": _string("Where to write the run report as JSON (default: none)."),
 }
 
@@ -201,6 +209,22 @@ GRAPH_CONNECTION: Mapping[str, Schema] = {
         "default": 200,
         "description": "Contacts per delta page (odata.maxpagesize, at most 200).",
     },
+    "graph_requests_per_window": {
+        "type": ["integer"],
+        "minimum": 0,
+        "default": 10000,
+        "description": (
+            "Requests this process sends to the mailbox in any graph_window_seconds, each "
+            "request inside a $batch counted (Graph's documented Outlook limit: 10,000 per 10 "
+            "minutes per app and mailbox); 0: no budget of our own, pace by Graph's 429s only."
+        ),
+    },
+    "graph_window_seconds": {
+        "type": ["number"],
+        "exclusiveMinimum": 0,
+        "default": 600,
+        "description": "The window of graph_requests_per_window, in seconds.",
+    },
 }
 
 
@@ -221,8 +245,15 @@ def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
         ca_bundle=config.get("ca_bundle"),
         page_size=int(config.get("list_page_size") or 1000),
         delta_page_size=int(config.get("delta_page_size") or 200),
+        requests_per_window=_int_or(config.get("graph_requests_per_window"), 10_000),
+        window_seconds=float(config.get("graph_window_seconds") or 600),
         policy=http_policy(config),
     )
+
+
+def _int_or(value: Any, default: int) -> int:
+    """An integer setting whose 0 means something (unlike ``or``, which would drop it)."""
+    return default if value is None or value == "" else int(value)
 
 
 def link_scope(config: Mapping[str, Any]) -> ScopeKey:
@@ -240,12 +271,39 @@ def link_scope(config: Mapping[str, Any]) -> ScopeKey:
     )
 
 
+#: The mailbox part of an import's link scope: no Outlook mailbox has this name.
+IMPORT_MAILBOX = "(import)"
+
+
+def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
+    """The ledger scope of records imported from ``source`` (a tap, not the sync): the user's
+    and space's, but apart from every folder's sync, so that a sync's complete listing never
+    takes an imported contact for one deleted on its side, and never links it by its key."""
+    sync = link_scope(config)
+    return ScopeKey(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
+
+
 def graph_client(config: Mapping[str, Any]) -> GraphClient:
     """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
     from contactsync.auth import AuthSettings, TokenProvider
     from contactsync.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
+
+
+def sync_folder(graph: GraphClient, config: Mapping[str, Any]) -> Folder | None:
+    """The folder of the sync as the ``folder`` setting names it, created if missing with
+    ``create_folder`` (for a name, never for an id: that is a folder that is gone); except in a
+    dry run, which creates nothing: there a folder that a real run would create is None (it has
+    no contacts yet)."""
+    from contactsync.folders import resolve_by_setting  # Outlook side only
+
+    return resolve_by_setting(
+        graph,
+        str(config.get("folder") or "Pipeliner"),
+        create=bool(config.get("create_folder")),
+        dry_run=bool(config.get("dry_run")),
+    )
 
 
 def normalize_text_settings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:

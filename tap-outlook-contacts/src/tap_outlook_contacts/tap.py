@@ -49,6 +49,12 @@ class ContactsStream(Stream):
         tap: TapOutlookContacts = self._tap  # type: ignore[assignment]
         state = self.get_context_state(context)
         folder = tap.folder_of(state)
+        if folder is None:
+            self.logger.info(
+                "dry run: folder %r does not exist yet (a real run creates it): nothing to read",
+                tap.configured_folder,
+            )
+            return
         delta_link = state.get("delta_link") if state.get("folder_id") == folder.id else None
         if delta_link is None:
             self.logger.info("reading the whole folder %r (no delta link yet)", folder.display_name)
@@ -91,6 +97,14 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
         AUTH_SETTINGS_SCHEMA,
         cs.LINK_SCOPE,
         cs.GRAPH_CONNECTION,
+        {
+            "dry_run": {
+                "type": ["boolean"],
+                "default": False,
+                "description": "Create nothing: a folder that create_folder would create is "
+                "read as empty (set it with the targets' dry_run, e.g. CONTACTSYNC_DRY_RUN).",
+            }
+        },
         cs.HTTP_LIMITS,
         cs.PROGRESS,
         required=("authority", "client_id"),
@@ -104,9 +118,10 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
     def configured_folder(self) -> str:
         return str(self.config.get("folder") or "Pipeliner")
 
-    def folder_of(self, state: Mapping[str, Any]) -> Folder:
+    def folder_of(self, state: Mapping[str, Any]) -> Folder | None:
         """The folder read: the one the state's delta link belongs to (by id: a renamed folder
-        is followed, a deleted one stops the run), else the one the ``folder`` setting names."""
+        is followed, a deleted one stops the run), else the one the ``folder`` setting names
+        (None in a dry run whose folder a real run would create: it holds no contact)."""
         configured = self.configured_folder
         bound = state.get("folder_id")
         # A changed setting is a deliberate switch to another folder; an unchanged one keeps
@@ -114,9 +129,7 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
         same = state.get("folder_setting", configured) == configured
         if bound and same and not (folders.looks_like_id(configured) and configured != bound):
             return folders.follow(self.graph, bound, None, configured)
-        return folders.resolve_by_setting(
-            self.graph, configured, create=bool(self.config.get("create_folder"))
-        )
+        return cs.sync_folder(self.graph, self.config)
 
     def discover_streams(self) -> list[Stream]:
         return [ContactsStream(self)]

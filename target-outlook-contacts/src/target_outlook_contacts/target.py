@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -10,13 +10,30 @@ from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
 from contactsync.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.engine import Destination, WriteResult
 from contactsync.folders import bound_folder
 from contactsync.graph_api import GraphClient
 from contactsync.link import Side
 from contactsync.outlook_destination import OutlookDestination
 from contactsync.outlook_records import source_record
-from contactsync.plan import SourceRecord
+from contactsync.plan import Action, DestRecord, SourceRecord
 from contactsync.scope import SyncScope
+
+
+class FolderToCreate:
+    """A dry run's destination when the folder does not exist yet: it holds no contact, so
+    every record plans as a create; nothing is ever written to it."""
+
+    side = Side.OUTLOOK
+
+    def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
+        return {}
+
+    def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
+        return []
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        raise RuntimeError("a dry run writes nothing (and this folder does not exist)")
 
 
 class TargetOutlookContacts(LegTarget):
@@ -62,16 +79,16 @@ class TargetOutlookContacts(LegTarget):
     def graph(self) -> GraphClient:
         return cs.graph_client(self.config)
 
-    def build_destination(self) -> OutlookDestination:
+    def build_destination(self) -> Destination:
         """The folder this sync is bound to (by id: a renamed folder is followed, a deleted
         one stops the run), or on the first run the one the ``folder`` setting names."""
-        folder = bound_folder(
-            self.graph,
-            self.scope_ledger,
-            self.config.get("folder") or "Pipeliner",
-            create=bool(self.config.get("create_folder")),
-            dry_run=bool(self.config.get("dry_run")),
-        )
+        folder = bound_folder(self.graph, self.scope_ledger, self.config)
+        if folder is None:
+            self.logger.info(
+                "dry run: folder %r does not exist yet; a real run creates it (create_folder)",
+                self.config.get("folder") or "Pipeliner",
+            )
+            return FolderToCreate()
         return OutlookDestination(self.graph, folder)
 
     def source_record(self, record: Mapping[str, Any]) -> SourceRecord:

@@ -20,8 +20,10 @@ from contactsync.scope import SyncScope
 class TargetPipelinerContacts(LegTarget):
     """Creates, updates and deletes Pipeliner contacts from any tap's contact records.
 
-    Records are keyed by ``_source_id`` (e.g. an Outlook contact id; linked through the ledger)
-    or by the Pipeliner ``id``. Only fields that changed are written, merged field by field.
+    Records are keyed by ``_source_id`` (e.g. an Outlook contact id; linked through the ledger),
+    by the Pipeliner ``id``, or else by their SCHEMA's ``key_properties``; another tap's records
+    are an import, linked apart from the sync. Only fields that changed are written, merged
+    field by field.
     """
 
     name = "target-pipeliner-contacts"
