@@ -405,3 +405,29 @@ def test_a_conflict_names_contact_and_field_and_its_lost_value_can_be_restored(
     assert code == 0 and "1 record(s) of alex@contoso.example need attention" in out
     assert "add a name in Outlook" in out
     assert "1 needs attention" in out  # the last run's counts
+
+
+def test_status_shows_the_folder_by_its_current_name_after_a_rename(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #14 item 12, #12 item 6: the sync follows its folder by id; renamed in Outlook, the
+    run goes on in it and `contactsync status` names it as it is called now."""
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    name = space.folders[ALEX]
+    with cli.approving(ALEX):
+        args = ("--create-folder", name, "--sync-type", "two_way_your_contacts")
+        assert cli("activate", "--user", ALEX, *args, capsys=capsys)[0] == 0
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    renamed = f"Clients {uuid.uuid4().hex[:6]}"
+    space.outlook(ALEX).rename_folder(name, renamed)  # through Graph, as Outlook does
+    space.folders[ALEX] = renamed
+    space.pipeliner.create("alex", **_contact(7, "alex"))
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0, out + err
+    assert "p7.alex@client.example" in space.emails(ALEX)  # written into the renamed folder
+    assert name not in [f["displayName"] for f in space.outlook(ALEX).folders()]
+    assert cli.status(capsys)[ALEX]["folder_current_name"] == renamed
+    code, out, _ = cli("status", capsys=capsys)
+    assert code == 0 and f"{renamed} (renamed from {name})" in out

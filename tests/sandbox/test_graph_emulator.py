@@ -431,7 +431,12 @@ def test_string_lengths_are_limited_only_by_the_labelled_sandbox_option(g):
     long_title, long_notes = "x" * 1000, "n" * 40_000
     stored = g.new_contact(jobTitle=long_title, personalNotes=long_notes)
     assert (stored["jobTitle"], stored["personalNotes"]) == (long_title, long_notes)
-    assert g.ctl("GET", "/storage") == {"string_limits": False, "compact_empty_entries": False}
+    assert g.ctl("GET", "/storage") == {
+        "string_limits": False,
+        "compact_empty_entries": False,
+        "folder_scoped_item_urls": True,
+        "deleted_items": False,
+    }
     g.ctl("POST", "/storage", {"string_limits": True})
     for body, needle in [
         ({"jobTitle": "x" * 256}, "255"),
@@ -1054,3 +1059,40 @@ def test_creating_through_batches_stays_fast(g):
         assert {r["status"] for r in body["responses"]} == {201}
     assert time.perf_counter() - started < 5
     assert len(g.contacts(folder)) == 1000
+
+
+def test_a_contact_url_s_folder_segment_scopes_it_or_not_by_the_labelled_option(g):
+    """Graph lists `contactFolders/{id}/contacts/{id}` beside `contacts/{id}` for get, update and
+    delete and says nothing of a contact not in the folder named: by default the folder scopes
+    it (404); with `folder_scoped_item_urls` false the segment is ignored, and a PATCH or DELETE
+    reaches the contact wherever it is. `contacts/{id}` finds it anywhere in the mailbox."""
+    family = g.ctl("POST", f"/mailboxes/{ALEX}/folders", {"displayName": "Filed"}, status=201)
+    contact = g.new_contact(g.folder_id("Pipeliner"))
+    g.ctl("POST", f"/mailboxes/{ALEX}/contacts/{contact['id']}/move", {"folder": "Filed"})
+    pipeliner = g.folder_id("Pipeliner")
+    via_folder = f"/me/contactFolders/{pipeliner}/contacts/{contact['id']}"
+    assert g.error("GET", via_folder, 404) == "ErrorItemNotFound"
+    assert g.error("PATCH", via_folder, 404, json={"jobTitle": "x"}) == "ErrorItemNotFound"
+    assert g.get(f"/me/contacts/{contact['id']}")["parentFolderId"] == family["id"]
+    g.ctl("POST", "/storage", {"folder_scoped_item_urls": False})
+    assert g.get(via_folder)["parentFolderId"] == family["id"]
+    assert g.call("PATCH", via_folder, json={"jobTitle": "Written"})["jobTitle"] == "Written"
+    g.call("DELETE", via_folder, status=204)
+    assert g.contacts("Filed") == []
+
+
+def test_an_owner_s_delete_moves_to_deleted_items_with_the_labelled_option(g):
+    """By default the owner's delete removes the contact; with `deleted_items` it goes to Deleted
+    Items as the Outlook client does: still readable by id, under a folder that is no contact
+    folder of `Contacts`; delta of its folder reports it removed either way."""
+    contact = g.new_contact(g.folder_id("Pipeliner"))
+    g.ctl("POST", "/storage", {"deleted_items": True})
+    g.ctl("DELETE", f"/mailboxes/{ALEX}/contacts/{contact['id']}")
+    found = g.get(f"/me/contacts/{contact['id']}")
+    trash = g.get(f"/me/contactFolders/{found['parentFolderId']}")
+    assert trash["displayName"] == "Deleted Items"
+    children = g.get("/me/contactFolders/Contacts/childFolders")["value"]
+    assert trash["id"] not in [f["id"] for f in children]
+    assert trash["parentFolderId"] != g.get("/me/contactFolders/Contacts")["id"]
+    g.ctl("DELETE", f"/mailboxes/{ALEX}/contacts/{contact['id']}")  # emptied from there: gone
+    assert g.error("GET", f"/me/contacts/{contact['id']}", 404) == "ErrorItemNotFound"

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from contactsync.engine import (
+    FolderChanged,
     LegSettings,
     SyncLeg,
     WriteResult,
@@ -271,3 +272,28 @@ def test_a_complete_listing_reveals_deletes_no_tombstone_reported(ledger, stores
     leg.finish()
     assert p.records[ids[0]].deleted and not p.records[ids[1]].deleted
     assert ledger.get(PL, ids[0]) is None and ledger.count_links() == 2
+
+
+def test_a_listing_of_another_folder_than_the_bound_one_deletes_nothing(ledger, stores) -> None:
+    """Issue #12 item 6: the Outlook tap says which folder it listed (its bookmark); when that is
+    not the folder the scope is bound to, its absences are no deletes, however few."""
+    p, o = stores
+    seed_linked(ledger, p, o, 2)
+    ledger.bind_folder("bound-id", "Pipeliner")
+    leg = SyncLeg(ledger, p, LegSettings(OL, two_way=True))
+    leg.listed_folder = "new-empty-folder"
+    leg.complete_listing(set())
+    with pytest.raises(FolderChanged, match="not from the folder this sync is bound to"):
+        leg.finish()
+    assert len(p.live()) == 2 and ledger.count_links() == 2
+    # The bound folder itself, really emptied: two deletes pass (under the guard's floor).
+    leg = SyncLeg(ledger, p, LegSettings(OL, two_way=True))
+    leg.listed_folder = "bound-id"
+    leg.complete_listing(set())
+    leg.finish()
+    assert len(p.live()) == 0
+
+
+def test_a_moved_tombstone_round_trips_with_its_folder() -> None:
+    record = SourceRecord("o-1", None, DeleteReason.MOVED, moved_to="Family")
+    assert record_from_payload(record_to_payload(record)) == record

@@ -925,3 +925,30 @@ def test_injected_http_client_gets_the_bearer_header(emu):
         graph.close()  # not ours to close
         assert graph.stats.attempts == http.stats.attempts > 0
     assert provider.refreshes == 1
+
+
+# --------------------------------------------------------------------------- moves (issue #12)
+
+
+def test_locate_contacts_finds_a_moved_contact_and_its_folder(emu):
+    """A contact is read by id in the whole mailbox: one filed into another personal folder is
+    found there (its folder by its current name), a deleted one is absent, and so is one in a
+    folder outside the personal contacts folders; folders are looked up once per client."""
+    graph = _client(emu)
+    folder = graph.resolve_folder("Pipeliner")
+    created = graph.create_contacts(folder, [_body(1), _body(2), _body(3)])
+    moved, deleted, stays = (c.id for c in created)
+    deep = emu.new_folder("Filed", parent=emu.folders()[0]["id"])
+    emu.call("POST", f"/mailboxes/{ALEX_UPN}/contacts/{moved}/move", {"folder": deep})
+    emu.delete_contact(deleted)
+    found = graph.locate_contacts([moved, deleted, stays, moved])
+    assert set(found) == {moved, stays}
+    assert found[moved].folder.display_name == "Filed" and found[moved].folder.id == deep
+    assert found[stays].folder.id == folder.id
+    assert pipeliner_stamp(found[moved].contact) == "pl-1"
+    assert graph.locate_contacts([]) == {}
+    assert graph.personal_folder(deep) == found[moved].folder
+    assert (
+        graph.personal_folder("AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OAAuAAA=")
+        is None
+    )

@@ -18,6 +18,7 @@ EXPECTED_COUNTERS = (
     "restored",
     "unchanged",
     "out_of_scope",
+    "moved_out",  # issue #12 item 5: a contact filed into another Outlook folder
     "rejected",
     "needs_attention",
     "read",

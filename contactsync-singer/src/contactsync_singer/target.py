@@ -50,6 +50,16 @@ class LazyDestination:
         return self.destination.apply(actions)
 
 
+def listed_folder(state: Any) -> str | None:
+    """The Outlook folder id a tap-outlook-contacts state says its listing came from."""
+    bookmarks = state.get("bookmarks") if isinstance(state, Mapping) else None
+    stream = bookmarks.get("contacts") if isinstance(bookmarks, Mapping) else None
+    if not isinstance(stream, Mapping):
+        return None
+    found = stream.get("folder_id")
+    return found if isinstance(found, str) and found else None
+
+
 class MissingKey(MissingKeyPropertiesError):
     """singer-sdk's error for a record without its key, with a message that says what to do."""
 
@@ -270,6 +280,7 @@ class LegTarget(ContactsyncPlugin, Target):
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
             dry_run=self.dry_run,
+            folder_setting=cs.link_scope(self.config).folder,
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
         leg = SyncLeg(self.scope_ledger, destination, settings)
@@ -278,6 +289,14 @@ class LegTarget(ContactsyncPlugin, Target):
 
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         return ContactsSink
+
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """tap-outlook-contacts keeps the id of the folder it read in its bookmark: the leg
+        compares it with the folder the sync is bound to before a complete listing deletes."""
+        super()._process_state_message(message_dict)
+        found = listed_folder(message_dict.get("value"))
+        if found is not None:
+            self.leg.listed_folder = found
 
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         if not message_dict.get("schema", {}).get("properties"):

@@ -87,6 +87,9 @@ class LegSettings:
     max_delete_ratio: float = 0.5
     allow_mass_delete: bool = False
     dry_run: bool = False
+    #: The ``folder`` setting (the Outlook folder as configured): lets the mass-delete guard
+    #: tell a folder that changed from contacts that were deleted.
+    folder_setting: str | None = None
 
     @property
     def context(self) -> LegContext:
@@ -104,6 +107,7 @@ def record_to_payload(record: SourceRecord) -> dict[str, Any]:
         "modified": record.modified.isoformat() if record.modified else None,
         "version": record.version,
         "stamp": record.stamp,
+        "moved_to": record.moved_to,
     }
 
 
@@ -117,6 +121,7 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
         modified=datetime.fromisoformat(modified) if modified else None,
         version=payload.get("version"),
         stamp=payload.get("stamp"),
+        moved_to=payload.get("moved_to"),
     )
 
 
@@ -152,7 +157,12 @@ _COUNTER = {
     Kind.FORGET: "forgotten",
     Kind.REJECT: "rejected",
     Kind.LEAVE: "out_of_scope",
+    Kind.MOVED_OUT: "moved_out",
 }
+
+
+class FolderChanged(RuntimeError):
+    """A complete listing came from another Outlook folder than the one the sync is bound to."""
 
 
 class SyncLeg:
@@ -180,6 +190,8 @@ class SyncLeg:
         self._failed_before = {f.record_id for f in ledger.failures(self.src, parked=None)}
         #: Records refused for their data too often: skipped while they stay as they were.
         self._parked = {f.record_id: f for f in ledger.failures(self.src, parked=True)}
+        #: The Outlook folder id the source's listing came from, when its tap says so.
+        self.listed_folder: str | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -234,7 +246,10 @@ class SyncLeg:
         missing = [
             link.id_on(self.src)
             for link in self.ledger.iter_links()
-            if link.id_on(self.src) and link.id_on(self.src) not in seen
+            if link.id_on(self.src)
+            and link.id_on(self.src) not in seen
+            # A copy moved to another folder is not in this one's listing, and not deleted.
+            and not (link.state is LinkState.MOVED and self.src is Side.OUTLOOK)
         ]
         if missing:
             log.info("%d linked contacts are absent from a complete listing", len(missing))
@@ -260,6 +275,15 @@ class SyncLeg:
         if self.src is Side.PIPELINER:
             self._settle_owed_work()
         if self._deferred:
+            folder = self._folder_changed()
+            if folder is not None and folder[1]:
+                # Read from another folder than the bound one: its absences are no deletes.
+                self.report.error = (
+                    f"not deleting {len(self._deferred)} contacts in {self.dest.side}: "
+                    f"{folder[0]}. Nothing was deleted; the sync reads the folder it is bound to "
+                    "by id when its Singer state is kept (run again without --full-refresh)."
+                )
+                raise FolderChanged(self.report.error)
             try:
                 check_mass_delete(
                     len(self._deferred),
@@ -267,6 +291,7 @@ class SyncLeg:
                     self.settings.max_delete_ratio,
                     allow=self.settings.allow_mass_delete,
                     dest=self.dest.side,
+                    folder_changed=folder[0] if folder else None,
                 )
             except Exception as exc:
                 self.report.error = str(exc)
@@ -278,6 +303,28 @@ class SyncLeg:
         return self.report
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _folder_changed(self) -> tuple[str, bool] | None:
+        """Why the Outlook folder read may not be the one the sync is bound to, and whether that
+        is certain (the source said which folder it read), or None when there is no sign."""
+        if self.src is not Side.OUTLOOK:
+            return None
+        binding = self.ledger.folder_binding()
+        if binding is not None and self.listed_folder is not None:
+            if self.listed_folder == binding.folder_id:
+                return None
+            return (
+                f"the Outlook contacts were read from folder {self.listed_folder}, not from the "
+                f"folder this sync is bound to ({binding.display_name!r}, id "
+                f"{binding.folder_id})",
+                True,
+            )
+        if self.settings.folder_setting is None:
+            return None
+        from contactsync.folders import folder_changed  # Graph's side: imported when needed
+
+        why = folder_changed(self.ledger, self.settings.folder_setting)
+        return (why, False) if why else None
 
     def _still_parked(self, record: SourceRecord) -> bool:
         """A parked record that has not changed since: not tried again (it needs a person)."""
@@ -421,6 +468,8 @@ class SyncLeg:
         else:
             if action.kind is Kind.LEAVE:
                 self.report.issue(record.id, "out of scope", action.reason)
+            elif action.kind is Kind.MOVED_OUT:
+                self.report.issue(record.id, "moved out of the folder", action.reason)
             self._cleared(record.id)
 
     def _link_after(

@@ -98,6 +98,7 @@ __all__ = [
     "GraphSettings",
     "GraphStats",
     "GraphThrottled",
+    "Located",
     "SyncStateExpired",
     "normalize_graph_url",
 ]
@@ -346,6 +347,14 @@ class Folder:
     id: str
     display_name: str
     parent_folder_id: str | None
+
+
+@dataclass(frozen=True)
+class Located:
+    """A contact found by id in the mailbox, and the personal contacts folder it is in now."""
+
+    contact: dict[str, Any]
+    folder: Folder
 
 
 @dataclass(frozen=True)
@@ -602,6 +611,8 @@ class GraphClient:
         #: batch before ``_gate`` (this client's clock).
         self._pace_size = 0
         self._gate = 0.0
+        #: Personal contacts folders by id, as :meth:`personal_folder` found them (None: none).
+        self._personal: dict[str, Folder | None] = {}
         self._pool: ThreadPoolExecutor | None = None
         #: Graph's documented budget and concurrency, paced before sending (shared by every
         #: client of the mailbox in the process; a private one under an injected clock).
@@ -887,6 +898,72 @@ class GraphClient:
                 continue
             else:
                 raise self._outcome_error(f"reading contact {contact_id}", outcome)
+        return found
+
+    def locate_contacts(self, ids: Sequence[str]) -> dict[str, Located]:
+        """Where the mailbox's contacts with these ids are now, by id: each found one with the
+        personal contacts folder it lives in (``parentFolderId``).
+
+        Read by id from the whole mailbox (``GET /contacts/{id}``, through ``$batch``), never
+        through a folder's URL: whether Graph honours the folder segment of
+        ``contactFolders/{f}/contacts/{id}`` is not documented, so the folder is checked here.
+        Absent: an id that does not exist (404), or a contact in a folder that is not a personal
+        contacts folder of the mailbox (a deleted contact in Deleted Items is not "moved").
+        """
+        if isinstance(ids, str):
+            raise TypeError("locate_contacts takes a sequence of ids, not a single string")
+        unique = list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+        query = _query(self._contact_query())
+        ops = [
+            _Op(
+                index=n,
+                method="GET",
+                url=f"{self.settings.user_path}/contacts/{_segment(contact_id)}?{query}",
+                headers={"Prefer": PREFER_IMMUTABLE_ID},
+            )
+            for n, contact_id in enumerate(unique)
+        ]
+        outcomes = self._execute(ops) if ops else {}
+        found: dict[str, Located] = {}
+        for n, contact_id in enumerate(unique):
+            outcome = outcomes[n]
+            if outcome.status == 200 and isinstance(outcome.body, dict):
+                parent = outcome.body.get("parentFolderId")
+                home = self.personal_folder(parent) if isinstance(parent, str) and parent else None
+                if home is not None:
+                    found[contact_id] = Located(outcome.body, home)
+            elif outcome.status not in (400, 404):
+                raise self._outcome_error(f"reading contact {contact_id}", outcome)
+        return found
+
+    def personal_folder(self, folder_id: str) -> Folder | None:
+        """The personal contacts folder with this id (its current name), or None when there is
+        none: deleted, unknown, or not the default contacts folder nor one below it. Answers
+        are kept for the client's life (one run)."""
+        with self._lock:
+            if folder_id in self._personal:
+                return self._personal[folder_id]
+        default = self._personal.get(DEFAULT_FOLDER_ALIAS) or self._default_folder(folder_id)
+        found: Folder | None = None
+        if folder_id in (default.id, DEFAULT_FOLDER_ALIAS):
+            found = default
+        else:
+            candidate, _status, _code = self._get_folder(folder_id)
+            current, seen = candidate, {folder_id}
+            for _ in range(MAX_FOLDER_DEPTH):
+                if current is None:
+                    break
+                parent = current.parent_folder_id
+                if parent == default.id:
+                    found = candidate
+                    break
+                if not parent or parent in seen:
+                    break
+                seen.add(parent)
+                current, _status, _code = self._get_folder(parent)
+        with self._lock:
+            self._personal[DEFAULT_FOLDER_ALIAS] = default
+            self._personal[folder_id] = found
         return found
 
     def find_by_email(self, folder: Folder, address: str) -> list[dict[str, Any]]:

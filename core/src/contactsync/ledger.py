@@ -476,6 +476,19 @@ class Ledger:
                     found.add(ScopeKey(*row))
         return sorted(found, key=lambda s: (s.user, s.space, s.mailbox, s.folder))
 
+    def folder_bindings(self) -> dict[ScopeKey, FolderBinding]:
+        """Every scope's bound Outlook folder (id, name when last seen), for status commands:
+        read without a scope's lock, so that a running sync does not hide it."""
+        self._ensure_schema()
+        with self._reading() as conn:
+            rows = conn.execute(select(folders)).all()
+        return {
+            ScopeKey(*(getattr(row, name) for name in _SCOPE)): FolderBinding(
+                row.bound_id, row.display_name, _utc(row.bound_at)
+            )
+            for row in rows
+        }
+
     # -- transactions ------------------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -51,6 +51,9 @@ class LinkState(StrEnum):
     #: The Outlook copy was deleted by a user without deletion rights in Pipeliner:
     #: recreate it from the agreed values on the next Pipeliner -> Outlook leg.
     RESTORE_OUTLOOK = "restore_outlook"
+    #: The Outlook copy was moved to another folder of the mailbox: nothing is written on either
+    #: side (no second copy in the folder, no delete in Pipeliner) until it is moved back.
+    MOVED = "moved"
 
 
 @dataclass(frozen=True)

@@ -391,7 +391,7 @@ def _refused(user: UserSync, started: datetime, reason: str, log_path: Path) -> 
 # --------------------------------------------------------------------------- locks
 
 
-def _user_scope(space: SpaceConfig, user: UserSync) -> ScopeKey:
+def user_scope(space: SpaceConfig, user: UserSync) -> ScopeKey:
     """The ledger scope the user's targets lock while they write (as they compute it)."""
     return link_scope(
         {
@@ -447,7 +447,7 @@ def wait_for_scope(
     with Ledger(setup.ledger_url) as ledger:
         while True:
             try:
-                ledger.open_scope(_user_scope(space, user), owner="contactsync run (probe)").close()
+                ledger.open_scope(user_scope(space, user), owner="contactsync run (probe)").close()
                 return None
             except LedgerLocked as exc:
                 if time.monotonic() >= deadline:

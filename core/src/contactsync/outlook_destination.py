@@ -44,19 +44,31 @@ class OutlookDestination:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _dest_record(self, contact: Mapping[str, Any]) -> DestRecord:
-        self._current[contact["id"]] = contact
+    def _dest_record(self, contact: Mapping[str, Any], moved_to: str | None = None) -> DestRecord:
+        if moved_to is None:  # only a copy in the folder is ever written
+            self._current[contact["id"]] = contact
         return DestRecord(
             contact["id"],
             from_graph(contact),
             modified=parse_time(contact.get("lastModifiedDateTime")),
             version=contact.get("changeKey"),
             stamp=pipeliner_stamp(contact),
+            moved_to=moved_to,
         )
 
     def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
-        found = self.graph.get_contacts(self.folder, ids)
-        return {i: self._dest_record(c) for i, c in found.items()}
+        """The linked copies, read by id in the whole mailbox: one filed into another folder is
+        reported there (``moved_to``), never taken for missing (which would copy it again) nor
+        written (a contact URL's folder segment does not scope a PATCH or DELETE: the
+        ``parentFolderId`` read here does)."""
+        found = self.graph.locate_contacts(ids)
+        return {
+            i: self._dest_record(
+                where.contact,
+                None if where.folder.id == self.folder.id else where.folder.display_name,
+            )
+            for i, where in found.items()
+        }
 
     def candidates(self, records: Sequence[SourceRecord]) -> Iterable[DestRecord]:
         """Unlinked copies: our stamp, a shared e-mail, or (for names) the whole folder.
@@ -98,6 +110,15 @@ class OutlookDestination:
             else:
                 updates.append(index)
         results: dict[int, WriteResult] = {}
+        # A contact URL names a folder, but whether Graph scopes a PATCH or DELETE by it is not
+        # documented: each copy is checked to be in the folder (parentFolderId) before a write.
+        elsewhere = self._not_in_folder([actions[i] for i in (*updates, *deletes)])
+        for i in (*updates, *deletes):
+            why = elsewhere.get(actions[i].dest_id or "")
+            if why is not None:
+                results[i] = WriteResult(actions[i].source_id, False, actions[i].dest_id, error=why)
+        updates = [i for i in updates if i not in results]
+        deletes = [i for i in deletes if i not in results]
         if creates:
             results.update(self._written(actions, creates, self._create_all))
         if updates:
@@ -112,6 +133,28 @@ class OutlookDestination:
         # of the run in memory (a stale 412 is read again anyway).
         self._current.clear()
         return [results[i] for i in range(len(actions))]
+
+    def _not_in_folder(self, actions: Sequence[Action]) -> dict[str, str]:
+        """Why each of these copies may not be written here, by id: it was moved to another
+        folder. A copy read in the folder for this batch (``_current``) is not read again; a
+        delete always is (it is held to the end of the run). Gone altogether is no reason:
+        a delete of it is done, an update fails as before."""
+        unread = [
+            a.dest_id
+            for a in actions
+            if a.dest_id and (a.kind is Kind.DELETE or a.dest_id not in self._current)
+        ]
+        if not unread:
+            return {}
+        why: dict[str, str] = {}
+        for contact_id, where in self.graph.locate_contacts(unread).items():
+            if where.folder.id == self.folder.id:
+                self._current.setdefault(contact_id, where.contact)
+            else:
+                why[contact_id] = (
+                    f"moved out of the folder (to {where.folder.display_name!r}): not written there"
+                )
+        return why
 
     def _create_all(self, actions: Sequence[Action]) -> list[BatchResult]:
         bodies = [to_graph(a.fields, stamp=a.source_id) for a in actions]

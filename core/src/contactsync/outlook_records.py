@@ -3,7 +3,7 @@ target-outlook-contacts reads (from the mapper, or from any tap using these name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from contactsync.fieldmap import (
 )
 from contactsync.pipeliner_records import (
     DELETED_REASON,
+    MOVED_TO,
     SOURCE_ID,
     SOURCE_MODIFIED,
     SOURCE_VERSION,
@@ -70,6 +71,13 @@ CONTACT_SCHEMA: dict[str, Any] = {
     "properties": {
         **GRAPH_PROPERTIES,
         "_sdc_deleted_at": {"type": ["string", "null"], "format": "date-time"},
+        DELETED_REASON: {
+            "type": ["string", "null"],
+            "enum": ["deleted", "moved", None],
+            "description": "Why the contact left the folder: deleted, or moved to another "
+            "Outlook folder (parentFolderId, _sync_moved_to)",
+        },
+        MOVED_TO: {**_STRING, "description": "The folder a moved contact is in now (its name)"},
     },
 }
 
@@ -92,6 +100,36 @@ def tombstone_record(contact_id: str, at: datetime | None = None) -> dict[str, A
     return {"id": contact_id, "_sdc_deleted_at": moment}
 
 
+def moved_record(
+    contact_id: str, folder_id: str, folder_name: str, at: datetime | None = None
+) -> dict[str, Any]:
+    """A contact filed into another folder: gone from this folder's stream (a tombstone, for any
+    loader), marked ``moved`` so that the sync keeps its Pipeliner contact."""
+    return {
+        **tombstone_record(contact_id, at),
+        DELETED_REASON: "moved",
+        MOVED_TO: folder_name,
+        "parentFolderId": folder_id,
+    }
+
+
+def removal_records(
+    removed: Sequence[str], located: Mapping[str, Any], folder_id: str
+) -> Iterator[dict[str, Any]]:
+    """What delta's removals (``@removed``) are, once each id was looked up in the mailbox
+    (``located``: id → :class:`~contactsync.graph_api.Located`): a contact found in another
+    personal folder was moved there; one found in this folder came back (a live record); one
+    found nowhere was deleted."""
+    for contact_id in removed:
+        where = located.get(contact_id)
+        if where is None:
+            yield tombstone_record(contact_id)
+        elif where.folder.id == folder_id:
+            yield tap_record(where.contact)
+        else:
+            yield moved_record(contact_id, where.folder.id, where.folder.display_name)
+
+
 def source_record(record: Mapping[str, Any]) -> SourceRecord:
     """A record in Graph's vocabulary, as the engine sees it.
 
@@ -108,7 +146,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     stamp = None if record.get(SOURCE_ID) else pipeliner_stamp(record)
     if record.get("_sdc_deleted_at"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
-        return SourceRecord(str(key), None, reason, modified, version, stamp)
+        moved_to = record.get(MOVED_TO) if reason is DeleteReason.MOVED else None
+        return SourceRecord(str(key), None, reason, modified, version, stamp, moved_to)
     if problem := type_problem(record, GRAPH_PROPERTIES):
         raise ValueError(problem)
     if len(record.get("emailAddresses") or ()) > 3:

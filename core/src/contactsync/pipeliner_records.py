@@ -21,8 +21,11 @@ TABLE_FIELDS: tuple[str, ...] = tuple(f.pipeliner for f in BY_KEY.values())
 #: by Pipeliner but hidden while the contact has a primary account).
 EXTRA_FIELDS: tuple[str, ...] = (QUICK_POSITION,)
 
-#: Why a tombstone was emitted; ``out_of_scope`` only ever removes the Outlook copy.
+#: Why a tombstone was emitted; ``out_of_scope`` only ever removes the Outlook copy, ``moved``
+#: (an Outlook contact filed into another folder) never deletes anything.
 DELETED_REASON = "_sync_deleted_reason"
+#: The name of the Outlook folder a ``moved`` contact lives in now.
+MOVED_TO = "_sync_moved_to"
 SOURCE_ID = "_source_id"
 SOURCE_VERSION = "_source_version"
 SOURCE_MODIFIED = "_source_modified"
@@ -78,7 +81,11 @@ CONTACT_SCHEMA: dict[str, Any] = {
 
 #: What a record from another system adds, for target-pipeliner-contacts (e.g. from the mapper).
 SOURCE_PROPERTIES: dict[str, Any] = {
-    DELETED_REASON: {"type": ["string", "null"], "enum": ["deleted", "out_of_scope", None]},
+    DELETED_REASON: {
+        "type": ["string", "null"],
+        "enum": ["deleted", "out_of_scope", "moved", None],
+    },
+    MOVED_TO: _STRING,
     SOURCE_ID: _STRING,
     SOURCE_VERSION: _STRING,
     SOURCE_MODIFIED: _TIME,
@@ -227,7 +234,8 @@ def source_record(record: Mapping[str, Any]) -> SourceRecord:
     modified = parse_time(record.get(SOURCE_MODIFIED) or record.get("modified"))
     if record.get("_sdc_deleted_at") or record.get("is_deleted"):
         reason = DeleteReason(record.get(DELETED_REASON) or DeleteReason.DELETED)
-        return SourceRecord(str(key), None, reason, modified, version, stamp)
+        moved_to = record.get(MOVED_TO) if reason is DeleteReason.MOVED else None
+        return SourceRecord(str(key), None, reason, modified, version, stamp, moved_to)
     values = known_values(from_pipeliner(record, partial=True), record)
     if not any(values.values()):
         raise ValueError(
@@ -248,6 +256,7 @@ __all__ = [
     "CONTACT_SCHEMA",
     "DELETED_REASON",
     "EXTRA_FIELDS",
+    "MOVED_TO",
     "SOURCE_ID",
     "SOURCE_PROPERTIES",
     "TABLE_FIELDS",

@@ -20,7 +20,12 @@ The rules, by case (S = source values, A = agreed values, D = destination values
 * a destination copy the user may no longer change (DESIGN §1: rights are checked at the time
   of every write): out of the user's scope -> LEAVE (nothing written; the link is marked LEAVING
   and the other leg removes the Outlook copy); in scope but not editable (read-only role,
-  archived) -> REJECT, and the Outlook copy is put back as the destination has it.
+  archived) -> REJECT, and the Outlook copy is put back as the destination has it;
+* an Outlook copy moved to another folder of the mailbox (a tombstone of reason ``moved``, or a
+  copy read with ``moved_to``) -> MOVED_OUT: nothing written on either side, the link waits in
+  state MOVED (no Pipeliner delete, no second copy, no write into the other folder); a Pipeliner
+  delete FORGETs it, left alone; seen in the folder again, it syncs as before (Pipeliner's
+  changes meanwhile owed to the Outlook copy as a RESTORE_OUTLOOK).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Kind(StrEnum):
     REJECT = "reject"
     #: The contact left the syncing user's scope: nothing is written, its Outlook copy goes.
     LEAVE = "leave"
+    #: The Outlook copy was moved to another folder: nothing is written, the link waits for it.
+    MOVED_OUT = "moved_out"
 
 
 #: Kinds that write to the destination.
@@ -59,6 +66,9 @@ WRITING_KINDS = frozenset({Kind.CREATE, Kind.UPDATE, Kind.RESTORE, Kind.DELETE, 
 class DeleteReason(StrEnum):
     DELETED = "deleted"
     OUT_OF_SCOPE = "out_of_scope"
+    #: An Outlook contact filed into another folder of the mailbox (Graph's delta reports it as
+    #: removed): it left the sync, but nobody deleted it.
+    MOVED = "moved"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class SourceRecord:
     """A record from the source system, projected onto the field table.
 
     ``values`` is None for a tombstone. ``stamp`` is the Pipeliner id found on an Outlook
-    contact (None elsewhere).
+    contact (None elsewhere). ``moved_to`` names the Outlook folder a ``MOVED`` contact is in.
     """
 
     id: str
@@ -75,6 +85,7 @@ class SourceRecord:
     modified: datetime | None = None
     version: str | None = None
     stamp: str | None = None
+    moved_to: str | None = None
 
     @classmethod
     def tombstone(cls, record_id: str, reason: DeleteReason = DeleteReason.DELETED) -> SourceRecord:
@@ -87,7 +98,8 @@ class DestRecord:
 
     ``can_delete`` is the right to delete it; ``edit_refusal`` says why the user may not change
     it (None: they may); ``scope_exit`` says why it is no longer in the user's sync scope (None:
-    it is). An own Outlook folder grants everything.
+    it is). An own Outlook folder grants everything. ``moved_to`` names the other folder of the
+    mailbox an Outlook copy was moved to (None: it is in the synced folder).
     """
 
     id: str
@@ -98,6 +110,7 @@ class DestRecord:
     stamp: str | None = None
     edit_refusal: str | None = None
     scope_exit: str | None = None
+    moved_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,11 @@ def plan_linked(
         return Action(
             Kind.SKIP, record.id, dest_id, reason="echo of our own write" if echo else quiet
         )
+    if ctx.dest_side is Side.OUTLOOK and (
+        (dest is not None and dest.moved_to) or (dest is None and link.state is LinkState.MOVED)
+    ):
+        # Never a second copy in the folder, never a write into another folder.
+        return _moved_out(record, link, dest.moved_to if dest else None)
     back_in_scope = LinkState.ACTIVE if link.state is not LinkState.ACTIVE else None
     # What both sides agree on once this record is written: the record's keys, and the old
     # agreement on the keys it does not carry (unknown to it: deselected, not in its SCHEMA).
@@ -227,6 +245,10 @@ def plan_linked(
         source_modified=record.modified,
         dest_modified=dest.modified,
     )
+    if link.state is LinkState.MOVED and ctx.source_side is Side.OUTLOOK:
+        back = _moved_back(record, source, dest, result.writes, result.conflicts)
+        if back is not None:
+            return back
     if result.writes and dest.edit_refusal:
         return Action(
             Kind.REJECT,
@@ -269,6 +291,47 @@ def plan_linked(
     )
 
 
+def _moved_out(record: SourceRecord, link: Link, folder: str | None) -> Action:
+    """The Outlook copy lives in another folder now: nothing is written on either side."""
+    where = f" (to {folder!r})" if folder else ""
+    return Action(
+        Kind.MOVED_OUT,
+        record.id,
+        link.outlook_id,
+        link_state=LinkState.MOVED,
+        reason=f"moved out of the folder{where}: the Pipeliner contact stays, no copy is made "
+        "in the folder; moving it back resumes the sync",
+    )
+
+
+def _moved_back(
+    record: SourceRecord,
+    source: Values,
+    dest: DestRecord,
+    writes: Mapping[str, str | None],
+    conflicts: tuple[Conflict, ...],
+) -> Action | None:
+    """An Outlook contact moved back into the folder (Outlook -> Pipeliner): its edits merge as
+    usual; Pipeliner edits made meanwhile (not sent while it was away) are owed to the Outlook
+    copy, put back by the next Pipeliner -> Outlook leg. None: nothing is owed (plan as usual).
+    """
+    after = {**dest.values, **writes}
+    owed = sorted(k for k, v in after.items() if k in source and source[k] != v)
+    if not owed:
+        return None
+    return Action(
+        Kind.UPDATE if writes else Kind.SKIP,
+        record.id,
+        dest.id,
+        fields=dict(writes),
+        agreed=after,
+        link_state=LinkState.RESTORE_OUTLOOK,
+        conflicts=conflicts,
+        reason=f"moved back into the folder; Pipeliner's changes meanwhile ({', '.join(owed)}) "
+        "go to the Outlook copy",
+    )
+
+
 def _leave(record: SourceRecord, link: Link, dest: DestRecord) -> Action:
     """The destination contact left the user's scope: write nothing; its Outlook copy goes."""
     return Action(
@@ -286,6 +349,30 @@ def _plan_tombstone(
 ) -> Action:
     src, dst = ctx.source_side, ctx.dest_side
     dest_id = link.id_on(dst)
+    if record.deleted is DeleteReason.MOVED and src is Side.OUTLOOK:
+        if link.state is LinkState.LEAVING:
+            return Action(
+                Kind.FORGET,
+                record.id,
+                dest_id,
+                reason="moved out of the folder while leaving the sync scope; never deleted in "
+                "Pipeliner",
+            )
+        return _moved_out(record, link, record.moved_to)
+    if link.state is LinkState.MOVED and src is Side.OUTLOOK:
+        # A removal of a copy that already left the folder (a listing without it) is no delete.
+        return _moved_out(record, link, record.moved_to)
+    if src is Side.PIPELINER and (
+        (dest is not None and dest.moved_to) or (dest is None and link.state is LinkState.MOVED)
+    ):
+        where = f" (in {dest.moved_to!r})" if dest is not None and dest.moved_to else ""
+        return Action(
+            Kind.FORGET,
+            record.id,
+            dest_id,
+            reason=f"deleted in Pipeliner; its Outlook contact was moved out of the folder{where} "
+            "and is left alone",
+        )
     if link.state is LinkState.LEAVING and src is Side.OUTLOOK:
         return Action(
             Kind.FORGET,
@@ -502,6 +589,10 @@ def plan_owed_to_outlook(
         if link.pipeliner_id in done:
             continue
         copy = current.get(link.outlook_id) if link.outlook_id else None
+        if copy is not None and copy.moved_to:
+            # Filed into another folder meanwhile: neither removed there nor copied again here.
+            actions.append(_moved_out(SourceRecord(link.pipeliner_id, None), link, copy.moved_to))
+            continue
         if link.state is LinkState.LEAVING:
             if copy is None:
                 actions.append(
@@ -558,18 +649,42 @@ class MassDeleteRefused(RuntimeError):
 
 
 def check_mass_delete(
-    deletes: int, linked: int, max_ratio: float, *, allow: bool = False, dest: Side | None = None
+    deletes: int,
+    linked: int,
+    max_ratio: float,
+    *,
+    allow: bool = False,
+    dest: Side | None = None,
+    folder_changed: str | None = None,
 ) -> None:
-    """Refuse a run whose deletes exceed ``max_ratio`` of the links (e.g. a side gone empty)."""
+    """Refuse a run whose deletes exceed ``max_ratio`` of the links (e.g. a side gone empty).
+
+    The message names the likely causes. ``folder_changed`` says why the Outlook folder read
+    may not be the one the sync is bound to: then the override is never suggested (following
+    it would delete the contacts of the right folder for the emptiness of the wrong one).
+    """
     if not 0.0 <= max_ratio <= 1.0:
         raise ValueError(f"max_delete_ratio must be between 0 and 1, got {max_ratio}")
     # Compare with a little slack: 0.29 * 100 is 28.999999999999996 in floating point.
     if allow or deletes < MASS_DELETE_FLOOR or deletes <= max_ratio * linked + 1e-9:
         return
     where = f" in {dest}" if dest else ""
-    raise MassDeleteRefused(
+    head = (
         f"refusing to delete {deletes} of {linked} linked contacts{where} "
-        f"({deletes / max(linked, 1):.0%} > max_delete_ratio {max_ratio:.0%}). If the source "
-        "really lost them, run again with allow_mass_delete=true; otherwise check the "
-        "source connection and scope settings. Nothing was deleted."
+        f"({deletes / max(linked, 1):.0%} > max_delete_ratio {max_ratio:.0%}). Nothing was "
+        "deleted."
+    )
+    if folder_changed:
+        raise MassDeleteRefused(
+            f"{head} The Outlook folder changed: {folder_changed}. Do not override the guard: "
+            "an empty or other folder says nothing about the contacts of the folder this sync "
+            "is bound to. Run again with the Singer state kept (without --full-refresh), so "
+            "that the sync reads its folder by id (`contactsync status` shows its current name)."
+        )
+    raise MassDeleteRefused(
+        f"{head} Likely causes: the Outlook folder was renamed, deleted or replaced by a new "
+        "empty one (see `contactsync status`), the sign-in or mailbox changed, the source "
+        "connection or the scope settings changed, or the contacts were really deleted. Check "
+        "these first; only if the contacts were really deleted in the source, run once with "
+        "allow_mass_delete=true."
     )

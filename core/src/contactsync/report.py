@@ -24,6 +24,7 @@ OUTCOMES = (
     "restored",
     "unchanged",
     "out_of_scope",
+    "moved_out",
     "rejected",
     "needs_attention",
 )
@@ -35,9 +36,13 @@ DETAILS = ("read", "linked", "conflicts", "failed", "retried", "forgotten")
 COUNTERS = (*OUTCOMES, *DETAILS)
 
 
+#: Counters whose name does not read as a sentence by itself.
+_LABELS = {"moved_out": "moved out of the folder"}
+
+
 def counter_label(name: str) -> str:
     """How a counter reads in a sentence: ``out_of_scope`` → ``out of scope``."""
-    return name.replace("_", " ")
+    return _LABELS.get(name) or name.replace("_", " ")
 
 
 def describe(counts: Mapping[str, int]) -> str:

@@ -293,18 +293,17 @@ def graph_client(config: Mapping[str, Any]) -> GraphClient:
 
 def sync_folder(graph: GraphClient, config: Mapping[str, Any]) -> Folder | None:
     """The folder of the sync as the ``folder`` setting names it, created if missing with
-    ``create_folder``; except in a dry run, which creates nothing: there a folder that a real
-    run would create is None (it has no contacts yet)."""
-    from contactsync.graph_api import GraphFolderError
+    ``create_folder`` (for a name, never for an id: that is a folder that is gone); except in a
+    dry run, which creates nothing: there a folder that a real run would create is None (it has
+    no contacts yet)."""
+    from contactsync.folders import resolve_by_setting  # Outlook side only
 
-    name = config.get("folder") or "Pipeliner"
-    create = bool(config.get("create_folder"))
-    if not (create and config.get("dry_run")):
-        return graph.resolve_folder(name, create=create)
-    try:
-        return graph.resolve_folder(name, create=False)
-    except GraphFolderError:
-        return None
+    return resolve_by_setting(
+        graph,
+        str(config.get("folder") or "Pipeliner"),
+        create=bool(config.get("create_folder")),
+        dry_run=bool(config.get("dry_run")),
+    )
 
 
 def normalize_text_settings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:

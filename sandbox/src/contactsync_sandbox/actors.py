@@ -156,6 +156,46 @@ class OutlookActor:
         if response.status_code != 204:  # no body to decode
             raise RuntimeError(f"DELETE {url} -> {response.status_code}: {response.text}")
 
+    def move(self, contact_id: str, folder: str) -> dict[str, Any]:
+        """The Outlook client's move: the owner files the contact into another folder (drag and
+        drop, "Move to folder"). Graph has no move action for contacts (contact.md lists none;
+        messages and mail folders have one), but Outlook's object model does (ContactItem.Move,
+        MicrosoftDocs/VBA-Docs). The contact keeps its id and gets a new change key; delta
+        reports it removed from the old folder and new in the other (contact-delta.md)."""
+        return self._call(
+            "POST", f"/mailboxes/{self.upn}/contacts/{contact_id}/move", {"folder": folder}
+        )
+
+    def graph(self, method: str, path: str, body: Any = None) -> Any:
+        """Microsoft Graph as the owner's own app calls it (``/me/...``, a delegated token)."""
+        token = self._call("POST", "/tokens", {"mailbox": self.upn})["access_token"]
+        base = self.control.control_url.removesuffix("/_sandbox")
+        response = self.control.session.request(
+            method,
+            f"{base}/v1.0/me{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=self.control.timeout,
+        )
+        if not response.ok:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def folder_id(self, name: str) -> str:
+        return next(f["id"] for f in self.folders() if f["displayName"] == name)
+
+    def rename_folder(self, name: str, new_name: str) -> dict[str, Any]:
+        """Rename a folder as Outlook does, through Graph: ``PATCH /me/contactFolders/{id}``
+        (contactfolder-update.md)."""
+        return self.graph(
+            "PATCH", f"/contactFolders/{self.folder_id(name)}", {"displayName": new_name}
+        )
+
+    def delete_folder(self, name: str) -> None:
+        """Delete a folder as Outlook does, through Graph: ``DELETE /me/contactFolders/{id}``
+        (contactfolder-delete.md); its contacts go with it."""
+        self.graph("DELETE", f"/contactFolders/{self.folder_id(name)}")
+
     def contacts(self, folder: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/mailboxes/{self.upn}/folders/{folder}/contacts")["contacts"]
 

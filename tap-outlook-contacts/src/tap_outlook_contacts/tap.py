@@ -11,20 +11,24 @@ from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
+from contactsync import folders
 from contactsync import settings as cs
 from contactsync.auth import AUTH_SETTINGS_SCHEMA
 from contactsync.graph_api import Folder, GraphClient
-from contactsync.outlook_records import CONTACT_SCHEMA, tap_record, tombstone_record
+from contactsync.outlook_records import CONTACT_SCHEMA, removal_records, tap_record
 
 
 class ContactsStream(Stream):
     """The folder's contacts: all of them on the first run, then only what changed.
 
     The Singer state holds the folder's delta link; deletions arrive as tombstones
-    (``_sdc_deleted_at``), replays are de-duplicated, an expired delta link (410) restarts
-    the round from scratch once. A round that lists the whole folder (the first, or a restart)
-    follows the Singer convention for a full table: ACTIVATE_VERSION when it starts, every
-    RECORD stamped with that version, ACTIVATE_VERSION again when it is complete.
+    (``_sdc_deleted_at``), a contact moved to another folder as a tombstone of reason ``moved``
+    (it is looked up by id: Graph's delta reports a move as a removal), replays are
+    de-duplicated, an expired delta link (410) restarts the round from scratch once. A round
+    that lists the whole folder (the first, or a restart) follows the Singer convention for a
+    full table: ACTIVATE_VERSION when it starts, every RECORD stamped with that version,
+    ACTIVATE_VERSION again when it is complete. The state also holds the folder's id: a renamed
+    folder is followed, a deleted one stops the run.
     """
 
     name = "contacts"
@@ -44,11 +48,11 @@ class ContactsStream(Stream):
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         tap: TapOutlookContacts = self._tap  # type: ignore[assignment]
         state = self.get_context_state(context)
-        folder = tap.folder
+        folder = tap.folder_of(state)
         if folder is None:
             self.logger.info(
                 "dry run: folder %r does not exist yet (a real run creates it): nothing to read",
-                tap.config.get("folder") or "Pipeliner",
+                tap.configured_folder,
             )
             return
         delta_link = state.get("delta_link") if state.get("folder_id") == folder.id else None
@@ -59,8 +63,10 @@ class ContactsStream(Stream):
         for page in tap.graph.iter_delta(folder, delta_link):
             if version is None and (delta_link is None or page.full_resync):
                 version = self._begin_listing()
-            for contact_id in page.removed:
-                yield tombstone_record(contact_id)
+            # Graph's delta reports a contact moved to another folder as removed: look each
+            # one up in the mailbox before calling it deleted.
+            located = tap.graph.locate_contacts(page.removed) if page.removed else {}
+            yield from removal_records(page.removed, located, folder.id)
             for contact in page.contacts:
                 yield tap_record(contact)
             last_link = page.delta_link or last_link
@@ -70,6 +76,7 @@ class ContactsStream(Stream):
             self._write_activate_version_message(version)
         if last_link:
             state["folder_id"] = folder.id
+            state["folder_setting"] = tap.configured_folder
             state["delta_link"] = last_link
             self.state_manager.is_flushed = False
 
@@ -107,9 +114,21 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
     def graph(self) -> GraphClient:
         return cs.graph_client(self.config)
 
-    @cached_property
-    def folder(self) -> Folder | None:
-        """None in a dry run whose folder a real run would create (it holds no contact)."""
+    @property
+    def configured_folder(self) -> str:
+        return str(self.config.get("folder") or "Pipeliner")
+
+    def folder_of(self, state: Mapping[str, Any]) -> Folder | None:
+        """The folder read: the one the state's delta link belongs to (by id: a renamed folder
+        is followed, a deleted one stops the run), else the one the ``folder`` setting names
+        (None in a dry run whose folder a real run would create: it holds no contact)."""
+        configured = self.configured_folder
+        bound = state.get("folder_id")
+        # A changed setting is a deliberate switch to another folder; an unchanged one keeps
+        # naming the folder it was bound to, whatever that folder is called now.
+        same = state.get("folder_setting", configured) == configured
+        if bound and same and not (folders.looks_like_id(configured) and configured != bound):
+            return folders.follow(self.graph, bound, None, configured)
         return cs.sync_folder(self.graph, self.config)
 
     def discover_streams(self) -> list[Stream]:

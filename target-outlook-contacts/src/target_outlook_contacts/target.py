@@ -11,6 +11,7 @@ from contactsync_singer import LegTarget
 from contactsync import settings as cs
 from contactsync.auth import AUTH_SETTINGS_SCHEMA
 from contactsync.engine import Destination, WriteResult
+from contactsync.folders import bound_folder
 from contactsync.graph_api import GraphClient
 from contactsync.link import Side
 from contactsync.outlook_destination import OutlookDestination
@@ -79,7 +80,9 @@ class TargetOutlookContacts(LegTarget):
         return cs.graph_client(self.config)
 
     def build_destination(self) -> Destination:
-        folder = cs.sync_folder(self.graph, self.config)
+        """The folder this sync is bound to (by id: a renamed folder is followed, a deleted
+        one stops the run), or on the first run the one the ``folder`` setting names."""
+        folder = bound_folder(self.graph, self.scope_ledger, self.config)
         if folder is None:
             self.logger.info(
                 "dry run: folder %r does not exist yet; a real run creates it (create_folder)",

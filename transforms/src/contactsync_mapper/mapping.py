@@ -33,6 +33,7 @@ from contactsync.outlook_records import GRAPH_PROPERTIES
 from contactsync.pipeliner_records import CONTACT_SCHEMA as PIPELINER_CONTACT_SCHEMA
 from contactsync.pipeliner_records import (
     DELETED_REASON,
+    MOVED_TO,
     SOURCE_ID,
     SOURCE_MODIFIED,
     SOURCE_PROPERTIES,
@@ -246,7 +247,9 @@ def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
     ``_source_id`` is the Outlook id, ``id`` our Pipeliner-id stamp when the contact carries one
     (the target's strongest match), ``_source_version`` the ``changeKey`` and ``_source_modified``
     the ``lastModifiedDateTime``. Tombstones stay tombstones (reason ``deleted``: whether the
-    deletion may reach Pipeliner is the target's decision). Raises :class:`RecordError`.
+    deletion may reach Pipeliner is the target's decision; ``moved``, with the folder's name, for
+    a contact filed into another Outlook folder, which never deletes). Raises
+    :class:`RecordError`.
     """
     key = _key(record, "Outlook")
     try:
@@ -260,6 +263,10 @@ def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
             }
         )
         if record.get(DELETED_AT):
+            if record.get(DELETED_REASON) == DeleteReason.MOVED:
+                # Filed into another Outlook folder: it left the sync, nobody deleted it.
+                moved = {**head, MOVED_TO: record.get(MOVED_TO)}
+                return _tombstone(_compact(moved), record[DELETED_AT], DeleteReason.MOVED)
             return _tombstone(head, record[DELETED_AT], DeleteReason.DELETED)
         values = from_graph(record, partial=True)
     except (TypeError, ValueError, AttributeError) as exc:

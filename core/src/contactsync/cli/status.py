@@ -21,8 +21,9 @@ from contactsync.cli._common import (
     project_of,
     table,
 )
-from contactsync.meltano_runs import REPORTS
-from contactsync.users import RegistryError, UserSync, normalize_email
+from contactsync.ledger import Ledger, LedgerError
+from contactsync.meltano_runs import REPORTS, user_scope
+from contactsync.users import RegistryError, SpaceConfig, UserSync, normalize_email
 
 
 def add(commands: Commands) -> None:
@@ -56,14 +57,38 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def row(user: UserSync) -> list[str]:
+def folder_label(user: UserSync, current: str | None) -> str:
+    """The folder by its current name (as the last run saw it), and the name it was set up by."""
+    if not current or current == user.folder_name:
+        return user.folder_name
+    return f"{current} (renamed from {user.folder_name})"
+
+
+def current_folder_names(
+    project: Project, space: SpaceConfig, users: list[UserSync]
+) -> dict[str, str]:
+    """Each user's folder by its current name, as the sync's last run bound it (by id)."""
+    try:
+        with Ledger(project.db_url) as ledger:
+            bindings = ledger.folder_bindings()
+    except LedgerError:
+        return {}
+    names = {}
+    for user in users:
+        binding = bindings.get(user_scope(space, user))
+        if binding is not None:
+            names[user.email] = binding.display_name
+    return names
+
+
+def row(user: UserSync, current: str | None = None) -> list[str]:
     last = user.last_run
     return [
         user.email,
         "active" if user.active else "deactivated",
         user.sync_type,
         user.sync_option or "-",
-        user.folder_name,
+        folder_label(user, current),
         f"{_when(last.finished_at)} {last.status}" if last else "never",
         describe_counts(last.counts) if last else "-",
         (last.error or "") if last else "",
@@ -99,10 +124,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             users = registry.users()
     except RegistryError as exc:
         return fail("status", str(exc))
+    current = current_folder_names(project, space, users)
     if args.json:
         out = {
             "space": _jsonable(asdict(space)),
-            "users": [_jsonable({**asdict(u), "job": u.job}) for u in users],
+            "users": [
+                _jsonable(
+                    {
+                        **asdict(u),
+                        "job": u.job,
+                        "folder_current_name": current.get(u.email, u.folder_name),
+                    }
+                )
+                for u in users
+            ],
         }
         print(json.dumps(out, indent=2))
         return EXIT_OK
@@ -113,7 +148,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"{len(users)} user(s), {active} active"
     )
     if users:
-        print(table(HEADERS, [row(u) for u in users]))
+        print(table(HEADERS, [row(u, current.get(u.email)) for u in users]))
     return EXIT_OK
 
 
@@ -121,14 +156,20 @@ def _one_user(project: Project, args: argparse.Namespace) -> int:
     try:
         with project.registry() as registry:
             user = registry.require(normalize_email(args.user))
+            space = registry.require_space()
     except RegistryError as exc:
         return fail("status", str(exc))
+    current = current_folder_names(project, space, [user]).get(user.email)
     parked = needs_attention(project.data_dir / "reports" / user.state_suffix)
     if args.json:
-        out = {**_jsonable({**asdict(user), "job": user.job}), "needs_attention": parked}
+        out = {
+            **_jsonable({**asdict(user), "job": user.job}),
+            "folder_current_name": current or user.folder_name,
+            "needs_attention": parked,
+        }
         print(json.dumps(out, indent=2))
         return EXIT_OK
-    print(table(HEADERS, [row(user)]))
+    print(table(HEADERS, [row(user, current)]))
     if not parked:
         print(f"Nothing of {user.email} needs attention.")
         return EXIT_OK

@@ -388,6 +388,8 @@ class GraphEmulator(Emulator):
         self, ctx: Ctx, contact_id: str, folder_id: str | None, write: bool = False
     ) -> Contact:
         folder = self.state.folder(ctx.box, folder_id) if folder_id is not None else None
+        if not self.state.storage.folder_scoped_item_urls:
+            folder = None  # the storage option: the folder segment is not checked
         contact = self.state.contact(ctx.box, contact_id, folder)
         self._check_folder(ctx, contact.folder, write)
         return contact
@@ -936,7 +938,13 @@ class GraphEmulator(Emulator):
 
     def c_delete_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
         with self.lock:
-            self.state.delete_contact(self._c_contact(self._c_box(mailbox), contact_id))
+            box = self._c_box(mailbox)
+            contact = self._c_contact(box, contact_id)
+            bin_ = self.state.deleted_items(box) if self.state.storage.deleted_items else None
+            if bin_ is not None and contact.folder is not bin_:
+                self.state.move_contact(contact, bin_)  # the storage option: to Deleted Items
+            else:
+                self.state.delete_contact(contact)
         return Response(status=204)
 
     def c_move_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:

@@ -138,11 +138,22 @@ class Storage:
     table: plain `String`). ``compact_empty_entries``: drop empty strings from `businessPhones` /
     `homePhones` and address-less entries from `emailAddresses`; Graph documents nothing about
     empty entries (emailaddress.md, contact.md), and an Outlook client re-saving a contact is
-    seen to drop them.
+    seen to drop them. ``folder_scoped_item_urls``: whether a contact addressed through a folder
+    (``contactFolders/{f}/contacts/{id}``) is found only in that folder (default) or wherever it
+    is in the mailbox, the folder segment ignored; the docs list both URL forms for get, update
+    and delete (contact-get.md, contact-update.md, contact-delete.md) and say nothing of a
+    contact that is not in the folder named, so a client must be safe under both.
+    ``deleted_items``: whether the owner deleting a contact in the Outlook client removes it
+    (default) or moves it to Deleted Items, a mail folder outside the contact folders, where it
+    can still be read by id (`contacts/{id}`, its `parentFolderId` that folder): Outlook's object
+    model documents the move (ContactItem.Delete, MicrosoftDocs/VBA-Docs), Graph says nothing of
+    reading such an item. Graph's own DELETE removes the contact either way (contact-delete.md).
     """
 
     string_limits: bool = False
     compact_empty_entries: bool = False
+    folder_scoped_item_urls: bool = True
+    deleted_items: bool = False
 
     def to_json(self) -> dict[str, bool]:
         return asdict(self)

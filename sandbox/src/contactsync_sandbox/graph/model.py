@@ -360,6 +360,16 @@ class GraphState:
         del folder.contacts[contact.id]
         self._log_removal(contact, folder)
 
+    def deleted_items(self, box: Mailbox) -> Folder:
+        """The mailbox's Deleted Items: a mail folder below the hidden root, not a contact folder
+        (never listed as a child of `Contacts`); made when first used."""
+        for folder in self.folders.values():
+            if folder.mailbox is box and folder.parent_id == box.root_id and not folder.is_default:
+                return folder
+        folder = Folder(self.new_id(box, ids.FOLDER), box, "Deleted Items", box.root_id)
+        self._register_folder(folder)
+        return folder
+
     def move_contact(self, contact: Contact, target: Folder) -> None:
         if target.mailbox is not contact.mailbox:
             raise ApiError(
