@@ -23,10 +23,11 @@ lint: install
 	$(BIN)/ruff format --check .
 
 ## make test: ruff, then the whole suite (unit, contract, property, sandbox, plugins, meltano run),
-## on TEST_WORKERS processes (pytest-xdist; each worker starts its own sandbox on free ports).
+## on TEST_WORKERS processes (pytest-xdist; each worker starts its own sandbox on free ports; an idle
+## worker takes tests queued on a busy one, and tests/conftest.py hands out the longest first).
 TEST_WORKERS ?= 2
 test: lint plugins orchestrator dist-check
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## make dist: wheels of every package into dist/ (uv build; a plugin installs from there alone,
 ## e.g. pip_url: --find-links /path/to/dist tap-pipeliner-contacts).

@@ -3,7 +3,8 @@
 `make test` spreads the suite over pytest-xdist workers, which hand out tests in collection order.
 A five-minute state machine collected last runs alone at the end while the other worker idles, so
 the suite is ordered by what a test costs (real processes first, pure functions last): the short
-ones then fill the gaps. The order is a stable sort on the test's directory, the same on every
+ones then fill the gaps, and with ``--dist worksteal`` (make test) an idle worker takes tests still
+queued on a busy one. The order is a stable sort on the test's directory, the same on every
 worker, as xdist requires.
 """
 
