@@ -1,16 +1,14 @@
-"""Suite-wide collection order: each worker's longest tests first.
+"""Suite-wide collection order: the longest tests first.
 
-`make test` runs the suite on pytest-xdist workers with ``--dist worksteal``: the collection is cut
-into one contiguous share per worker, and a worker that runs out takes the tail of another's
-share. A five-minute state machine at the end of a share would run alone while the other worker
-idles, so tests are sorted by what they cost (real processes first, pure functions last) and dealt
-round-robin: every share starts with its long tests, and what is stolen from its tail is short.
-The order is a stable sort on the test's directory, the same on every worker, as xdist requires.
+`make test` spreads the suite over pytest-xdist workers, which hand out tests in collection order.
+A five-minute state machine collected last runs alone at the end while the other worker idles, so
+the suite is ordered by what a test costs (real processes first, pure functions last): the short
+ones then fill the gaps, and with ``--dist worksteal`` (make test) an idle worker takes tests still
+queued on a busy one. The order is a stable sort on the test's directory, the same on every
+worker, as xdist requires.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
@@ -26,6 +24,3 @@ def _rank(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_rank)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        items[:] = [item for share in range(workers) for item in items[share::workers]]
