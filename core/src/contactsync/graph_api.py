@@ -875,30 +875,8 @@ class GraphClient:
         Read through ``$batch`` GETs; ids that do not exist in the folder (404) are absent.
         Raises :class:`GraphError` if any other read fails.
         """
-        if isinstance(ids, str):
-            raise TypeError("get_contacts takes a sequence of ids, not a single string")
-        unique = list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
-        query = _query(self._contact_query())
-        ops = [
-            _Op(
-                index=n,
-                method="GET",
-                url=f"{self._contacts_path(folder)}/{_segment(contact_id)}?{query}",
-                headers={"Prefer": PREFER_IMMUTABLE_ID},
-            )
-            for n, contact_id in enumerate(unique)
-        ]
-        outcomes = self._execute(ops)
-        found: dict[str, dict[str, Any]] = {}
-        for n, contact_id in enumerate(unique):
-            outcome = outcomes[n]
-            if outcome.status == 200 and isinstance(outcome.body, dict):
-                found[contact_id] = outcome.body
-            elif outcome.status == 404:
-                continue
-            else:
-                raise self._outcome_error(f"reading contact {contact_id}", outcome)
-        return found
+        read = self._read_by_id("get_contacts", self._contacts_path(folder), ids, absent=(404,))
+        return {contact_id: body for contact_id, body in read.items() if body is not None}
 
     def locate_contacts(self, ids: Sequence[str]) -> dict[str, Located]:
         """Where the mailbox's contacts with these ids are now, by id: each found one with the
@@ -910,31 +888,47 @@ class GraphClient:
         Absent: an id that does not exist (404), or a contact in a folder that is not a personal
         contacts folder of the mailbox (a deleted contact in Deleted Items is not "moved").
         """
+        read = self._read_by_id(
+            "locate_contacts", f"{self.settings.user_path}/contacts", ids, absent=(400, 404)
+        )
+        found: dict[str, Located] = {}
+        for contact_id, body in read.items():
+            parent = body.get("parentFolderId") if body is not None else None
+            home = self.personal_folder(parent) if isinstance(parent, str) and parent else None
+            if body is not None and home is not None:
+                found[contact_id] = Located(body, home)
+        return found
+
+    def _read_by_id(
+        self, caller: str, base: str, ids: Sequence[str], absent: tuple[int, ...]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Contacts read by id under ``base`` through ``$batch`` GETs (extended properties
+        expanded), by id; an answer whose status is in ``absent`` reads as None. Raises
+        :class:`GraphError` if any other read fails."""
         if isinstance(ids, str):
-            raise TypeError("locate_contacts takes a sequence of ids, not a single string")
+            raise TypeError(f"{caller} takes a sequence of ids, not a single string")
         unique = list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
         query = _query(self._contact_query())
         ops = [
             _Op(
                 index=n,
                 method="GET",
-                url=f"{self.settings.user_path}/contacts/{_segment(contact_id)}?{query}",
+                url=f"{base}/{_segment(contact_id)}?{query}",
                 headers={"Prefer": PREFER_IMMUTABLE_ID},
             )
             for n, contact_id in enumerate(unique)
         ]
         outcomes = self._execute(ops) if ops else {}
-        found: dict[str, Located] = {}
+        read: dict[str, dict[str, Any] | None] = {}
         for n, contact_id in enumerate(unique):
             outcome = outcomes[n]
             if outcome.status == 200 and isinstance(outcome.body, dict):
-                parent = outcome.body.get("parentFolderId")
-                home = self.personal_folder(parent) if isinstance(parent, str) and parent else None
-                if home is not None:
-                    found[contact_id] = Located(outcome.body, home)
-            elif outcome.status not in (400, 404):
+                read[contact_id] = outcome.body
+            elif outcome.status in absent:
+                read[contact_id] = None
+            else:
                 raise self._outcome_error(f"reading contact {contact_id}", outcome)
-        return found
+        return read
 
     def personal_folder(self, folder_id: str) -> Folder | None:
         """The personal contacts folder with this id (its current name), or None when there is
