@@ -114,7 +114,7 @@ WHY = {
         "SDK's start-up"
     ),
     "budget": (
-        "contactsync.pacing grants each request against the documented budget before it is "
+        "contactsync.outlook.pacing grants each request against the documented budget before it is "
         "sent, counting a unit until a window after its answer, and cuts a batch to the "
         "window's remainder; the emulator's budget is the same"
     ),
@@ -415,7 +415,7 @@ NOTES_FINDINGS = [
     "API has no multi-id read, so that was a request per contact. In two-way, a record still "
     "equal to the agreed values is a SKIP whatever the copy holds (the copy's own changes "
     "travel on the other leg), so the plan now says which records need their copy "
-    "(`contactsync.plan.needs_copy`) and the engine reads only those. The same rule removed "
+    "(`contactsync.sync.plan.needs_copy`) and the engine reads only those. The same rule removed "
     "the read of the contact a Pipeliner bookmark re-reads on every run.",
     "* **A quiet run resolved the user and the folder for nothing.** Each target resolved its "
     "destination (Pipeliner: the user, the role, the units; Graph: the folder) at start-up. The "
@@ -488,7 +488,7 @@ NOTES_FINDINGS = [
     "(see §6) | `GraphClient._execute` no longer polls; one pool per client; `normalize` "
     "remembers |",
     "| under Graph's budget (documented `$batch` model, client paced at the same budget): "
-    "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | `contactsync.pacing` |",
+    "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | `outlook.pacing` |",
     "",
     "* **Every plugin process compiled singer-sdk from source.** uv builds the plugin "
     "virtualenvs without bytecode, and with `PYTHONDONTWRITEBYTECODE` set (this machine, many "
@@ -518,7 +518,7 @@ NOTES_FINDINGS = [
     "(which the floor target pays too), the mapping and Graph body, planning against the "
     "ledger and SQLite commits (0.2 s per 3,000 links: committing per several batches was not "
     "worth its risk).",
-    "* **Graph's budget, paced.** `contactsync.pacing` grants each request (each inner "
+    "* **Graph's budget, paced.** `contactsync.outlook.pacing` grants each request (each inner "
     "request of a batch) against 10,000 per 10 minutes and 4 concurrent requests per mailbox "
     "before it is sent, shared by the mailbox's clients in the process, and cuts a batch to "
     "the window's remainder. Settings `graph_requests_per_window` (0: off) and "

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import TreeSampler, _stat
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ class Project:
         self.pace(0, 600.0)
 
     def pace(self, requests: int, window: float) -> None:
-        """The Outlook plugins' client-side Graph budget (contactsync.pacing)."""
+        """The Outlook plugins' client-side Graph budget (contactsync.outlook.pacing)."""
         for plugin in OUTLOOK_PLUGINS:
             self.env[f"{plugin}_GRAPH_REQUESTS_PER_WINDOW"] = str(requests)
             self.env[f"{plugin}_GRAPH_WINDOW_SECONDS"] = str(window)
@@ -330,7 +330,7 @@ class Bench:
         with self.fresh(n, f"throttled-{n}") as project:
             # Graph's documented model (issue #13): 4 concurrent requests per mailbox, an
             # unordered batch's requests 4 at a time, each taking request_seconds; the budget
-            # scaled. The client paces itself at the same budget (contactsync.pacing).
+            # scaled. The client paces itself at the same budget (contactsync.outlook.pacing).
             self.main.graph(
                 "POST",
                 "/throttle",

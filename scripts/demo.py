@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contactsync.auth import AuthSettings, TokenProvider
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
-from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings
-from contactsync.report import describe
+from contactsync.outlook.auth import AuthSettings, TokenProvider
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
+from contactsync.sync.report import describe
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 administrator enables the sync, users activate, configure and deactivate their own, and
 `contactsync run` runs their Meltano jobs (in parallel, in isolated working copies).
 
-The commands run in-process (`contactsync.cli.main`, exactly what the console script calls), so
+The commands run in-process (`contactsync.ops.cli.main`, exactly what the console script calls), so
 device-code sign-ins can be approved from a thread; `run` starts real `meltano run` processes.
 Needs the Meltano plugins installed (`make plugins`, which `make test` runs first).
 """
@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from contactsync.cli import main
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.ops.cli import main
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, approving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ def test_activation_before_enable_is_refused_and_every_command_has_help(
         assert code == 0 and "usage: contactsync " + command in out
     # The console script and `python -m` are the same entry point.
     done = subprocess.run(
-        [sys.executable, "-m", "contactsync.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "contactsync.ops.cli", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0
     assert all(c in done.stdout for c in ("enable", "activate", "deactivate", "run"))

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from contactsync.ledger import Ledger
+from contactsync.sync.ledger import Ledger
 from tests.e2e.test_meltano_sync import ROOT, Project, _contact, agree
 from tests.support.plugins import USERS, sign_in
 

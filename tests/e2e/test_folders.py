@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from contactsync.ledger import Ledger
-from contactsync.link import LinkState, ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import LinkState, ScopeKey
 from tests.e2e.test_meltano_sync import MELTANO, ROOT, SPACE, Project, _contact, agree
 from tests.support.plugins import sign_in
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
 from tests.support.meltano_env import meltano_env
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
 

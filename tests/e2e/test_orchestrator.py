@@ -33,10 +33,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from contactsync.cli import main
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.ops.cli import main
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
 from contactsync_sandbox.seed import default_seed
 from tests.support.plugins import PIPELINER, OutlookActor, PipelinerActor
 

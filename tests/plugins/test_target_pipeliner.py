@@ -14,9 +14,10 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.runners import TargetTestRunner
 from target_pipeliner_contacts.target import TargetPipelinerContacts
 
-from contactsync.ledger import Ledger
-from contactsync.link import LinkState
-from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
+from contactsync.pipeliner.records import CONTACT_SCHEMA
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import LinkState
+from contactsync.sync.record import SOURCE_PROPERTIES
 from tests.support.plugins import (
     ACCOUNTS,
     USERS,

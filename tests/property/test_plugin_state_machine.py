@@ -30,8 +30,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from contactsync.fieldmap import BY_KEY, from_graph, from_pipeliner, normalize
-from contactsync.link import Side
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.fields import BY_KEY, normalize
+from contactsync.sync.link import Side
 from contactsync_sandbox.client import SandboxControl
 from tests.support.pipeline import Leg, Sync
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in

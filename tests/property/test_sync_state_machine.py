@@ -29,12 +29,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from contactsync.engine import LegSettings, SyncLeg
-from contactsync.fieldmap import BY_KEY, KEYS, from_graph, from_pipeliner, normalize, to_graph
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey, Side
-from contactsync.match import emails, name_key
-from contactsync.merge import ConflictPolicy
+from contactsync.outlook.projection import from_graph, to_graph
+from contactsync.pipeliner.projection import FIELD_NAMES, from_pipeliner
+from contactsync.sync.engine import LegSettings, SyncLeg
+from contactsync.sync.fields import BY_KEY, KEYS, normalize
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey, Side
+from contactsync.sync.match import emails, name_key
+from contactsync.sync.merge import ConflictPolicy
 from tests.support.memory_stores import Clock, Faults, Store, apply_graph_patch, stamp_of
 
 FIRST = ["Ann", "Bo", "Chloé", "Dan"]
@@ -153,7 +155,7 @@ class SyncMachine(RuleBasedStateMachine):
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
         if not self._edit_keeps_evidence(Side.PIPELINER, record_id, key, value):
             return
-        self.p.user_patch(record_id, {BY_KEY[key].pipeliner: value})
+        self.p.user_patch(record_id, {FIELD_NAMES[key]: value})
         self._log(Side.PIPELINER, record_id, {key: value})
 
     @precondition(lambda self: self.p.live())

@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contactsync.engine import WriteResult
-from contactsync.fieldmap import (
+from contactsync.outlook.projection import (
     PIPELINER_ID_PROPERTY_ID,
     from_graph,
-    from_pipeliner,
     pipeliner_stamp,
     to_graph,
-    to_pipeliner,
 )
-from contactsync.link import Side
-from contactsync.plan import Action, DeleteReason, DestRecord, Kind, SourceRecord
+from contactsync.pipeliner.projection import from_pipeliner, to_pipeliner
+from contactsync.sync.engine import WriteResult
+from contactsync.sync.link import Side
+from contactsync.sync.plan import Action, DeleteReason, DestRecord, Kind, SourceRecord
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

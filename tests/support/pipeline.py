@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import ScopeKey
 from tests.support.plugins import BIN, USERS, OutlookActor, PipelinerActor, pipeliner_connection
 
 # --------------------------------------------------------------------------- processes

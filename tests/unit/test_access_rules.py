@@ -1,4 +1,5 @@
-"""docs/access-rules.md, row by row: the table of cases is the specification of contactsync.scope.
+"""docs/access-rules.md, row by row: the table of cases is the specification of
+contactsync.pipeliner.scope.
 
 The rows are read from the document, so a row changed there without the code (or the other way
 round) fails here, and a table that lost its rows fails too.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contactsync.scope import (
+from contactsync.pipeliner.scope import (
     AccessLevel,
     ContactSharing,
     Direction,

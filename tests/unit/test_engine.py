@@ -8,7 +8,9 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from contactsync.engine import (
+from contactsync.outlook.projection import from_graph, pipeliner_stamp
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.engine import (
     FolderChanged,
     LegSettings,
     SyncLeg,
@@ -16,10 +18,9 @@ from contactsync.engine import (
     record_from_payload,
     record_to_payload,
 )
-from contactsync.fieldmap import from_graph, from_pipeliner, pipeliner_stamp
-from contactsync.ledger import Ledger, ScopeLedger
-from contactsync.link import LinkState, ScopeKey, Side
-from contactsync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
+from contactsync.sync.ledger import Ledger, ScopeLedger
+from contactsync.sync.link import LinkState, ScopeKey, Side
+from contactsync.sync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
 from tests.support.memory_stores import Clock, Faults, Store
 
 PL, OL = Side.PIPELINER, Side.OUTLOOK

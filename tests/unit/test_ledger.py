@@ -1,4 +1,4 @@
-"""contactsync.ledger on a SQLite file and on a real PostgreSQL server.
+"""contactsync.sync.ledger on a SQLite file and on a real PostgreSQL server.
 
 PostgreSQL comes from $CONTACTSYNC_TEST_PG_URL (default: trust auth on 127.0.0.1:5432, database
 `test`). Every PostgreSQL test gets a schema of its own, dropped afterwards; nothing else in the
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url, text
 
-from contactsync import ledger as ledger_mod
-from contactsync.ledger import (
+from contactsync.sync import ledger as ledger_mod
+from contactsync.sync.ledger import (
     DEFAULT_LEDGER_PATH,
     SCHEMA_VERSION,
     Ledger,
@@ -34,7 +34,7 @@ from contactsync.ledger import (
     LedgerLocked,
     ScopeLedger,
 )
-from contactsync.link import Link, LinkState, ScopeKey, Side
+from contactsync.sync.link import Link, LinkState, ScopeKey, Side
 
 PG_URL_ENV = "CONTACTSYNC_TEST_PG_URL"
 PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -126,8 +126,8 @@ def is_postgres(ledger: Ledger) -> bool:
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from contactsync.ledger import Ledger
-    from contactsync.link import Link, ScopeKey
+    from contactsync.sync.ledger import Ledger
+    from contactsync.sync.link import Link, ScopeKey
     mode, url, *parts = sys.argv[1:]
     scope = ScopeKey(*parts)
     run = Ledger(url).open_scope(scope, owner="child-run")
@@ -663,7 +663,7 @@ def _schema_1(url: str) -> None:
         create_engine,
     )
 
-    from contactsync.ledger import _resolve_url
+    from contactsync.sync.ledger import _resolve_url
 
     meta = MetaData()
     scope_cols = [Column(n, String(512), nullable=False) for n in _SCOPE_NAMES]
@@ -776,7 +776,7 @@ def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: ScopeLedg
 
 
 def test_lost_values_are_kept_until_restored(run: ScopeLedger) -> None:
-    from contactsync.ledger import LostValue
+    from contactsync.sync.ledger import LostValue
 
     now = datetime.now(UTC)
     run.record_conflicts(

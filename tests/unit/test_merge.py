@@ -1,4 +1,4 @@
-"""contactsync.merge: the field-level three-way merge and the conflict policy (DESIGN §4)."""
+"""contactsync.sync.merge: the field-level three-way merge and the conflict policy (DESIGN §4)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import KEYS
-from contactsync.link import Side
-from contactsync.merge import Conflict, ConflictPolicy, conflict_winner, merge
+from contactsync.sync.fields import KEYS
+from contactsync.sync.link import Side
+from contactsync.sync.merge import Conflict, ConflictPolicy, conflict_winner, merge
 
 PL, OL = Side.PIPELINER, Side.OUTLOOK
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)

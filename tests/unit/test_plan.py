@@ -1,4 +1,4 @@
-"""contactsync.plan: every decision of one sync leg, table-driven (DESIGN §1, §4).
+"""contactsync.sync.plan: every decision of one sync leg, table-driven (DESIGN §1, §4).
 
 S = incoming source values, A = the link's agreed values, D = the destination's current values.
 Each table row names the scenario and the direction (``p->o``: Pipeliner record, Outlook copy;
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import KEYS, Values, empty_values, normalize_values
-from contactsync.link import Link, LinkState, Side
-from contactsync.merge import Conflict, ConflictPolicy
-from contactsync.plan import (
+from contactsync.sync.fields import KEYS, Values, empty_values, normalize_values
+from contactsync.sync.link import Link, LinkState, Side
+from contactsync.sync.merge import Conflict, ConflictPolicy
+from contactsync.sync.plan import (
     MASS_DELETE_FLOOR,
     WRITING_KINDS,
     Action,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from contactsync.fieldmap import normalize_values
-from contactsync.link import Link, LinkState, Side
-from contactsync.plan import (
+from contactsync.sync.fields import normalize_values
+from contactsync.sync.link import Link, LinkState, Side
+from contactsync.sync.plan import (
     Action,
     DeleteReason,
     DestRecord,

@@ -1,4 +1,5 @@
-"""contactsync.scope: relation of a user to a Pipeliner contact, deletion right, sync settings."""
+"""contactsync.pipeliner.scope: relation of a user to a Pipeliner contact, deletion right, sync
+settings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import itertools
 
 import pytest
 
-from contactsync.scope import (
+from contactsync.pipeliner.scope import (
     AccessLevel,
     ContactSharing,
     Direction,

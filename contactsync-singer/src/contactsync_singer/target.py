@@ -12,12 +12,12 @@ from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
 from contactsync import settings as cs
-from contactsync.engine import Destination, LegSettings, SyncLeg, WriteResult
-from contactsync.ledger import Ledger, ScopeLedger
-from contactsync.link import Side
-from contactsync.merge import ConflictPolicy
-from contactsync.plan import Action, DestRecord, SourceRecord
-from contactsync.report import RunReport
+from contactsync.sync.engine import Destination, LegSettings, SyncLeg, WriteResult
+from contactsync.sync.ledger import Ledger, ScopeLedger
+from contactsync.sync.link import Side
+from contactsync.sync.merge import ConflictPolicy
+from contactsync.sync.plan import Action, DestRecord, SourceRecord
+from contactsync.sync.report import RunReport
 from contactsync_singer.imports import import_source, record_key
 from contactsync_singer.plugin import ContactsyncPlugin
 

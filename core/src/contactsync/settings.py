@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from contactsync.http import HttpPolicy
-from contactsync.link import ScopeKey
-from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings, ResolvedUser
+from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings, ResolvedUser
+from contactsync.sync.link import ScopeKey
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
-    from contactsync.graph_api import Folder, GraphClient, GraphSettings
+    from contactsync.outlook.graph_api import Folder, GraphClient, GraphSettings
 
 Schema = dict[str, Any]
 
@@ -237,7 +237,10 @@ def resolve_sync_user(client: PipelinerClient, config: Mapping[str, Any]) -> Res
 
 def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
     """Graph client settings from a plugin config."""
-    from contactsync.graph_api import GraphSettings, normalize_graph_url  # Outlook side only
+    from contactsync.outlook.graph_api import (  # Outlook side only
+        GraphSettings,
+        normalize_graph_url,
+    )
 
     return GraphSettings(
         graph_url=normalize_graph_url(config.get("graph_url") or "https://graph.microsoft.com"),
@@ -285,8 +288,8 @@ def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
 
 def graph_client(config: Mapping[str, Any]) -> GraphClient:
     """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
-    from contactsync.auth import AuthSettings, TokenProvider
-    from contactsync.graph_api import GraphClient
+    from contactsync.outlook.auth import AuthSettings, TokenProvider
+    from contactsync.outlook.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
 
@@ -296,7 +299,7 @@ def sync_folder(graph: GraphClient, config: Mapping[str, Any]) -> Folder | None:
     ``create_folder`` (for a name, never for an id: that is a folder that is gone); except in a
     dry run, which creates nothing: there a folder that a real run would create is None (it has
     no contacts yet)."""
-    from contactsync.folders import resolve_by_setting  # Outlook side only
+    from contactsync.outlook.folders import resolve_by_setting  # Outlook side only
 
     return resolve_by_setting(
         graph,

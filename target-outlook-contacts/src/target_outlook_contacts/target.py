@@ -9,15 +9,15 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
-from contactsync.auth import AUTH_SETTINGS_SCHEMA
-from contactsync.engine import Destination, WriteResult
-from contactsync.folders import bound_folder
-from contactsync.graph_api import GraphClient
-from contactsync.link import Side
-from contactsync.outlook_destination import OutlookDestination
-from contactsync.outlook_records import source_record
-from contactsync.plan import Action, DestRecord, SourceRecord
-from contactsync.scope import SyncScope
+from contactsync.outlook.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.outlook.destination import OutlookDestination
+from contactsync.outlook.folders import bound_folder
+from contactsync.outlook.graph_api import GraphClient
+from contactsync.outlook.records import source_record
+from contactsync.pipeliner.scope import SyncScope
+from contactsync.sync.engine import Destination, WriteResult
+from contactsync.sync.link import Side
+from contactsync.sync.plan import Action, DestRecord, SourceRecord
 
 
 class FolderToCreate:

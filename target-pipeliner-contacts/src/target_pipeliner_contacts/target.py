@@ -9,12 +9,12 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
-from contactsync.link import Side
-from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
-from contactsync.pipeliner_destination import PipelinerDestination
-from contactsync.pipeliner_records import source_record
-from contactsync.plan import SourceRecord
-from contactsync.scope import SyncScope
+from contactsync.pipeliner.api import PipelinerClient, ResolvedUser
+from contactsync.pipeliner.destination import PipelinerDestination
+from contactsync.pipeliner.records import source_record
+from contactsync.pipeliner.scope import SyncScope
+from contactsync.sync.link import Side
+from contactsync.sync.plan import SourceRecord
 
 
 class TargetPipelinerContacts(LegTarget):
