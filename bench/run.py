@@ -181,7 +181,7 @@ class Project:
     def links(self) -> list[tuple[str, str]]:
         scope = ScopeKey(ALEX, SPACE, "me", self.folder)
         with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return sorted((lk.pipeliner_id, lk.outlook_id or "") for lk in s.iter_links())
+            return sorted((lk.crm_id, lk.book_id or "") for lk in s.iter_links())
 
     def run(self, job: str, label: str, n: int, timeout: float = 3600) -> dict[str, Any]:
         """One measured `meltano run`: wall, requests per API, each process's peak RSS and CPU."""

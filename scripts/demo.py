@@ -144,7 +144,7 @@ def edit_both_sides(pipeliner: SandboxControl, graph: SandboxControl) -> None:
 def _links() -> dict[str, str]:
     scope = ScopeKey(USER, "5a5a5a5a-0000-4000-8000-000000000001", "me", "Pipeliner")
     with Ledger(str(STATE / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as links:
-        return {lk.pipeliner_id: lk.outlook_id for lk in links.iter_links() if lk.outlook_id}
+        return {lk.crm_id: lk.book_id for lk in links.iter_links() if lk.book_id}
 
 
 def check_agreement(info: dict[str, Any], graph: SandboxControl) -> None:

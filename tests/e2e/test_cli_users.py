@@ -206,7 +206,7 @@ class Space:
         """Every link joins equal contacts; the folder holds exactly the linked contacts."""
         scope = ScopeKey(email, SPACE, email, self.folder_id(email))
         with Ledger(str(db)) as ledger, ledger.open_scope(scope) as s:
-            links = {lk.pipeliner_id: lk.outlook_id for lk in s.iter_links()}
+            links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
         pipeliner = {c["id"]: c for c in self.pipeliner.contacts()}
         outlook = {c["id"]: c for c in self.outlook(email).contacts(self.folder_id(email))}
         assert set(outlook) == set(links.values()), email

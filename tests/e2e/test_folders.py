@@ -57,7 +57,7 @@ def _fails(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
 def _states(project: Project) -> dict[str, LinkState]:
     scope = ScopeKey(project.user, SPACE, "me", project.folder)
     with Ledger(str(project.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-        return {lk.pipeliner_id: lk.state for lk in s.iter_links()}
+        return {lk.crm_id: lk.state for lk in s.iter_links()}
 
 
 def _live(project: Project) -> dict[str, dict[str, Any]]:

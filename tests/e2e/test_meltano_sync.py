@@ -103,7 +103,7 @@ class Project:
     def links(self) -> dict[str, str]:
         scope = ScopeKey(self.user, SPACE, "me", self.folder)
         with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
+            return {lk.crm_id: lk.book_id or "" for lk in s.iter_links()}
 
     def outlook_contacts(self) -> dict[str, dict[str, Any]]:
         return {c["id"]: c for c in self.outlook.contacts(self.folder)}

@@ -413,7 +413,7 @@ def _check_folder(
     scope = _scope(pipeliner, user)
     key = ScopeKey(user.email, PIPELINER["space_id"], user.email, folder["id"])
     with Ledger(dbs.registry) as ledger, ledger.open_scope(key) as s:
-        links = {lk.pipeliner_id: lk.outlook_id for lk in s.iter_links()}
+        links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
     assert set(links) == set(scope), user.email  # every scope contact linked, nothing else
     assert set(links.values()) == set(contacts), user.email  # the folder holds only linked ones
     for pid, oid in links.items():

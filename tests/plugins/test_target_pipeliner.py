@@ -297,7 +297,7 @@ def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp
         [scope] = ledger.scopes()
         with ledger.open_scope(scope) as links:
             [link] = list(links.iter_links())
-    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+    assert link.state is LinkState.RESTORE_BOOK and link.book_id is None
 
 
 def test_dry_run_plans_and_reports_but_writes_nothing(pipeliner, sandbox, tmp_path) -> None:
@@ -358,7 +358,7 @@ def test_an_import_is_keyed_by_its_key_properties_in_a_scope_of_its_own(
     scopes = ledger.scopes()
     assert [(s.mailbox, s.folder) for s in scopes] == [("(import)", "singer")]
     with ledger.open_scope(scopes[0]) as scope:
-        assert sorted(link.outlook_id for link in scope.iter_links()) == [
+        assert sorted(link.book_id for link in scope.iter_links()) == [
             "people:x0",
             "people:x1",
             "people:x2",

@@ -289,7 +289,7 @@ class Sync:
     def links(self) -> dict[str, str]:
         scope = ScopeKey(self.email, self.info["pipeliner_space_id"], self.mailbox, self.folder)
         with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
+            return {lk.crm_id: lk.book_id or "" for lk in s.iter_links()}
 
     def outlook_contacts(self) -> list[dict[str, Any]]:
         return self.outlook.contacts(self.folder)

@@ -23,7 +23,7 @@ from contactsync.sync.link import LinkState, ScopeKey, Side
 from contactsync.sync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
 from tests.support.memory_stores import Clock, Faults, Store
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 
 
 @pytest.fixture
@@ -67,11 +67,11 @@ def test_create_records_the_link_versions_and_stamp(ledger, stores) -> None:
     pid = p.user_create({**person(1), "phone3": "fax"})
     leg = run_leg(ledger, p, o)
     link = ledger.get(PL, pid)
-    assert link is not None and link.outlook_id in o.live()
-    assert link.pipeliner_version == str(p.records[pid].version)
-    assert link.outlook_version == str(o.records[link.outlook_id].version)
+    assert link is not None and link.book_id in o.live()
+    assert link.crm_version == str(p.records[pid].version)
+    assert link.book_version == str(o.records[link.book_id].version)
     assert dict(link.agreed) == from_pipeliner(p.records[pid].raw)
-    assert pipeliner_stamp(o.records[link.outlook_id].raw) == pid
+    assert pipeliner_stamp(o.records[link.book_id].raw) == pid
     assert leg.report.counts["created"] == 1 and leg.report.counts["read"] == 1
 
 
@@ -130,7 +130,7 @@ def test_dry_run_writes_nothing_and_records_nothing(ledger, stores) -> None:
 def test_scope_exit_marks_the_link_leaving_before_the_delete(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     cursor = p.seq
     p.user_set(pid, in_scope=False)
     o.faults.rate = 1.0  # the Outlook delete fails: the run dies between intent and deed
@@ -148,7 +148,7 @@ def test_scope_exit_marks_the_link_leaving_before_the_delete(ledger, stores) -> 
 def test_delete_without_rights_restores_the_outlook_copy(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     p.records[pid].can_delete = False
     o_cursor, p_cursor = o.seq, p.seq
     o.user_delete(oid)
@@ -158,13 +158,13 @@ def test_delete_without_rights_restores_the_outlook_copy(ledger, stores) -> None
     assert (leg.report.counts["restored"], leg.report.counts["rejected"]) == (1, 0)
     assert "may not delete" in leg.report.issues[0].reason
     link = ledger.get(PL, pid)
-    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+    assert link.state is LinkState.RESTORE_BOOK and link.book_id is None
     assert ledger.failures() == []  # settled by the restore, not retried as a failure
     # The next Pipeliner -> Outlook leg brings the copy back, though Pipeliner did not change.
     leg = run_leg(ledger, p, o, cursor=p_cursor)
     link = ledger.get(PL, pid)
-    assert link.state is LinkState.ACTIVE and link.outlook_id in o.live()
-    assert from_graph(o.records[link.outlook_id].raw) == from_pipeliner(p.records[pid].raw)
+    assert link.state is LinkState.ACTIVE and link.book_id in o.live()
+    assert from_graph(o.records[link.book_id].raw) == from_pipeliner(p.records[pid].raw)
     assert leg.report.counts["restored"] == 1
 
 
@@ -226,8 +226,8 @@ def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     leg.process(p.changes_since(cursor))
     leg.finish()
     link = ledger.get(PL, pid)
-    assert link.outlook_id in o.live() and ledger.failures() == []
-    assert from_graph(o.records[link.outlook_id].raw)["city"] == "Oslo"
+    assert link.book_id in o.live() and ledger.failures() == []
+    assert from_graph(o.records[link.book_id].raw)["city"] == "Oslo"
 
 
 class _RacingOutlook(Store):
@@ -254,7 +254,7 @@ def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> Non
     cursor = p.seq
     p.user_patch(pid, {"city": "Oslo"})
     leg = run_leg(ledger, p, o, cursor=cursor)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     values = from_graph(o.records[oid].raw)
     assert values["city"] == "Oslo" and values["job_title"] == "Changed meanwhile"
     assert leg.report.counts["updated"] == 1 and leg.report.counts["failed"] == 0
@@ -264,7 +264,7 @@ def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> Non
 def test_a_complete_listing_reveals_deletes_no_tombstone_reported(ledger, stores) -> None:
     p, o = stores
     ids = seed_linked(ledger, p, o, 3)
-    gone = ledger.get(PL, ids[0]).outlook_id
+    gone = ledger.get(PL, ids[0]).book_id
     o.records[gone].deleted = True  # deleted while Graph's delta link had expired: no tombstone
     listing = [r for r in o.changes_since(0) if r.values is not None]
     leg = SyncLeg(ledger, p, LegSettings(OL, two_way=True))

@@ -209,32 +209,32 @@ def test_put_get_round_trip_keeps_unicode_none_and_versions(run: ScopeLedger):
         "p-1",
         "AAMkAGI2-o1",
         {"first_name": "Zoë", "last_name": "Ñúñez 山田", "notes": None, "city": ""},
-        pipeliner_version="2024-05-01T10:00:00.123456Z",
-        outlook_version='W/"CQAAABYAAA=="',
-        state=LinkState.RESTORE_OUTLOOK,
+        crm_version="2024-05-01T10:00:00.123456Z",
+        book_version='W/"CQAAABYAAA=="',
+        state=LinkState.RESTORE_BOOK,
     )
     run.put(link)
-    assert run.get(Side.PIPELINER, "p-1") == link
-    assert run.get(Side.OUTLOOK, "AAMkAGI2-o1") == link
-    assert run.get(Side.PIPELINER, "AAMkAGI2-o1") is None  # ids are looked up on their side
-    assert run.get(Side.OUTLOOK, "p-1") is None
-    assert run.get(Side.PIPELINER, "missing") is None
+    assert run.get(Side.CRM, "p-1") == link
+    assert run.get(Side.BOOK, "AAMkAGI2-o1") == link
+    assert run.get(Side.CRM, "AAMkAGI2-o1") is None  # ids are looked up on their side
+    assert run.get(Side.BOOK, "p-1") is None
+    assert run.get(Side.CRM, "missing") is None
 
 
 def test_link_without_outlook_id_many_times(run: ScopeLedger):
-    run.put_many([Link(f"p{i}", None, state=LinkState.RESTORE_OUTLOOK) for i in range(3)])
+    run.put_many([Link(f"p{i}", None, state=LinkState.RESTORE_BOOK) for i in range(3)])
     assert run.count_links() == 3
-    assert run.get(Side.PIPELINER, "p1") == Link("p1", None, state=LinkState.RESTORE_OUTLOOK)
+    assert run.get(Side.CRM, "p1") == Link("p1", None, state=LinkState.RESTORE_BOOK)
 
 
 def test_put_upserts_by_pipeliner_id(run: ScopeLedger):
-    run.put(Link("p-1", "o-1", {"first_name": "Ann"}, pipeliner_version="1"))
+    run.put(Link("p-1", "o-1", {"first_name": "Ann"}, crm_version="1"))
     changed = Link("p-1", "o-2", {"first_name": "Anna"}, "2", "ck2", LinkState.LEAVING)
     run.put(changed)
     assert run.count_links() == 1
-    assert run.get(Side.PIPELINER, "p-1") == changed
-    assert run.get(Side.OUTLOOK, "o-2") == changed
-    assert run.get(Side.OUTLOOK, "o-1") is None
+    assert run.get(Side.CRM, "p-1") == changed
+    assert run.get(Side.BOOK, "o-2") == changed
+    assert run.get(Side.BOOK, "o-1") is None
 
 
 def test_get_many_and_iter_links_page_through_large_scopes(run: ScopeLedger):
@@ -243,18 +243,18 @@ def test_get_many_and_iter_links_page_through_large_scopes(run: ScopeLedger):
         many[i] = many[i].with_changes(state=LinkState.LEAVING)
     run.put_many(many)
 
-    by_pl = run.get_many(Side.PIPELINER, [link.pipeliner_id for link in many] + ["nope"])
-    assert by_pl == {link.pipeliner_id: link for link in many}
+    by_pl = run.get_many(Side.CRM, [link.crm_id for link in many] + ["nope"])
+    assert by_pl == {link.crm_id: link for link in many}
     wanted = [f"o{i:05d}" for i in range(0, 1234, 2)]
-    by_ol = run.get_many(Side.OUTLOOK, iter(wanted + wanted))  # any iterable, duplicates ok
+    by_ol = run.get_many(Side.BOOK, iter(wanted + wanted))  # any iterable, duplicates ok
     assert sorted(by_ol) == wanted
     assert by_ol["o00002"] == many[2]
-    assert run.get_many(Side.OUTLOOK, []) == {}
+    assert run.get_many(Side.BOOK, []) == {}
 
     assert list(run.iter_links()) == many  # ordered by pipeliner id, across three pages
     leaving = [link for link in many if link.state is LinkState.LEAVING]
     assert list(run.iter_links(LinkState.LEAVING)) == leaving
-    assert list(run.iter_links(LinkState.RESTORE_OUTLOOK)) == []
+    assert list(run.iter_links(LinkState.RESTORE_BOOK)) == []
     assert run.count_links() == 1234
 
 
@@ -262,24 +262,24 @@ def test_iter_links_allows_writes_while_iterating(run: ScopeLedger):
     run.put_many([Link(f"p{i:04d}", f"o{i:04d}") for i in range(520)])
     seen = []
     for link in run.iter_links(LinkState.ACTIVE):  # pages of 500: writes land in both pages
-        if int(link.pipeliner_id[1:]) % 10 == 0:
-            run.put(link.with_changes(state=LinkState.LEAVING, outlook_version="v2"))
-        seen.append(link.pipeliner_id)
+        if int(link.crm_id[1:]) % 10 == 0:
+            run.put(link.with_changes(state=LinkState.LEAVING, book_version="v2"))
+        seen.append(link.crm_id)
     assert seen == [f"p{i:04d}" for i in range(520)]  # each link exactly once
     leaving = list(run.iter_links(LinkState.LEAVING))
-    assert [link.pipeliner_id for link in leaving] == [f"p{i:04d}" for i in range(0, 520, 10)]
-    assert {link.outlook_version for link in leaving} == {"v2"}
+    assert [link.crm_id for link in leaving] == [f"p{i:04d}" for i in range(0, 520, 10)]
+    assert {link.book_version for link in leaving} == {"v2"}
 
 
 def test_remove(run: ScopeLedger):
     run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
     run.remove("p-1")
     run.remove("never-there")
-    assert run.get(Side.PIPELINER, "p-1") is None
-    assert run.get(Side.OUTLOOK, "o-1") is None
-    assert [link.pipeliner_id for link in run.iter_links()] == ["p-2"]
+    assert run.get(Side.CRM, "p-1") is None
+    assert run.get(Side.BOOK, "o-1") is None
+    assert [link.crm_id for link in run.iter_links()] == ["p-2"]
     run.put(Link("p-3", "o-1"))  # the Outlook id is free again
-    assert run.get(Side.OUTLOOK, "o-1") == Link("p-3", "o-1")
+    assert run.get(Side.BOOK, "o-1") == Link("p-3", "o-1")
 
 
 def test_outlook_id_conflict_is_refused_and_first_link_kept(run: ScopeLedger):
@@ -287,8 +287,8 @@ def test_outlook_id_conflict_is_refused_and_first_link_kept(run: ScopeLedger):
     run.put(first)
     with pytest.raises(LedgerConflict, match=r"o-1.*p-1.*p-2"):
         run.put(Link("p-2", "o-1"))
-    assert run.get(Side.OUTLOOK, "o-1") == first
-    assert run.get(Side.PIPELINER, "p-2") is None
+    assert run.get(Side.BOOK, "o-1") == first
+    assert run.get(Side.CRM, "p-2") is None
     assert run.count_links() == 1
 
 
@@ -298,16 +298,16 @@ def test_put_many_is_atomic(run: ScopeLedger):
         run.put_many([Link("p-2", "o-2"), Link("p-3", "o-3"), Link("p-4", "o-1")])
     with pytest.raises(LedgerConflict, match="o-9"):  # two claims inside one batch
         run.put_many([Link("p-5", "o-9"), Link("p-6", "o-9")])
-    assert [link.pipeliner_id for link in run.iter_links()] == ["p-1"]
+    assert [link.crm_id for link in run.iter_links()] == ["p-1"]
 
 
 def test_put_many_may_move_an_outlook_id_within_the_batch(run: ScopeLedger):
     run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
     run.put_many([Link("p-1", "o-2"), Link("p-2", "o-1")])  # a swap
-    assert run.get(Side.OUTLOOK, "o-2") == Link("p-1", "o-2")
-    assert run.get(Side.OUTLOOK, "o-1") == Link("p-2", "o-1")
+    assert run.get(Side.BOOK, "o-2") == Link("p-1", "o-2")
+    assert run.get(Side.BOOK, "o-1") == Link("p-2", "o-1")
     run.put_many([Link("p-9", "o-9"), Link("p-9", "o-10")])  # repeated id: the last one wins
-    assert run.get(Side.PIPELINER, "p-9") == Link("p-9", "o-10")
+    assert run.get(Side.CRM, "p-9") == Link("p-9", "o-10")
 
 
 def test_closed_scope_ledger_refuses_use(ledger: Ledger):
@@ -323,25 +323,25 @@ def test_a_read_only_scope_reads_everything_and_writes_nothing(ledger: Ledger):
     scope = new_scope()
     with ledger.open_scope(scope) as run:
         run.put(Link("p-1", "o-1", agreed={"first_name": "Kim"}))
-        run.record_failure(Side.OUTLOOK, "o-2", {"id": "o-2"}, "write failed")
+        run.record_failure(Side.BOOK, "o-2", {"id": "o-2"}, "write failed")
     with ledger.open_scope(scope, read_only=True) as dry:
-        assert dry.get(Side.PIPELINER, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
-        assert [f.record_id for f in dry.failures(Side.OUTLOOK)] == ["o-2"]
+        assert dry.get(Side.CRM, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
+        assert [f.record_id for f in dry.failures(Side.BOOK)] == ["o-2"]
         writes = [
             lambda: dry.put(Link("p-1", "o-1")),
             lambda: dry.put_many([Link("p-3", "o-3")]),
             lambda: dry.remove("p-1"),
-            lambda: dry.record_failure(Side.OUTLOOK, "o-4", {"id": "o-4"}, "x"),
-            lambda: dry.clear_failure(Side.OUTLOOK, "o-2"),
+            lambda: dry.record_failure(Side.BOOK, "o-4", {"id": "o-4"}, "x"),
+            lambda: dry.clear_failure(Side.BOOK, "o-2"),
             lambda: dry.bind_folder("folder-id", "Pipeliner"),
         ]
         for write in writes:
             with pytest.raises(LedgerError, match="dry run"):
                 write()
     with ledger.open_scope(scope) as run:  # the lock was released; nothing changed
-        assert [link.pipeliner_id for link in run.iter_links()] == ["p-1"]
-        assert run.get(Side.PIPELINER, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
-        assert [f.record_id for f in run.failures(Side.OUTLOOK)] == ["o-2"]
+        assert [link.crm_id for link in run.iter_links()] == ["p-1"]
+        assert run.get(Side.CRM, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
+        assert [f.record_id for f in run.failures(Side.BOOK)] == ["o-2"]
         assert run.folder_binding() is None
 
 
@@ -360,19 +360,19 @@ def test_scopes_are_independent(ledger: Ledger):
         a.put(Link("p-1", "o-1", {"first_name": "Alice's"}))
         b.put(Link("p-1", "o-1", {"first_name": "Bob's"}))  # same ids, other scope: no conflict
         b.put(Link("p-2", "o-2"))
-        a.record_failure(Side.OUTLOOK, "o-7", {"x": "1"}, "400")
+        a.record_failure(Side.BOOK, "o-7", {"x": "1"}, "400")
 
-        assert a.get(Side.PIPELINER, "p-1").agreed == {"first_name": "Alice's"}
-        assert b.get(Side.OUTLOOK, "o-1").agreed == {"first_name": "Bob's"}
-        assert a.get(Side.PIPELINER, "p-2") is None
-        assert a.get_many(Side.PIPELINER, ["p-1", "p-2"]).keys() == {"p-1"}
+        assert a.get(Side.CRM, "p-1").agreed == {"first_name": "Alice's"}
+        assert b.get(Side.BOOK, "o-1").agreed == {"first_name": "Bob's"}
+        assert a.get(Side.CRM, "p-2") is None
+        assert a.get_many(Side.CRM, ["p-1", "p-2"]).keys() == {"p-1"}
         assert (a.count_links(), b.count_links(), c.count_links()) == (1, 2, 0)
         assert list(c.iter_links()) == []
         assert b.failures() == [] and c.failures() == []
 
         b.remove("p-1")
-        b.clear_failure(Side.OUTLOOK, "o-7")
-        assert a.get(Side.PIPELINER, "p-1") is not None
+        b.clear_failure(Side.BOOK, "o-7")
+        assert a.get(Side.CRM, "p-1") is not None
         assert len(a.failures()) == 1
     assert {alice, bob} <= set(ledger.scopes())
     assert other_folder not in ledger.scopes()  # no rows, so not listed
@@ -390,8 +390,8 @@ def test_put_is_visible_to_an_independent_engine_at_once(make_ledger: Callable[[
         with make_ledger().engine.connect() as conn:  # no lock needed to look at the rows
             rows = conn.execute(
                 text(
-                    "SELECT outlook_id, agreed FROM contactsync_links"
-                    " WHERE user_id = :u AND pipeliner_id = :p"
+                    "SELECT book_id, agreed FROM contactsync_links"
+                    " WHERE user_id = :u AND crm_id = :p"
                 ),
                 {"u": scope.user, "p": "p-1"},
             ).all()
@@ -406,7 +406,7 @@ def test_link_survives_sigkill_right_after_put(ledger_url: str, ledger: Ledger, 
     finally:
         sigkill(child)
     with open_eventually(ledger, scope) as run:
-        assert run.get(Side.OUTLOOK, "o-durable") == Link(
+        assert run.get(Side.BOOK, "o-durable") == Link(
             "p-durable", "o-durable", {"first_name": "Zoë", "notes": None}
         )
 
@@ -470,7 +470,7 @@ def test_two_users_write_concurrently_without_blocking(
     for scope in scopes:
         with ledger.open_scope(scope) as run:
             assert run.count_links() == 200
-            assert run.get(Side.OUTLOOK, "o0199") == Link("p0199", "o0199", {"n": "199"})
+            assert run.get(Side.BOOK, "o0199") == Link("p0199", "o0199", {"n": "199"})
 
 
 def test_threads_on_different_scopes_interleave(ledger: Ledger):
@@ -481,7 +481,7 @@ def test_threads_on_different_scopes_interleave(ledger: Ledger):
             with ledger.open_scope(new_scope()) as run:
                 for i in range(60):
                     run.put(Link(f"p{i}", f"o{i}"))
-                    assert run.get(Side.PIPELINER, f"p{i}") is not None
+                    assert run.get(Side.CRM, f"p{i}") is not None
                 assert run.count_links() == 60
         except BaseException as exc:
             errors.append(exc)
@@ -541,27 +541,27 @@ class TestTableLock:
 
 
 def test_failures_are_upserted_listed_and_cleared(run: ScopeLedger):
-    first = run.record_failure(Side.PIPELINER, "p-1", {"first_name": "Zoë"}, "HTTP 500")
+    first = run.record_failure(Side.CRM, "p-1", {"first_name": "Zoë"}, "HTTP 500")
     assert first.attempts == 1 and first.first_failed_at == first.last_failed_at
-    again = run.record_failure(Side.PIPELINER, "p-1", {"first_name": "Zoé"}, "HTTP 429")
-    run.record_failure(Side.OUTLOOK, "p-1", {}, "400 ErrorInvalidProperty")  # other side's key
+    again = run.record_failure(Side.CRM, "p-1", {"first_name": "Zoé"}, "HTTP 429")
+    run.record_failure(Side.BOOK, "p-1", {}, "400 ErrorInvalidProperty")  # other side's key
 
     assert again.attempts == 2
     assert again.first_failed_at == first.first_failed_at
     assert again.last_failed_at >= first.last_failed_at
-    stored = run.failures(Side.PIPELINER)
+    stored = run.failures(Side.CRM)
     assert stored == [again]
     assert stored[0].payload == {"first_name": "Zoé"} and stored[0].reason == "HTTP 429"
     assert stored[0].first_failed_at.tzinfo is not None
     assert [(f.side, f.record_id) for f in run.failures()] == [
-        (Side.OUTLOOK, "p-1"),
-        (Side.PIPELINER, "p-1"),
+        (Side.BOOK, "p-1"),
+        (Side.CRM, "p-1"),
     ]
 
-    run.clear_failure(Side.PIPELINER, "p-1")
-    run.clear_failure(Side.PIPELINER, "never-failed")
-    assert [f.side for f in run.failures()] == [Side.OUTLOOK]
-    assert run.record_failure(Side.PIPELINER, "p-1", {}, "again").attempts == 1
+    run.clear_failure(Side.CRM, "p-1")
+    run.clear_failure(Side.CRM, "never-failed")
+    assert [f.side for f in run.failures()] == [Side.BOOK]
+    assert run.record_failure(Side.CRM, "p-1", {}, "again").attempts == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,7 +587,7 @@ def test_reopening_an_existing_ledger_keeps_its_rows(make_ledger: Callable[[], L
     with make_ledger().open_scope(scope) as run:
         run.put(Link("p", "o"))
     with make_ledger().open_scope(scope) as run:
-        assert run.get(Side.PIPELINER, "p") == Link("p", "o")
+        assert run.get(Side.CRM, "p") == Link("p", "o")
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,34 +744,239 @@ def test_a_schema_1_ledger_is_migrated_without_losing_a_link(ledger_url: str) ->
     _schema_1(ledger_url)
     with Ledger(ledger_url) as ledger, ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
         [link] = list(run.iter_links())
-        assert (link.pipeliner_id, link.outlook_id, dict(link.agreed)) == (
+        assert (link.crm_id, link.book_id, dict(link.agreed)) == (
             "p-1",
             "o-1",
             {"first_name": "Ada", "notes": "kept"},
         )
-        assert (link.pipeliner_version, link.outlook_version, dict(link.pinned)) == ("7", "ck", {})
+        assert (link.crm_version, link.book_version, dict(link.pinned)) == ("7", "ck", {})
         [failure] = run.failures()
         assert (failure.record_id, failure.attempts, failure.parked_at) == ("o-2", 2, None)
         # The new columns and tables work on the migrated database.
         run.put(link.with_changes(pinned={"job_title": "Short"}))
-        assert dict(run.get(Side.PIPELINER, "p-1").pinned) == {"job_title": "Short"}
+        assert dict(run.get(Side.CRM, "p-1").pinned) == {"job_title": "Short"}
         assert run.bind_folder("AAMk-folder", "Pipeliner").folder_id == "AAMk-folder"
     with Ledger(ledger_url) as again, again.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
         assert run.folder_binding() is not None  # opened twice: migrated once, then as is
 
 
+# --------------------------------------------------------------------------------------------
+# Schema 3: the sides named by role, migrated from schema 2
+
+
+def _schema_2(url: str) -> None:
+    """A ledger exactly as schema 2 wrote it (the sides named after the services): two links, one
+    owed a restore, a pending and a parked failure, a saved conflict value, a folder binding."""
+    from sqlalchemy import (
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        PrimaryKeyConstraint,
+        String,
+        Table,
+        Text,
+        UniqueConstraint,
+        create_engine,
+    )
+
+    from contactsync.sync.ledger import _resolve_url
+
+    meta = MetaData()
+
+    def scope_cols() -> list[Column]:
+        return [Column(n, String(512), nullable=False) for n in _SCOPE_NAMES]
+
+    old_links = Table(
+        "contactsync_links",
+        meta,
+        *scope_cols(),
+        Column("pipeliner_id", String(512), nullable=False),
+        Column("outlook_id", String(512), nullable=True),
+        Column("agreed", Text, nullable=False),
+        Column("pipeliner_version", Text, nullable=True),
+        Column("outlook_version", Text, nullable=True),
+        Column("state", String(32), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("pinned", Text, nullable=True),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, "pipeliner_id", name="pk_links"),
+        UniqueConstraint(*_SCOPE_NAMES, "outlook_id", name="uq_links_outlook_id"),
+    )
+    old_failures = Table(
+        "contactsync_failures",
+        meta,
+        *scope_cols(),
+        Column("side", String(16), nullable=False),
+        Column("record_id", String(512), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("first_failed_at", DateTime(timezone=True), nullable=False),
+        Column("last_failed_at", DateTime(timezone=True), nullable=False),
+        Column("parked_at", DateTime(timezone=True), nullable=True),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, "side", "record_id", name="pk_failures"),
+    )
+    old_conflicts = Table(
+        "contactsync_conflicts",
+        meta,
+        *scope_cols(),
+        Column("conflict_id", String(36), nullable=False),
+        Column("pipeliner_id", String(512), nullable=False),
+        Column("field", String(64), nullable=False),
+        Column("kept_side", String(16), nullable=False),
+        Column("kept_value", Text, nullable=True),
+        Column("lost_value", Text, nullable=True),
+        Column("policy", String(32), nullable=False),
+        Column("decided_at", DateTime(timezone=True), nullable=False),
+        Column("restored_at", DateTime(timezone=True), nullable=True),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, "conflict_id", name="pk_conflicts"),
+    )
+    old_folders = Table(
+        "contactsync_folders",
+        meta,
+        *scope_cols(),
+        Column("bound_id", String(512), nullable=False),
+        Column("display_name", Text, nullable=False),
+        Column("bound_at", DateTime(timezone=True), nullable=False),
+        Column("seen_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint(*_SCOPE_NAMES, name="pk_folders"),
+    )
+    meta_table = Table(
+        "contactsync_ledger_meta",
+        meta,
+        Column("key", String(64), primary_key=True),
+        Column("value", Text, nullable=False),
+    )
+    resolved = _resolve_url(url)
+    if resolved.get_backend_name() == "sqlite":
+        Path(resolved.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(resolved)
+    scope = dict(zip(_SCOPE_NAMES, ("u1", "s1", "m1", "f1"), strict=True))
+    now = datetime.now(UTC)
+    link = {"agreed": json.dumps({"first_name": "Ada"}), "created_at": now, "updated_at": now}
+    failure = {"payload": "{}", "reason": "503", "first_failed_at": now, "last_failed_at": now}
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(meta_table.insert().values(key="schema_version", value="2"))
+        conn.execute(
+            old_links.insert(),
+            [
+                {
+                    **scope,
+                    **link,
+                    "pipeliner_id": "p-1",
+                    "outlook_id": "o-1",
+                    "pipeliner_version": "7",
+                    "outlook_version": "ck",
+                    "state": "active",
+                    "pinned": json.dumps({"job_title": "Short"}),
+                },
+                {
+                    **scope,
+                    **link,
+                    "pipeliner_id": "p-2",
+                    "outlook_id": None,
+                    "pipeliner_version": "3",
+                    "outlook_version": None,
+                    "state": "restore_outlook",
+                    "pinned": None,
+                },
+            ],
+        )
+        conn.execute(
+            old_failures.insert(),
+            [
+                {**scope, **failure, "side": "outlook", "record_id": "o-9", "attempts": 1}
+                | {"parked_at": None},
+                {**scope, **failure, "side": "pipeliner", "record_id": "p-9", "attempts": 3}
+                | {"parked_at": now},
+            ],
+        )
+        conn.execute(
+            old_conflicts.insert().values(
+                **scope,
+                conflict_id="c-1",
+                pipeliner_id="p-1",
+                field="city",
+                kept_side="outlook",
+                kept_value="Oslo",
+                lost_value="Bergen",
+                policy="outlook_wins",
+                decided_at=now,
+            )
+        )
+        conn.execute(
+            old_folders.insert().values(
+                **scope, bound_id="AAMk-f1", display_name="Pipeliner", bound_at=now, seen_at=now
+            )
+        )
+    engine.dispose()
+
+
+def test_a_schema_2_ledger_is_migrated_to_3_without_losing_a_link(ledger_url: str) -> None:
+    _schema_2(ledger_url)
+    for _ in range(2):  # opened twice: migrated once, then as is
+        with (
+            Ledger(ledger_url) as ledger,
+            ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run,
+        ):
+            links = {link.crm_id: link for link in run.iter_links()}
+            assert set(links) == {"p-1", "p-2"}
+            one, two = links["p-1"], links["p-2"]
+            assert (one.book_id, one.crm_version, one.book_version, one.state) == (
+                "o-1",
+                "7",
+                "ck",
+                LinkState.ACTIVE,
+            )
+            assert (dict(one.agreed), dict(one.pinned)) == (
+                {"first_name": "Ada"},
+                {"job_title": "Short"},
+            )
+            assert (two.book_id, two.crm_version, two.state) == (None, "3", LinkState.RESTORE_BOOK)
+            assert run.get(Side.BOOK, "o-1") == one
+            [pending] = run.failures()
+            assert (pending.side, pending.record_id, pending.attempts) == (Side.BOOK, "o-9", 1)
+            [parked] = run.failures(parked=True)
+            assert (parked.side, parked.record_id, parked.attempts) == (Side.CRM, "p-9", 3)
+            [lost] = run.lost_values()
+            assert (lost.crm_id, lost.field, lost.kept_side, lost.lost_value) == (
+                "p-1",
+                "city",
+                Side.BOOK,
+                "Bergen",
+            )
+            assert run.folder_binding().folder_id == "AAMk-f1"
+    with Ledger(ledger_url) as ledger, ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+        # The renamed columns keep their constraints: one address-book copy, one link.
+        with pytest.raises(LedgerConflict):
+            run.put(Link("p-3", "o-1"))
+        run.put(two.with_changes(book_id="o-2", state=LinkState.ACTIVE))
+        assert run.get(Side.BOOK, "o-2").crm_id == "p-2"
+    from sqlalchemy import create_engine, text
+
+    from contactsync.sync.ledger import _resolve_url
+
+    engine = create_engine(_resolve_url(ledger_url))
+    with engine.connect() as conn:
+        version = conn.execute(
+            text("SELECT value FROM contactsync_ledger_meta WHERE key = 'schema_version'")
+        ).scalar_one()
+    engine.dispose()
+    assert version == str(SCHEMA_VERSION) == "3"
+
+
 def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: ScopeLedger) -> None:
     first = {"id": "o-9", "version": "v1"}
     for attempt in (1, 2):
-        failure = run.record_failure(Side.OUTLOOK, "o-9", first, "422 name", park_after=3)
+        failure = run.record_failure(Side.BOOK, "o-9", first, "422 name", park_after=3)
         assert (failure.attempts, failure.parked_at) == (attempt, None)
-    parked = run.record_failure(Side.OUTLOOK, "o-9", first, "422 name", park_after=3)
+    parked = run.record_failure(Side.BOOK, "o-9", first, "422 name", park_after=3)
     assert parked.attempts == 3 and parked.parked_at is not None
-    assert run.failures(Side.OUTLOOK) == []  # not retried
-    assert [f.record_id for f in run.failures(Side.OUTLOOK, parked=True)] == ["o-9"]
-    changed = run.record_failure(
-        Side.OUTLOOK, "o-9", {**first, "version": "v2"}, "422", park_after=3
-    )
+    assert run.failures(Side.BOOK) == []  # not retried
+    assert [f.record_id for f in run.failures(Side.BOOK, parked=True)] == ["o-9"]
+    changed = run.record_failure(Side.BOOK, "o-9", {**first, "version": "v2"}, "422", park_after=3)
     assert (changed.attempts, changed.parked_at) == (1, None)  # a new version: tried afresh
 
 
@@ -780,7 +985,7 @@ def test_lost_values_are_kept_until_restored(run: ScopeLedger) -> None:
 
     now = datetime.now(UTC)
     run.record_conflicts(
-        [LostValue("c-1", "p-1", "job_title", Side.PIPELINER, "CTO", "CEO", "pipeliner_wins", now)]
+        [LostValue("c-1", "p-1", "job_title", Side.CRM, "CTO", "CEO", "pipeliner_wins", now)]
     )
     [lost] = run.lost_values()
     assert (lost.field, lost.kept_value, lost.lost_value, lost.restored_at) == (

@@ -12,10 +12,10 @@ from contactsync.sync.fields import KEYS
 from contactsync.sync.link import Side
 from contactsync.sync.merge import Conflict, ConflictPolicy, conflict_winner, merge
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
 EARLIER, LATER = T0, T0 + timedelta(seconds=1)
-PW, OW, NW = ConflictPolicy.PIPELINER_WINS, ConflictPolicy.OUTLOOK_WINS, ConflictPolicy.NEWEST_WINS
+PW, OW, NW = ConflictPolicy.CRM_WINS, ConflictPolicy.BOOK_WINS, ConflictPolicy.NEWEST_WINS
 KEY = "job_title"
 
 

@@ -280,7 +280,7 @@ class LegTarget(ContactsyncPlugin, Target):
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
             dry_run=self.dry_run,
-            folder_setting=cs.link_scope(self.config).folder,
+            folder_check=cs.folder_check(self.config),
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
         leg = SyncLeg(self.scope_ledger, destination, settings)

@@ -8,15 +8,18 @@ Plain dictionaries (no Singer import): the taps, targets and mapper assemble the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import contactsync.outlook  # noqa: F401 - names the address-book side (conflict_policy's values)
 from contactsync.http import HttpPolicy
 from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings, ResolvedUser
 from contactsync.sync.link import ScopeKey
+from contactsync.sync.merge import ConflictPolicy, policy_names
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
     from contactsync.outlook.graph_api import Folder, GraphClient, GraphSettings
+    from contactsync.sync.ledger import ScopeLedger
 
 Schema = dict[str, Any]
 
@@ -114,8 +117,8 @@ SYNC_WRITES: Mapping[str, Schema] = {
     ),
     "conflict_policy": {
         "type": ["string"],
-        "enum": ["pipeliner_wins", "outlook_wins", "newest_wins"],
-        "default": "pipeliner_wins",
+        "enum": policy_names(),
+        "default": str(ConflictPolicy.parse(None)),
         "description": "Who wins when both sides changed the same field differently.",
     },
     "max_delete_ratio": {
@@ -257,6 +260,18 @@ def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
 def _int_or(value: Any, default: int) -> int:
     """An integer setting whose 0 means something (unlike ``or``, which would drop it)."""
     return default if value is None or value == "" else int(value)
+
+
+def folder_check(config: Mapping[str, Any]) -> Callable[[ScopeLedger], str | None]:
+    """The address book's check that the folder read is the one the sync is bound to."""
+    configured = link_scope(config).folder
+
+    def check(ledger: ScopeLedger) -> str | None:
+        from contactsync.outlook.folders import folder_changed  # Outlook side: when needed
+
+        return folder_changed(ledger, configured)
+
+    return check
 
 
 def link_scope(config: Mapping[str, Any]) -> ScopeKey:

@@ -24,7 +24,7 @@ class FolderToCreate:
     """A dry run's destination when the folder does not exist yet: it holds no contact, so
     every record plans as a create; nothing is ever written to it."""
 
-    side = Side.OUTLOOK
+    side = Side.BOOK
 
     def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
         return {}
@@ -45,7 +45,7 @@ class TargetOutlookContacts(LegTarget):
     """
 
     name = "target-outlook-contacts"
-    source_side = Side.PIPELINER
+    source_side = Side.CRM
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
         cs.SYNC_USER,

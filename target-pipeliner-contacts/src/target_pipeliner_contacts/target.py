@@ -27,7 +27,7 @@ class TargetPipelinerContacts(LegTarget):
     """
 
     name = "target-pipeliner-contacts"
-    source_side = Side.OUTLOOK
+    source_side = Side.BOOK
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,

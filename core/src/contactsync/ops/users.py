@@ -63,9 +63,7 @@ JOBS: Final = {
 }
 
 _SPACE_ROW: Final = "space"  # one space per registry: the row's fixed key
-_INIT: Final = (
-    int.from_bytes(hashlib.sha256(b"contactsync.ops.users.init").digest()[:8], "big") >> 1
-)
+_INIT: Final = int.from_bytes(hashlib.sha256(b"contactsync.users.init").digest()[:8], "big") >> 1
 
 
 class RegistryError(Exception):

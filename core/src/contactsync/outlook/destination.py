@@ -34,7 +34,7 @@ LIST_FOLDER_FROM = 5
 class OutlookDestination:
     """Reads and writes one personal contacts folder for the engine."""
 
-    side = Side.OUTLOOK
+    side = Side.BOOK
 
     def __init__(self, graph: GraphClient, folder: Folder) -> None:
         self.graph = graph

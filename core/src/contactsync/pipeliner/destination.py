@@ -81,7 +81,7 @@ LIST_SCOPE_FROM = 60
 class PipelinerDestination:
     """Reads and writes the syncing user's Pipeliner contacts for the engine."""
 
-    side = Side.PIPELINER
+    side = Side.CRM
 
     def __init__(self, client: PipelinerClient, user: ResolvedUser, scope: SyncScope) -> None:
         self.client = client

@@ -8,15 +8,15 @@ the very code the targets run. Durability rules:
 * a failed write is stored with its source record and replayed by the next run;
 * deletes wait for the end of the leg, so the mass-delete guard sees the whole run first; they
   wait in the ledger's pending work, so a crash before the end cannot forget them;
-* a contact leaving the scope is marked LEAVING before its Outlook copy is deleted, so the
-  Outlook tombstone that follows can never become a Pipeliner delete, even after a crash.
+* a contact leaving the scope is marked LEAVING before its address-book copy is deleted, so the
+  address-book tombstone that follows can never become a CRM delete, even after a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -35,7 +35,7 @@ from contactsync.sync.plan import (
     check_mass_delete,
     needs_copy,
     plan_batch,
-    plan_owed_to_outlook,
+    plan_owed_to_book,
 )
 from contactsync.sync.report import RunReport
 
@@ -82,14 +82,15 @@ class Destination(Protocol):
 @dataclass(frozen=True)
 class LegSettings:
     source_side: Side
-    policy: ConflictPolicy = ConflictPolicy.PIPELINER_WINS
+    policy: ConflictPolicy = ConflictPolicy.CRM_WINS
     two_way: bool = False
     max_delete_ratio: float = 0.5
     allow_mass_delete: bool = False
     dry_run: bool = False
-    #: The ``folder`` setting (the Outlook folder as configured): lets the mass-delete guard
-    #: tell a folder that changed from contacts that were deleted.
-    folder_setting: str | None = None
+    #: The address book's own check of its folder (given the scope's ledger): why the folder read
+    #: may not be the one the sync is bound to, or None. Lets the mass-delete guard tell a folder
+    #: that changed from contacts that were deleted.
+    folder_check: Callable[[ScopeLedger], str | None] | None = None
 
     @property
     def context(self) -> LegContext:
@@ -125,11 +126,12 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
     )
 
 
-_Outlook = TypeVar("_Outlook", SourceRecord, DestRecord)
+_BookRecord = TypeVar("_BookRecord", SourceRecord, DestRecord)
 
 
-def _slots_as_agreed(record: _Outlook, agreed: Mapping[str, Any] | None) -> _Outlook:
-    """An Outlook contact's e-mail addresses in the slots last agreed on, should Graph have
+def _slots_as_agreed(record: _BookRecord, agreed: Mapping[str, Any] | None) -> _BookRecord:
+    """An address-book contact's e-mail addresses in the slots last agreed on, should the address
+    book have
     dropped the empty entries that kept them there (``fields.align_email_slots``)."""
     if record.values is None or not agreed:
         return record
@@ -162,7 +164,8 @@ _COUNTER = {
 
 
 class FolderChanged(RuntimeError):
-    """A complete listing came from another Outlook folder than the one the sync is bound to."""
+    """A complete listing came from another address-book folder than the one the sync is bound
+    to."""
 
 
 class SyncLeg:
@@ -190,7 +193,7 @@ class SyncLeg:
         self._failed_before = {f.record_id for f in ledger.failures(self.src, parked=None)}
         #: Records refused for their data too often: skipped while they stay as they were.
         self._parked = {f.record_id: f for f in ledger.failures(self.src, parked=True)}
-        #: The Outlook folder id the source's listing came from, when its tap says so.
+        #: The address-book folder id the source's listing came from, when its tap says so.
         self.listed_folder: str | None = None
 
     # -- public -----------------------------------------------------------------------------
@@ -213,7 +216,7 @@ class SyncLeg:
         for record in batch:  # a newer record of the same contact supersedes a pending delete
             self._deferred.pop(record.id, None)
         links = self.ledger.get_many(self.src, [r.id for r in batch])
-        if self.src is Side.OUTLOOK:
+        if self.src is Side.BOOK:
             agreed = {i: link.agreed for i, link in links.items()}
             batch = [_slots_as_agreed(r, agreed.get(r.id)) for r in batch]
         by_id = {r.id: r for r in batch}
@@ -224,8 +227,8 @@ class SyncLeg:
             if (i := link.id_on(self.dest.side)) and needs_copy(by_id[source_id], link, context)
         ]
         dests = self.dest.fetch(linked_dest) if linked_dest else {}
-        if self.dest.side is Side.OUTLOOK:
-            copies = {link.outlook_id: link.agreed for link in links.values()}
+        if self.dest.side is Side.BOOK:
+            copies = {link.book_id: link.agreed for link in links.values()}
             dests = {i: _slots_as_agreed(d, copies.get(i)) for i, d in dests.items()}
         unlinked = [r for r in batch if r.id not in links and r.values is not None]
         candidates = self._unlinked_candidates(unlinked)
@@ -241,7 +244,7 @@ class SyncLeg:
 
     def complete_listing(self, seen: set[str]) -> None:
         """The source just listed every contact it has (a first read, or a full resync after
-        Graph's delta link expired): a linked contact it did not list is gone, though no
+        its change-tracking link expired): a linked contact it did not list is gone, though no
         tombstone said so. Those become tombstones, behind the same rights and guard."""
         missing = [
             link.id_on(self.src)
@@ -249,7 +252,7 @@ class SyncLeg:
             if link.id_on(self.src)
             and link.id_on(self.src) not in seen
             # A copy moved to another folder is not in this one's listing, and not deleted.
-            and not (link.state is LinkState.MOVED and self.src is Side.OUTLOOK)
+            and not (link.state is LinkState.MOVED and self.src is Side.BOOK)
         ]
         if missing:
             log.info("%d linked contacts are absent from a complete listing", len(missing))
@@ -257,7 +260,7 @@ class SyncLeg:
             self.process([SourceRecord.tombstone(i) for i in missing[start : start + 100] if i])
 
     def finish(self) -> RunReport:
-        """Restores owed to Outlook, then the deletes, behind the mass-delete guard."""
+        """Restores owed to the address book, then the deletes, behind the mass-delete guard."""
         try:
             return self._finish()
         finally:
@@ -272,7 +275,7 @@ class SyncLeg:
             self.report.issue(failure.record_id, "needs attention", failure.reason)
 
     def _finish(self) -> RunReport:
-        if self.src is Side.PIPELINER:
+        if self.src is Side.CRM:
             self._settle_owed_work()
         if self._deferred:
             folder = self._folder_changed()
@@ -305,25 +308,25 @@ class SyncLeg:
     # -- internals ----------------------------------------------------------------------------
 
     def _folder_changed(self) -> tuple[str, bool] | None:
-        """Why the Outlook folder read may not be the one the sync is bound to, and whether that
+        """Why the address-book folder read may not be the one the sync is bound to, and whether
+        that
         is certain (the source said which folder it read), or None when there is no sign."""
-        if self.src is not Side.OUTLOOK:
+        if self.src is not Side.BOOK:
             return None
         binding = self.ledger.folder_binding()
         if binding is not None and self.listed_folder is not None:
             if self.listed_folder == binding.folder_id:
                 return None
             return (
-                f"the Outlook contacts were read from folder {self.listed_folder}, not from the "
+                f"the {Side.BOOK.title} contacts were read from folder {self.listed_folder}, not "
+                "from the "
                 f"folder this sync is bound to ({binding.display_name!r}, id "
                 f"{binding.folder_id})",
                 True,
             )
-        if self.settings.folder_setting is None:
+        if self.settings.folder_check is None:
             return None
-        from contactsync.outlook.folders import folder_changed  # Graph's side: imported when needed
-
-        why = folder_changed(self.ledger, self.settings.folder_setting)
+        why = self.settings.folder_check(self.ledger)
         return (why, False) if why else None
 
     def _still_parked(self, record: SourceRecord) -> bool:
@@ -340,27 +343,27 @@ class SyncLeg:
         return False
 
     def _settle_owed_work(self) -> None:
-        """Outlook copies owed from earlier runs: put back (RESTORE_OUTLOOK) or removed
+        """address-book copies owed from earlier runs: put back (RESTORE_BOOK) or removed
         because their contact left the scope (LEAVING), unless this run already handled them."""
         owed = [
             link
-            for state in (LinkState.RESTORE_OUTLOOK, LinkState.LEAVING)
+            for state in (LinkState.RESTORE_BOOK, LinkState.LEAVING)
             for link in self.ledger.iter_links(state)
-            if link.pipeliner_id not in self._handled
+            if link.crm_id not in self._handled
         ]
         if not owed:
             return
-        copies = [link.outlook_id for link in owed if link.outlook_id]
+        copies = [link.book_id for link in owed if link.book_id]
         current = self.dest.fetch(copies) if copies else {}
-        actions = plan_owed_to_outlook(owed, current, handled=self._handled)
-        links = {link.pipeliner_id: link for link in owed}
+        actions = plan_owed_to_book(owed, current, handled=self._handled)
+        links = {link.crm_id: link for link in owed}
         pairs = [
             (
                 action,
                 SourceRecord(
                     action.source_id,
                     dict(links[action.source_id].agreed),
-                    version=links[action.source_id].pipeliner_version,
+                    version=links[action.source_id].crm_version,
                 ),
             )
             for action in actions
@@ -413,11 +416,11 @@ class SyncLeg:
                 self._count(action)
                 link = self._link_after(action, record, result, links.get(action.source_id))
                 if link is None:
-                    self.ledger.remove(self._pipeliner_id(action, result))
+                    self.ledger.remove(self._crm_id(action, result))
                 else:
                     new_links.append(link)
                 self._refused_keys(record, result)
-                self._keep_lost_values(action, self._pipeliner_id(action, result))
+                self._keep_lost_values(action, self._crm_id(action, result))
                 self._cleared(record.id)
             else:
                 self._failed(action, record, result.error or "write failed", result.permanent)
@@ -431,22 +434,22 @@ class SyncLeg:
         self, action: Action, record: SourceRecord, link: Link | None
     ) -> None:
         if link is not None and action.conflicts:
-            self._keep_lost_values(action, link.pipeliner_id)
+            self._keep_lost_values(action, link.crm_id)
         if action.kind is Kind.FORGET and link is not None:
-            self.ledger.remove(link.pipeliner_id)
+            self.ledger.remove(link.crm_id)
         elif link is not None and (action.agreed is not None or action.link_state is not None):
             changes: dict[str, Any] = {}
             if action.agreed is not None:
                 changes["agreed"] = action.agreed
             if action.link_state is not None:
                 changes["state"] = action.link_state
-                if action.link_state is LinkState.RESTORE_OUTLOOK and record.values is None:
+                if action.link_state is LinkState.RESTORE_BOOK and record.values is None:
                     # The copy was deleted: it is created again. (A refused edit keeps it, to
                     # be put back in place.)
-                    changes["outlook_id"] = None
-                    changes["outlook_version"] = None
+                    changes["book_id"] = None
+                    changes["book_version"] = None
             if action.kind is not Kind.REJECT:
-                changes[f"{self.src}_version"] = record.version
+                changes[f"{self.src.value}_version"] = record.version
             self.ledger.put(link.with_changes(**changes))
         if action.kind is Kind.REJECT:
             self.report.issue(record.id, "rejected", action.reason)
@@ -480,10 +483,10 @@ class SyncLeg:
             return None
         dest_id = result.dest_id or action.dest_id
         assert dest_id is not None, "a successful create must return the new id"
-        ids = {f"{self.src}_id": record.id, f"{self.dest.side}_id": dest_id}
+        ids = {f"{self.src.value}_id": record.id, f"{self.dest.side.value}_id": dest_id}
         versions = {
-            f"{self.src}_version": record.version,
-            f"{self.dest.side}_version": result.version,
+            f"{self.src.value}_version": record.version,
+            f"{self.dest.side.value}_version": result.version,
         }
         agreed = dict(action.agreed if action.agreed is not None else (link.agreed if link else {}))
         state = action.link_state or (link.state if link else LinkState.ACTIVE)
@@ -491,11 +494,11 @@ class SyncLeg:
             state = LinkState.ACTIVE
         # A written key agrees again; one the destination refused keeps its value there.
         pinned = {k: v for k, v in (link.pinned if link else {}).items() if k not in action.fields}
-        if result.refused and self.dest.side is Side.OUTLOOK:
+        if result.refused and self.dest.side is Side.BOOK:
             pinned.update({k: result.kept.get(k) for k in result.refused})
-        elif result.refused:  # Pipeliner keeps its value: the Outlook copy gets it back
+        elif result.refused:  # the CRM keeps its value: the address-book copy gets it back
             agreed.update({k: result.kept.get(k) for k in result.refused})
-            state = LinkState.RESTORE_OUTLOOK
+            state = LinkState.RESTORE_BOOK
         return Link(agreed=agreed, state=state, pinned=pinned, **ids, **versions)  # type: ignore[arg-type]
 
     def _refused_keys(self, record: SourceRecord, result: WriteResult) -> None:
@@ -507,7 +510,7 @@ class SyncLeg:
                 f"{key} not written to {self.dest.side} ({why}); the rest of the contact was",
             )
 
-    def _keep_lost_values(self, action: Action, pipeliner_id: str) -> None:
+    def _keep_lost_values(self, action: Action, crm_id: str) -> None:
         """Each conflict's losing value goes to the ledger, for a person to see and restore
         (``contactsync conflicts``); the report names the contact and field, never a value."""
         if not action.conflicts or self.settings.dry_run:
@@ -520,7 +523,7 @@ class SyncLeg:
             lost.append(
                 LostValue(
                     uuid.uuid4().hex[:12],
-                    pipeliner_id,
+                    crm_id,
                     conflict.key,
                     conflict.winner,
                     kept,
@@ -537,8 +540,8 @@ class SyncLeg:
             )
         self.ledger.record_conflicts(lost)
 
-    def _pipeliner_id(self, action: Action, result: WriteResult) -> str:
-        if self.src is Side.PIPELINER:
+    def _crm_id(self, action: Action, result: WriteResult) -> str:
+        if self.src is Side.CRM:
             return action.source_id
         return result.dest_id or action.dest_id or ""
 
@@ -547,7 +550,7 @@ class SyncLeg:
         leaving = action.link_state is LinkState.LEAVING
         if action.kind is Kind.DELETE and leaving:
             self.report.count("out_of_scope")  # a scope exit, not a deletion of the contact
-        elif action.kind is Kind.REJECT and action.link_state is LinkState.RESTORE_OUTLOOK:
+        elif action.kind is Kind.REJECT and action.link_state is LinkState.RESTORE_BOOK:
             self.report.count("restored")  # refused on the other side: its copy is put back
         elif (
             action.kind is Kind.SKIP

@@ -2,9 +2,9 @@
 
 A contact is compared, merged and stored as *table values*: a mapping of the table keys below to
 normalised strings (or None for empty). Each service package projects its records onto the table
-and back (``contactsync.pipeliner.projection``, ``contactsync.outlook.projection``: one entry per
-key, checked against :data:`KEYS` at import), and derives from that projection the properties it
-reads. Adding a field is one line here and one line in each projection.
+and back in its ``projection`` module (one entry per key, checked against :data:`KEYS` at import)
+and derives from that projection the properties it reads. Adding a field is one line here and one
+line in each projection.
 
 Both sides go through the same :func:`normalize`, so a value read back equals the value written.
 

@@ -1,7 +1,7 @@
 """The link store of DESIGN §4: links, agreed values, versions and pending work, per scope.
 
 One SQLite file by default; any SQLAlchemy URL (PostgreSQL for shared deployments) otherwise.
-Every row carries its scope (user, Pipeliner space, mailbox, folder), so one user's runs can
+Every row carries its scope (user, the CRM space, mailbox, folder), so one user's runs can
 neither see nor touch another user's links.
 
 Transactions are short and every write method commits before it returns: a link recorded right
@@ -75,6 +75,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from contactsync.sync.ledger_history import RENAMED_COLUMNS, RENAMED_VALUES
 from contactsync.sync.link import Link, LinkState, ScopeKey, Side
 
 __all__ = [
@@ -100,16 +101,18 @@ DEFAULT_LEDGER_PATH: Final = Path(".contactsync") / "ledger.sqlite"
 #: Version of the table layout below, stored in ``ledger_meta`` so that a later release can
 #: migrate an old file and an old release refuses a file written by a newer one.
 #: 2: links.pinned, failures.parked_at, the conflicts and folders tables (migrated from 1).
-SCHEMA_VERSION: Final = 2
+#: 3: the sides named by role: links.crm_id/book_id/crm_version/book_version, conflicts.crm_id,
+#:    state ``restore_book``, sides ``crm``/``book`` (migrated from 2, see ``ledger_history``).
+SCHEMA_VERSION: Final = 3
 
 #: How long a SQLite writer waits for another writer (other scopes' writes take milliseconds).
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
 _CHUNK: Final = 500  # ids per IN (...) query and links per page: far below every bind limit
 _WRITE: Final = "contactsync_write"  # execution option: this transaction will write
-_LOCK_NAMESPACE: Final = b"contactsync.sync.ledger.scope\x00"
+_LOCK_NAMESPACE: Final = b"contactsync.ledger.scope\x00"
 _INIT_LOCK_KEY: Final = (
-    int.from_bytes(hashlib.sha256(b"contactsync.sync.ledger.init").digest()[:8], "big") >> 1
+    int.from_bytes(hashlib.sha256(b"contactsync.ledger.init").digest()[:8], "big") >> 1
 )
 
 
@@ -122,7 +125,7 @@ class LedgerError(Exception):
 
 
 class LedgerConflict(LedgerError):
-    """A write would give one Outlook contact two Pipeliner partners in the same scope."""
+    """A write would give one address-book contact two the CRM partners in the same scope."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class LostValue:
     """The value of one field that lost a conflict, kept so that a person can see and restore it."""
 
     conflict_id: str
-    pipeliner_id: str
+    crm_id: str
     field: str
     kept_side: Side
     kept_value: str | None
@@ -192,7 +195,8 @@ class LostValue:
 
 @dataclass(frozen=True)
 class FolderBinding:
-    """The Outlook folder a scope is bound to, by id: a rename keeps the sync, a delete stops it."""
+    """The address-book folder a scope is bound to, by id: a rename keeps the sync, a delete stops
+    it."""
 
     folder_id: str
     display_name: str
@@ -202,7 +206,8 @@ class FolderBinding:
 # --------------------------------------------------------------------------------------------
 # Tables
 
-_ID = String(512)  # Graph ids are ~150 characters; bounded so that every database can index it
+#: Address-book ids run to ~150 characters; bounded so that every database can index them.
+_ID = String(512)
 _SCOPE: Final = ("user_id", "space_id", "mailbox", "folder_id")
 
 metadata = MetaData()
@@ -216,19 +221,19 @@ links = Table(
     "contactsync_links",
     metadata,
     *_scope_columns(),
-    Column("pipeliner_id", _ID, nullable=False),
-    Column("outlook_id", _ID, nullable=True),  # None while the Outlook copy is owed a restore
+    Column("crm_id", _ID, nullable=False),
+    Column("book_id", _ID, nullable=True),  # None while the address-book copy is owed a restore
     Column("agreed", Text, nullable=False),  # JSON text, identical on every database
-    Column("pipeliner_version", Text, nullable=True),
-    Column("outlook_version", Text, nullable=True),
+    Column("crm_version", Text, nullable=True),
+    Column("book_version", Text, nullable=True),
     Column("state", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("pinned", Text, nullable=True),  # JSON text; see Link.pinned (schema 2)
-    PrimaryKeyConstraint(*_SCOPE, "pipeliner_id", name="pk_links"),
+    PrimaryKeyConstraint(*_SCOPE, "crm_id", name="pk_links"),
     # NULLs are distinct in unique constraints on SQLite and PostgreSQL: many links may wait
-    # for a restore at once, but no Outlook contact is ever linked twice in a scope.
-    UniqueConstraint(*_SCOPE, "outlook_id", name="uq_links_outlook_id"),
+    # for a restore at once, but no address-book contact is ever linked twice in a scope.
+    UniqueConstraint(*_SCOPE, "book_id", name="uq_links_book_id"),
 )
 
 failures = Table(
@@ -255,7 +260,7 @@ conflicts = Table(
     metadata,
     *_scope_columns(),
     Column("conflict_id", String(36), nullable=False),
-    Column("pipeliner_id", _ID, nullable=False),
+    Column("crm_id", _ID, nullable=False),
     Column("field", String(64), nullable=False),
     Column("kept_side", String(16), nullable=False),
     Column("kept_value", Text, nullable=True),
@@ -298,10 +303,10 @@ ledger_meta = Table(
 )
 
 _LINK_UPDATABLE: Final = (
-    "outlook_id",
+    "book_id",
     "agreed",
-    "pipeliner_version",
-    "outlook_version",
+    "crm_version",
+    "book_version",
     "state",
     "updated_at",
     "pinned",
@@ -312,7 +317,7 @@ _LINK_UPDATABLE: Final = (
 _UPSERT_LINKS: Final = text(
     f"INSERT INTO {links.name} ({', '.join(c.name for c in links.c)}) "
     f"VALUES ({', '.join(':' + c.name for c in links.c)}) "
-    f"ON CONFLICT ({', '.join([*_SCOPE, 'pipeliner_id'])}) DO UPDATE SET "
+    f"ON CONFLICT ({', '.join([*_SCOPE, 'crm_id'])}) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _LINK_UPDATABLE)
 ).bindparams(*(bindparam(c.name, type_=c.type) for c in links.c))
 
@@ -477,7 +482,7 @@ class Ledger:
         return sorted(found, key=lambda s: (s.user, s.space, s.mailbox, s.folder))
 
     def folder_bindings(self) -> dict[ScopeKey, FolderBinding]:
-        """Every scope's bound Outlook folder (id, name when last seen), for status commands:
+        """Every scope's bound address-book folder (id, name when last seen), for status commands:
         read without a scope's lock, so that a running sync does not hide it."""
         self._ensure_schema()
         with self._reading() as conn:
@@ -541,12 +546,21 @@ class Ledger:
         """Bring a ledger of an older schema up to date, in the same transaction: links,
         agreed values and pending work are kept as they are."""
         present = inspect(conn)
-        for name, table in _ADDED_COLUMNS:
+        for name, table in _ADDED_COLUMNS:  # schema 2
             if name in {c["name"] for c in present.get_columns(table.name)}:
                 continue
             column = table.c[name]
             kind = column.type.compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+        for table_name, renames in RENAMED_COLUMNS.items():  # schema 3
+            columns = {c["name"] for c in present.get_columns(table_name)}
+            for old, new in renames.items():
+                if old in columns and new not in columns:
+                    conn.execute(text(f"ALTER TABLE {table_name} RENAME COLUMN {old} TO {new}"))
+        for (table_name, column), values in RENAMED_VALUES.items():
+            table = metadata.tables[table_name]
+            for old, new in values.items():
+                conn.execute(update(table).where(table.c[column] == old).values({column: new}))
         conn.execute(
             update(ledger_meta)
             .where(ledger_meta.c.key == "schema_version")
@@ -734,7 +748,7 @@ class ScopeLedger:
         return found
 
     def iter_links(self, state: LinkState | None = None) -> Iterator[Link]:
-        """Stream the scope's links by ``pipeliner_id``, one short query per page.
+        """Stream the scope's links by ``crm_id``, one short query per page.
 
         Paging on the key (not a cursor held open) keeps memory flat and lets the caller write
         to the ledger while iterating.
@@ -746,14 +760,14 @@ class ScopeLedger:
             if state is not None:
                 query = query.where(links.c.state == state.value)
             if after is not None:
-                query = query.where(links.c.pipeliner_id > after)
-            query = query.order_by(links.c.pipeliner_id).limit(_CHUNK)
+                query = query.where(links.c.crm_id > after)
+            query = query.order_by(links.c.crm_id).limit(_CHUNK)
             with self._ledger._reading() as conn:
                 page = [_to_link(row) for row in conn.execute(query)]
             yield from page
             if len(page) < _CHUNK:
                 return
-            after = page[-1].pipeliner_id
+            after = page[-1].crm_id
 
     def count_links(self) -> int:
         self._held()
@@ -763,37 +777,38 @@ class ScopeLedger:
             ).scalar_one()
 
     def put(self, link: Link) -> None:
-        """Insert or update the link of ``link.pipeliner_id``; durable when this returns."""
+        """Insert or update the link of ``link.crm_id``; durable when this returns."""
         self.put_many([link])
 
     def put_many(self, items: Sequence[Link]) -> None:
         """Upsert all links in one transaction: all are durable on return, or none is written.
 
-        Raises ``LedgerConflict`` (and writes nothing) if an Outlook id would be linked to two
-        Pipeliner contacts. A link may take over an Outlook id that another link of the same
-        batch gives up. A repeated ``pipeliner_id`` counts as successive puts (the last wins).
+        Raises ``LedgerConflict`` (and writes nothing) if an address-book id would be linked to two
+        CRM contacts. A link may take over an address-book id that another link of the same
+        batch gives up. A repeated ``crm_id`` counts as successive puts (the last wins).
         """
         self._held()
         batch: dict[str, Link] = {}
         for link in items:
-            batch[link.pipeliner_id] = link
+            batch[link.crm_id] = link
         if not batch:
             return
-        claims: dict[str, str] = {}  # outlook id -> pipeliner id claiming it in this batch
+        claims: dict[str, str] = {}  # address book id -> crm id claiming it in this batch
         for link in batch.values():
-            if link.outlook_id is None:
+            if link.book_id is None:
                 continue
-            other = claims.setdefault(link.outlook_id, link.pipeliner_id)
-            if other != link.pipeliner_id:
+            other = claims.setdefault(link.book_id, link.crm_id)
+            if other != link.crm_id:
                 raise LedgerConflict(
-                    f"Outlook contact {link.outlook_id} cannot be linked to both Pipeliner "
-                    f"contacts {other} and {link.pipeliner_id} in scope {self._scope}"
+                    f"{Side.BOOK.title} contact {link.book_id} cannot be linked to both "
+                    f"{Side.CRM.title} "
+                    f"contacts {other} and {link.crm_id} in scope {self._scope}"
                 )
         now = _now()
         rows = [self._row(link, now) for link in batch.values()]
         try:
             with self._ledger._writing() as conn:
-                self._release_moved_outlook_ids(conn, batch, claims)
+                self._release_moved_book_ids(conn, batch, claims)
                 self._upsert(conn, rows)
         except IntegrityError as exc:  # a check above missed a case: still never duplicate
             raise LedgerConflict(
@@ -801,33 +816,34 @@ class ScopeLedger:
                 f"rule of the ledger; nothing was written ({exc.orig})"
             ) from exc
 
-    def _release_moved_outlook_ids(
+    def _release_moved_book_ids(
         self, conn: Connection, batch: Mapping[str, Link], claims: Mapping[str, str]
     ) -> None:
-        """Refuse Outlook ids held by links outside the batch; free those moved inside it."""
+        """Refuse address-book ids held by links outside the batch; free those moved inside it."""
         moved: list[str] = []
         for chunk in _chunks(list(claims)):
             holders = conn.execute(
-                select(links.c.pipeliner_id, links.c.outlook_id).where(
-                    _in_scope(links, self._scope), links.c.outlook_id.in_(chunk)
+                select(links.c.crm_id, links.c.book_id).where(
+                    _in_scope(links, self._scope), links.c.book_id.in_(chunk)
                 )
             )
-            for holder, outlook_id in holders:
-                claimant = claims[outlook_id]
+            for holder, book_id in holders:
+                claimant = claims[book_id]
                 if holder == claimant:
                     continue
                 if holder not in batch:
                     raise LedgerConflict(
-                        f"Outlook contact {outlook_id} is already linked to Pipeliner contact "
+                        f"{Side.BOOK.title} contact {book_id} is already linked to "
+                        f"{Side.CRM.title} contact "
                         f"{holder} in scope {self._scope}; refusing to link it to {claimant} "
                         "as well (remove or relink the first link before)"
                     )
-                moved.append(holder)  # the batch gives that link another Outlook id
+                moved.append(holder)  # the batch gives that link another address-book id
         for chunk in _chunks(moved):
             conn.execute(
                 update(links)
-                .where(_in_scope(links, self._scope), links.c.pipeliner_id.in_(chunk))
-                .values(outlook_id=None)
+                .where(_in_scope(links, self._scope), links.c.crm_id.in_(chunk))
+                .values(book_id=None)
             )
 
     def _upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -838,7 +854,7 @@ class ScopeLedger:
         for row in rows:
             result = conn.execute(
                 update(links)
-                .where(_in_scope(links, self._scope), links.c.pipeliner_id == row["pipeliner_id"])
+                .where(_in_scope(links, self._scope), links.c.crm_id == row["crm_id"])
                 .values({name: row[name] for name in _LINK_UPDATABLE})
             )
             if result.rowcount == 0:
@@ -847,25 +863,23 @@ class ScopeLedger:
     def _row(self, link: Link, now: datetime) -> dict[str, Any]:
         return {
             **_scope_values(self._scope),
-            "pipeliner_id": link.pipeliner_id,
-            "outlook_id": link.outlook_id,
+            "crm_id": link.crm_id,
+            "book_id": link.book_id,
             "agreed": _dumps(link.agreed),
-            "pipeliner_version": link.pipeliner_version,
-            "outlook_version": link.outlook_version,
+            "crm_version": link.crm_version,
+            "book_version": link.book_version,
             "state": LinkState(link.state).value,
             "created_at": now,
             "updated_at": now,
             "pinned": _dumps(link.pinned) if link.pinned else None,
         }
 
-    def remove(self, pipeliner_id: str) -> None:
+    def remove(self, crm_id: str) -> None:
         """Forget one link (both contacts are gone or unlinked); committed on return."""
         self._held()
         with self._ledger._writing() as conn:
             conn.execute(
-                delete(links).where(
-                    _in_scope(links, self._scope), links.c.pipeliner_id == pipeliner_id
-                )
+                delete(links).where(_in_scope(links, self._scope), links.c.crm_id == crm_id)
             )
 
     # -- pending failures --------------------------------------------------------------------
@@ -979,7 +993,7 @@ class ScopeLedger:
                     {
                         **_scope_values(self._scope),
                         "conflict_id": item.conflict_id,
-                        "pipeliner_id": item.pipeliner_id,
+                        "crm_id": item.crm_id,
                         "field": item.field,
                         "kept_side": Side(item.kept_side).value,
                         "kept_value": item.kept_value,
@@ -1004,7 +1018,7 @@ class ScopeLedger:
             return [
                 LostValue(
                     conflict_id=row.conflict_id,
-                    pipeliner_id=row.pipeliner_id,
+                    crm_id=row.crm_id,
                     field=row.field,
                     kept_side=Side(row.kept_side),
                     kept_value=row.kept_value,
@@ -1028,7 +1042,7 @@ class ScopeLedger:
     # -- the folder ----------------------------------------------------------------------------
 
     def folder_binding(self) -> FolderBinding | None:
-        """The Outlook folder id this scope is bound to, if it was ever resolved."""
+        """The address-book folder id this scope is bound to, if it was ever resolved."""
         self._held()
         with self._ledger._reading() as conn:
             row = conn.execute(select(folders).where(_in_scope(folders, self._scope))).one_or_none()
@@ -1056,7 +1070,7 @@ class ScopeLedger:
                 return FolderBinding(folder_id, display_name, now)
             if row.bound_id != folder_id:
                 raise LedgerError(
-                    f"scope {self._scope} is bound to Outlook folder {row.bound_id}, not "
+                    f"scope {self._scope} is bound to {Side.BOOK.title} folder {row.bound_id}, not "
                     f"{folder_id}; a different folder is a different sync"
                 )
             conn.execute(
@@ -1066,7 +1080,7 @@ class ScopeLedger:
 
 
 def _id_column(side: Side) -> Column[Any]:
-    return links.c.pipeliner_id if Side(side) is Side.PIPELINER else links.c.outlook_id
+    return links.c.crm_id if Side(side) is Side.CRM else links.c.book_id
 
 
 def _to_link(row: Row[Any]) -> Link:
@@ -1074,14 +1088,14 @@ def _to_link(row: Row[Any]) -> Link:
         state = LinkState(row.state)
     except ValueError:
         raise LedgerError(
-            f"link {row.pipeliner_id} has state {row.state!r}, unknown to this contactsync"
+            f"link {row.crm_id} has state {row.state!r}, unknown to this contactsync"
         ) from None
     return Link(
-        pipeliner_id=row.pipeliner_id,
-        outlook_id=row.outlook_id,
+        crm_id=row.crm_id,
+        book_id=row.book_id,
         agreed=json.loads(row.agreed),
-        pipeliner_version=row.pipeliner_version,
-        outlook_version=row.outlook_version,
+        crm_version=row.crm_version,
+        book_version=row.book_version,
         state=state,
         pinned=json.loads(row.pinned) if row.pinned else {},
     )

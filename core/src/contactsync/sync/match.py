@@ -1,6 +1,6 @@
 """Initial matching: link a contact to an existing, unlinked copy instead of duplicating it.
 
-Order of evidence (DESIGN §4): our own stamp (the Pipeliner id on an Outlook contact), then any
+Order of evidence (DESIGN §4): our own stamp (the CRM id on an address-book contact), then any
 shared e-mail address (case-insensitive), then first + last name + company — but only when one of
 the two has no e-mail address at all: same name, different addresses means two people. More than one
 candidate at the first level that finds any is ambiguous: it is reported and nothing is guessed.
@@ -105,7 +105,7 @@ class CandidateIndex:
 
     def find(self, values: Values, stamp_for: str | None = None) -> Match:
         """Candidates for a record with ``values``; ``stamp_for`` is its id when the
-        candidates carry stamps (a Pipeliner record looking at Outlook copies)."""
+        candidates carry stamps (a CRM record looking at address-book copies)."""
         if stamp_for and (found := self._by_stamp.get(stamp_for)):
             return Match(tuple(sorted(found)), MatchBy.STAMP)
         by_email: set[str] = set()

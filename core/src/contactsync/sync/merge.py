@@ -16,7 +16,7 @@ not carry (a deselected or unknown property) is left as the destination has it, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,23 +24,93 @@ from enum import StrEnum
 from contactsync.sync.fields import KEYS, Values
 from contactsync.sync.link import Side
 
+#: A conflict resolver: given the side a record came from and when each side last changed the
+#: contact (None: unknown), the side whose value is kept.
+Resolver = Callable[[Side, datetime | None, datetime | None], Side]
+
+
+def crm_wins(source_side: Side, source_at: datetime | None, dest_at: datetime | None) -> Side:
+    """The CRM's value is kept."""
+    return Side.CRM
+
+
+def book_wins(source_side: Side, source_at: datetime | None, dest_at: datetime | None) -> Side:
+    """The address book's value is kept."""
+    return Side.BOOK
+
+
+def newest_wins(source_side: Side, source_at: datetime | None, dest_at: datetime | None) -> Side:
+    """The side changed last is kept; the CRM on a tie or a missing time."""
+    if source_at is None or dest_at is None:
+        return Side.CRM
+    source_at, dest_at = _aware(source_at), _aware(dest_at)
+    if source_at == dest_at:
+        return Side.CRM
+    return source_side if source_at > dest_at else source_side.other
+
+
+#: The conflict policies by name: a new policy is one small function and one line here.
+RESOLVERS: Mapping[str, Resolver] = {
+    "crm_wins": crm_wins,
+    "book_wins": book_wins,
+    "newest_wins": newest_wins,
+}
+DEFAULT_POLICY = "crm_wins"
+
 
 class ConflictPolicy(StrEnum):
-    """Who wins when both sides changed the same field to different values."""
+    """Who wins when both sides changed the same field to different values: the names of
+    :data:`RESOLVERS` (a test checks the two agree)."""
 
-    PIPELINER_WINS = "pipeliner_wins"
-    OUTLOOK_WINS = "outlook_wins"
+    CRM_WINS = "crm_wins"
+    BOOK_WINS = "book_wins"
     NEWEST_WINS = "newest_wins"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ConflictPolicy | None:
+        """A policy named after a side's service (``<service>_wins``, see :func:`policy_names`)."""
+        return _service_names().get(value) if isinstance(value, str) else None
 
     @classmethod
     def parse(cls, value: str | None) -> ConflictPolicy:
         if value is None or value == "":
-            return cls.PIPELINER_WINS
+            return cls(DEFAULT_POLICY)
         try:
             return cls(value)
         except ValueError:
-            allowed = ", ".join(p.value for p in cls)
+            allowed = ", ".join(policy_names())
             raise ValueError(f"conflict_policy: {value!r} is not one of {allowed}") from None
+
+    @property
+    def resolve(self) -> Resolver:
+        return RESOLVERS[self.value]
+
+    def __str__(self) -> str:
+        """The name a user gives it (:func:`policy_names`)."""
+        return next(name for name, policy in _service_names().items() if policy is self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+if {p.value for p in ConflictPolicy} != set(RESOLVERS):
+    raise AssertionError("ConflictPolicy must name exactly the policies of RESOLVERS")
+
+
+def _service_names() -> dict[str, ConflictPolicy]:
+    by_role = {"crm_wins": Side.CRM, "book_wins": Side.BOOK}
+    names: dict[str, ConflictPolicy] = {}
+    for name in RESOLVERS:
+        side = by_role.get(name)
+        service = side.service if side is not None else None
+        names[f"{service}_wins" if service else name] = ConflictPolicy(name)
+    return names
+
+
+def policy_names() -> list[str]:
+    """The policies as a user names them: after the service of the winning side where a service
+    named it (``<service>_wins``), else by role, in :data:`RESOLVERS` order. What settings offer."""
+    return list(_service_names())
 
 
 @dataclass(frozen=True)
@@ -68,21 +138,13 @@ def conflict_winner(
     source_modified: datetime | None,
     dest_modified: datetime | None,
 ) -> Side:
-    """The policy's verdict; ``newest_wins`` falls back to Pipeliner on a tie or a missing time."""
-    if policy is ConflictPolicy.PIPELINER_WINS:
-        return Side.PIPELINER
-    if policy is ConflictPolicy.OUTLOOK_WINS:
-        return Side.OUTLOOK
-    if source_modified is None or dest_modified is None:
-        return Side.PIPELINER
-    source_at, dest_at = _aware(source_modified), _aware(dest_modified)
-    if source_at == dest_at:
-        return Side.PIPELINER
-    return source_side if source_at > dest_at else source_side.other
+    """The policy's verdict (its resolver in :data:`RESOLVERS`)."""
+    return policy.resolve(source_side, source_modified, dest_modified)
 
 
 def _aware(moment: datetime) -> datetime:
-    """Both APIs speak UTC; a naive timestamp is taken as UTC rather than failing the compare."""
+    """Both services speak UTC; a naive timestamp is taken as UTC rather than failing the
+    compare."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -92,7 +154,7 @@ def merge(
     dest: Values,
     *,
     source_side: Side,
-    policy: ConflictPolicy = ConflictPolicy.PIPELINER_WINS,
+    policy: ConflictPolicy = ConflictPolicy.CRM_WINS,
     source_modified: datetime | None = None,
     dest_modified: datetime | None = None,
 ) -> MergeResult:

@@ -14,18 +14,18 @@ The rules, by case (S = source values, A = agreed values, D = destination values
 * live record, not linked: the stamp, e-mail, or name + company find an unlinked copy -> LINK
   (merging the two); several candidates -> REJECT as ambiguous; none -> CREATE;
 * tombstone, linked: DELETE the copy, except that an edit wins over a delete (KEEP: the deleted
-  side gets its copy back, nothing is lost), a Pipeliner delete needs deletion rights (else
-  REJECT and restore the Outlook copy), and a contact leaving the scope only ever removes the
-  Outlook copy (DELETE marked LEAVING; the Outlook tombstone that follows only FORGETs);
+  side gets its copy back, nothing is lost), a CRM delete needs deletion rights (else
+  REJECT and restore the address-book copy), and a contact leaving the scope only ever removes the
+  address-book copy (DELETE marked LEAVING; the address-book tombstone that follows only FORGETs);
 * a destination copy the user may no longer change (DESIGN §1: rights are checked at the time
   of every write): out of the user's scope -> LEAVE (nothing written; the link is marked LEAVING
-  and the other leg removes the Outlook copy); in scope but not editable (read-only role,
-  archived) -> REJECT, and the Outlook copy is put back as the destination has it;
-* an Outlook copy moved to another folder of the mailbox (a tombstone of reason ``moved``, or a
+  and the other leg removes the address-book copy); in scope but not editable (read-only role,
+  archived) -> REJECT, and the address-book copy is put back as the destination has it;
+* an address-book copy moved to another folder of the mailbox (a tombstone of reason ``moved``, or a
   copy read with ``moved_to``) -> MOVED_OUT: nothing written on either side, the link waits in
-  state MOVED (no Pipeliner delete, no second copy, no write into the other folder); a Pipeliner
-  delete FORGETs it, left alone; seen in the folder again, it syncs as before (Pipeliner's
-  changes meanwhile owed to the Outlook copy as a RESTORE_OUTLOOK).
+  state MOVED (no CRM delete, no second copy, no write into the other folder); a CRM
+  delete FORGETs it, left alone; seen in the folder again, it syncs as before (the CRM's
+  changes meanwhile owed to the address-book copy as a RESTORE_BOOK).
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ class Kind(StrEnum):
     KEEP = "keep"
     FORGET = "forget"
     REJECT = "reject"
-    #: The contact left the syncing user's scope: nothing is written, its Outlook copy goes.
+    #: The contact left the syncing user's scope: nothing is written, its address-book copy goes.
     LEAVE = "leave"
-    #: The Outlook copy was moved to another folder: nothing is written, the link waits for it.
+    #: The address-book copy was moved to another folder: nothing is written, the link waits for it.
     MOVED_OUT = "moved_out"
 
 
@@ -66,8 +66,8 @@ WRITING_KINDS = frozenset({Kind.CREATE, Kind.UPDATE, Kind.RESTORE, Kind.DELETE, 
 class DeleteReason(StrEnum):
     DELETED = "deleted"
     OUT_OF_SCOPE = "out_of_scope"
-    #: An Outlook contact filed into another folder of the mailbox (Graph's delta reports it as
-    #: removed): it left the sync, but nobody deleted it.
+    #: An address-book contact filed into another folder of the mailbox (its change feed reports it
+    #: as removed): it left the sync, but nobody deleted it.
     MOVED = "moved"
 
 
@@ -75,8 +75,8 @@ class DeleteReason(StrEnum):
 class SourceRecord:
     """A record from the source system, projected onto the field table.
 
-    ``values`` is None for a tombstone. ``stamp`` is the Pipeliner id found on an Outlook
-    contact (None elsewhere). ``moved_to`` names the Outlook folder a ``MOVED`` contact is in.
+    ``values`` is None for a tombstone. ``stamp`` is the CRM id found on an address-book
+    contact (None elsewhere). ``moved_to`` names the address-book folder a ``MOVED`` contact is in.
     """
 
     id: str
@@ -98,8 +98,8 @@ class DestRecord:
 
     ``can_delete`` is the right to delete it; ``edit_refusal`` says why the user may not change
     it (None: they may); ``scope_exit`` says why it is no longer in the user's sync scope (None:
-    it is). An own Outlook folder grants everything. ``moved_to`` names the other folder of the
-    mailbox an Outlook copy was moved to (None: it is in the synced folder).
+    it is). An own address-book folder grants everything. ``moved_to`` names the other folder of the
+    mailbox an address-book copy was moved to (None: it is in the synced folder).
     """
 
     id: str
@@ -116,7 +116,7 @@ class DestRecord:
 @dataclass(frozen=True)
 class LegContext:
     source_side: Side
-    policy: ConflictPolicy = ConflictPolicy.PIPELINER_WINS
+    policy: ConflictPolicy = ConflictPolicy.CRM_WINS
     two_way: bool = False
 
     @property
@@ -165,12 +165,12 @@ def needs_copy(record: SourceRecord, link: Link, ctx: LegContext) -> bool:
 
     In two-way, a live record still equal to the agreed values (the echo of our own write, or
     a bookmark re-read) is a SKIP whatever the copy holds, since the copy's own changes travel
-    on the other leg; so is an Outlook edit of a contact leaving the scope. Not reading those
-    copies saves a request per contact on Pipeliner, whose API has no multi-id read.
+    on the other leg; so is an address-book edit of a contact leaving the scope. Not reading those
+    copies saves a request per contact on the CRM, whose API has no multi-id read.
     """
     if record.values is None:
         return True
-    if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
+    if link.state is LinkState.LEAVING and ctx.source_side is Side.BOOK:
         return False
     source, _ = _pinned_view(record.values, link, ctx)
     return not (
@@ -186,14 +186,15 @@ def plan_linked(
         return _plan_tombstone(record, link, dest, ctx)
     source, agreed_there = _pinned_view(record.values, link, ctx)
     dest_id = link.id_on(ctx.dest_side)
-    if link.state is LinkState.LEAVING and ctx.source_side is Side.OUTLOOK:
-        # Only Pipeliner can say a contact is back in scope; this copy is still to be removed.
+    if link.state is LinkState.LEAVING and ctx.source_side is Side.BOOK:
+        # Only the CRM can say a contact is back in scope; this copy is still to be removed.
         return Action(
             Kind.SKIP,
             record.id,
             dest_id,
-            reason="the contact left the sync scope: Outlook edits to its copy are not sent "
-            "to Pipeliner, and the copy is removed",
+            reason=f"the contact left the sync scope: {Side.BOOK.title} edits to its copy are not "
+            "sent "
+            f"to {Side.CRM.title}, and the copy is removed",
         )
     if not needs_copy(record, link, ctx):
         # Also when the copy is gone: in two-way its deletion reaches the source on the other leg.
@@ -202,7 +203,7 @@ def plan_linked(
         return Action(
             Kind.SKIP, record.id, dest_id, reason="echo of our own write" if echo else quiet
         )
-    if ctx.dest_side is Side.OUTLOOK and (
+    if ctx.dest_side is Side.BOOK and (
         (dest is not None and dest.moved_to) or (dest is None and link.state is LinkState.MOVED)
     ):
         # Never a second copy in the folder, never a write into another folder.
@@ -213,8 +214,8 @@ def plan_linked(
     agreed = {**link.agreed, **source}
     if dest is not None and dest.scope_exit:
         return _leave(record, link, dest)
-    if dest is not None and link.state is LinkState.RESTORE_OUTLOOK:
-        # The Outlook copy owes the source's values (a refused edit): put them back whole.
+    if dest is not None and link.state is LinkState.RESTORE_BOOK:
+        # The address-book copy owes the source's values (a refused edit): put them back whole.
         fields = {k: v for k, v in source.items() if dest.values.get(k) != v}
         kind = Kind.UPDATE if fields else Kind.SKIP
         return Action(
@@ -245,7 +246,7 @@ def plan_linked(
         source_modified=record.modified,
         dest_modified=dest.modified,
     )
-    if link.state is LinkState.MOVED and ctx.source_side is Side.OUTLOOK:
+    if link.state is LinkState.MOVED and ctx.source_side is Side.BOOK:
         back = _moved_back(record, source, dest, result.writes, result.conflicts)
         if back is not None:
             return back
@@ -255,7 +256,7 @@ def plan_linked(
             record.id,
             dest.id,
             agreed=dict(dest.values),
-            link_state=LinkState.RESTORE_OUTLOOK,
+            link_state=LinkState.RESTORE_BOOK,
             reason=f"not written: {dest.edit_refusal}; the {ctx.source_side} copy is put back "
             f"as {ctx.dest_side} has it (changed: {', '.join(sorted(result.writes))})",
         )
@@ -292,14 +293,15 @@ def plan_linked(
 
 
 def _moved_out(record: SourceRecord, link: Link, folder: str | None) -> Action:
-    """The Outlook copy lives in another folder now: nothing is written on either side."""
+    """The address-book copy lives in another folder now: nothing is written on either side."""
     where = f" (to {folder!r})" if folder else ""
     return Action(
         Kind.MOVED_OUT,
         record.id,
-        link.outlook_id,
+        link.book_id,
         link_state=LinkState.MOVED,
-        reason=f"moved out of the folder{where}: the Pipeliner contact stays, no copy is made "
+        reason=f"moved out of the folder{where}: the {Side.CRM.title} contact stays, no copy is "
+        "made "
         "in the folder; moving it back resumes the sync",
     )
 
@@ -311,9 +313,9 @@ def _moved_back(
     writes: Mapping[str, str | None],
     conflicts: tuple[Conflict, ...],
 ) -> Action | None:
-    """An Outlook contact moved back into the folder (Outlook -> Pipeliner): its edits merge as
-    usual; Pipeliner edits made meanwhile (not sent while it was away) are owed to the Outlook
-    copy, put back by the next Pipeliner -> Outlook leg. None: nothing is owed (plan as usual).
+    """An address-book contact moved back into the folder (address book -> CRM): its edits merge as
+    usual; CRM edits made meanwhile (not sent while it was away) are owed to the address-book
+    copy, put back by the next CRM -> address book leg. None: nothing is owed (plan as usual).
     """
     after = {**dest.values, **writes}
     owed = sorted(k for k, v in after.items() if k in source and source[k] != v)
@@ -325,22 +327,24 @@ def _moved_back(
         dest.id,
         fields=dict(writes),
         agreed=after,
-        link_state=LinkState.RESTORE_OUTLOOK,
+        link_state=LinkState.RESTORE_BOOK,
         conflicts=conflicts,
-        reason=f"moved back into the folder; Pipeliner's changes meanwhile ({', '.join(owed)}) "
-        "go to the Outlook copy",
+        reason=f"moved back into the folder; {Side.CRM.title}'s changes meanwhile "
+        f"({', '.join(owed)}) "
+        f"go to the {Side.BOOK.title} copy",
     )
 
 
 def _leave(record: SourceRecord, link: Link, dest: DestRecord) -> Action:
-    """The destination contact left the user's scope: write nothing; its Outlook copy goes."""
+    """The destination contact left the user's scope: write nothing; its address-book copy goes."""
     return Action(
         Kind.LEAVE,
         record.id,
         dest.id,
         link_state=LinkState.LEAVING,
-        reason=f"left the sync scope: {dest.scope_exit}; not written, and its Outlook copy "
-        "is removed on the next run (the Pipeliner contact is untouched)",
+        reason=f"left the sync scope: {dest.scope_exit}; not written, and its {Side.BOOK.title} "
+        "copy "
+        f"is removed on the next run (the {Side.CRM.title} contact is untouched)",
     )
 
 
@@ -349,20 +353,20 @@ def _plan_tombstone(
 ) -> Action:
     src, dst = ctx.source_side, ctx.dest_side
     dest_id = link.id_on(dst)
-    if record.deleted is DeleteReason.MOVED and src is Side.OUTLOOK:
+    if record.deleted is DeleteReason.MOVED and src is Side.BOOK:
         if link.state is LinkState.LEAVING:
             return Action(
                 Kind.FORGET,
                 record.id,
                 dest_id,
                 reason="moved out of the folder while leaving the sync scope; never deleted in "
-                "Pipeliner",
+                f"{Side.CRM.title}",
             )
         return _moved_out(record, link, record.moved_to)
-    if link.state is LinkState.MOVED and src is Side.OUTLOOK:
+    if link.state is LinkState.MOVED and src is Side.BOOK:
         # A removal of a copy that already left the folder (a listing without it) is no delete.
         return _moved_out(record, link, record.moved_to)
-    if src is Side.PIPELINER and (
+    if src is Side.CRM and (
         (dest is not None and dest.moved_to) or (dest is None and link.state is LinkState.MOVED)
     ):
         where = f" (in {dest.moved_to!r})" if dest is not None and dest.moved_to else ""
@@ -370,16 +374,17 @@ def _plan_tombstone(
             Kind.FORGET,
             record.id,
             dest_id,
-            reason=f"deleted in Pipeliner; its Outlook contact was moved out of the folder{where} "
+            reason=f"deleted in {Side.CRM.title}; its {Side.BOOK.title} contact was moved out of "
+            f"the folder{where} "
             "and is left alone",
         )
-    if link.state is LinkState.LEAVING and src is Side.OUTLOOK:
+    if link.state is LinkState.LEAVING and src is Side.BOOK:
         return Action(
             Kind.FORGET,
             record.id,
             dest_id,
-            reason="Outlook copy removed because the contact left the scope; "
-            "never deleted in Pipeliner",
+            reason=f"{Side.BOOK.title} copy removed because the contact left the scope; "
+            f"never deleted in {Side.CRM.title}",
         )
     if dest is None:
         return Action(Kind.FORGET, record.id, dest_id, reason="deleted on both sides")
@@ -391,40 +396,47 @@ def _plan_tombstone(
             reason=f"deleted in {src}; {dest.scope_exit}, so it is not deleted in {dst}",
         )
     edited = sorted(changed_keys(link.agreed, dest.values))
-    if record.deleted is DeleteReason.OUT_OF_SCOPE and src is Side.PIPELINER:
-        lost = f"; its unsynced Outlook edits ({', '.join(edited)}) go with it" if edited else ""
+    if record.deleted is DeleteReason.OUT_OF_SCOPE and src is Side.CRM:
+        lost = (
+            f"; its unsynced {Side.BOOK.title} edits ({', '.join(edited)}) go with it"
+            if edited
+            else ""
+        )
         return Action(
             Kind.DELETE,
             record.id,
             dest.id,
             link_state=LinkState.LEAVING,
-            reason=f"left the sync scope: the Outlook copy is removed{lost}",
+            reason=f"left the sync scope: the {Side.BOOK.title} copy is removed{lost}",
         )
     if edited:
-        if src is Side.OUTLOOK:
+        if src is Side.BOOK:
             return Action(
                 Kind.KEEP,
                 record.id,
                 dest.id,
                 agreed=dict(dest.values),
-                link_state=LinkState.RESTORE_OUTLOOK,
-                reason=f"deleted in Outlook but edited in Pipeliner ({', '.join(edited)}): "
-                "the edit wins, the Outlook copy comes back",
+                link_state=LinkState.RESTORE_BOOK,
+                reason=f"deleted in {Side.BOOK.title} but edited in {Side.CRM.title} "
+                f"({', '.join(edited)}): "
+                f"the edit wins, the {Side.BOOK.title} copy comes back",
             )
         if ctx.two_way:
             return Action(
                 Kind.KEEP,
                 record.id,
                 dest.id,
-                reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
-                "the edit wins, the Pipeliner contact is restored from it",
+                reason=f"deleted in {Side.CRM.title} but edited in {Side.BOOK.title} "
+                f"({', '.join(edited)}): "
+                f"the edit wins, the {Side.CRM.title} contact is restored from it",
             )
         return Action(
             Kind.FORGET,
             record.id,
             dest.id,
-            reason=f"deleted in Pipeliner but edited in Outlook ({', '.join(edited)}): "
-            "the Outlook copy is kept and no longer synced",
+            reason=f"deleted in {Side.CRM.title} but edited in {Side.BOOK.title} "
+            f"({', '.join(edited)}): "
+            f"the {Side.BOOK.title} copy is kept and no longer synced",
         )
     if not dest.can_delete:
         return Action(
@@ -432,9 +444,11 @@ def _plan_tombstone(
             record.id,
             dest.id,
             agreed=dict(dest.values),
-            link_state=LinkState.RESTORE_OUTLOOK,
-            reason="deleted in Outlook, but the user may not delete this Pipeliner contact "
-            "(no contact deletion right, or delete-protected): the Outlook copy comes back",
+            link_state=LinkState.RESTORE_BOOK,
+            reason=f"deleted in {Side.BOOK.title}, but the user may not delete this "
+            f"{Side.CRM.title} contact "
+            f"(no contact deletion right, or delete-protected): the {Side.BOOK.title} copy comes "
+            "back",
         )
     return Action(Kind.DELETE, record.id, dest.id, reason=f"deleted in {src}")
 
@@ -472,8 +486,8 @@ def plan_batch(
 
 
 def _stamp_key(record: SourceRecord, ctx: LegContext) -> str | None:
-    """What an Outlook stamp must equal to identify this record's counterpart."""
-    return record.id if ctx.source_side is Side.PIPELINER else record.stamp
+    """What an address-book stamp must equal to identify this record's counterpart."""
+    return record.id if ctx.source_side is Side.CRM else record.stamp
 
 
 def _plan_unlinked(
@@ -483,8 +497,8 @@ def _plan_unlinked(
     index = CandidateIndex()
     for cand in candidates:
         by_id[cand.id] = cand
-        # Pipeliner contacts are "stamped" with their own id: an Outlook stamp points at it.
-        stamp = cand.id if ctx.dest_side is Side.PIPELINER else cand.stamp
+        # CRM contacts are "stamped" with their own id: an address-book stamp points at it.
+        stamp = cand.id if ctx.dest_side is Side.CRM else cand.stamp
         index.add(cand.id, cand.values, stamp)
 
     actions: dict[str, Action] = {}
@@ -570,71 +584,72 @@ def _link(record: SourceRecord, dest: DestRecord, ctx: LegContext, by: MatchBy) 
 # --- restores and the mass-delete guard --------------------------------------------------------
 
 
-def plan_owed_to_outlook(
+def plan_owed_to_book(
     links: Iterable[Link], current: Mapping[str, DestRecord], handled: Iterable[str] = ()
 ) -> list[Action]:
-    """What the Pipeliner -> Outlook leg owes the folder from earlier runs, by link state.
+    """What the CRM -> address book leg owes the folder from earlier runs, by link state.
 
-    * RESTORE_OUTLOOK: the copy is put back from the agreed values (it was deleted without the
-      right to delete the Pipeliner contact, or edited without the right to edit it): updated in
-      place when it is still there (``current``, by Outlook id), else created again.
+    * RESTORE_BOOK: the copy is put back from the agreed values (it was deleted without the
+      right to delete the CRM contact, or edited without the right to edit it): updated in
+      place when it is still there (``current``, by address-book id), else created again.
     * LEAVING: the contact left the user's scope (seen by the other leg at a write): its copy
-      is removed. Never a mass delete: Pipeliner is untouched and the scope says so.
+      is removed. Never a mass delete: the CRM is untouched and the scope says so.
 
-    ``handled`` are Pipeliner ids this run already planned from a fresh record.
+    ``handled`` are CRM ids this run already planned from a fresh record.
     """
     done = set(handled)
     actions: list[Action] = []
     for link in links:
-        if link.pipeliner_id in done:
+        if link.crm_id in done:
             continue
-        copy = current.get(link.outlook_id) if link.outlook_id else None
+        copy = current.get(link.book_id) if link.book_id else None
         if copy is not None and copy.moved_to:
             # Filed into another folder meanwhile: neither removed there nor copied again here.
-            actions.append(_moved_out(SourceRecord(link.pipeliner_id, None), link, copy.moved_to))
+            actions.append(_moved_out(SourceRecord(link.crm_id, None), link, copy.moved_to))
             continue
         if link.state is LinkState.LEAVING:
             if copy is None:
-                actions.append(
-                    Action(Kind.FORGET, link.pipeliner_id, None, reason="left the sync scope")
-                )
+                actions.append(Action(Kind.FORGET, link.crm_id, None, reason="left the sync scope"))
                 continue
             actions.append(
                 Action(
                     Kind.DELETE,
-                    link.pipeliner_id,
+                    link.crm_id,
                     copy.id,
                     link_state=LinkState.LEAVING,
-                    reason="left the sync scope: the Outlook copy is removed "
-                    "(the Pipeliner contact is untouched)",
+                    reason=f"left the sync scope: the {Side.BOOK.title} copy is removed "
+                    f"(the {Side.CRM.title} contact is untouched)",
                 )
             )
-        elif link.state is LinkState.RESTORE_OUTLOOK:
+        elif link.state is LinkState.RESTORE_BOOK:
             if copy is not None:
                 fields = {k: v for k, v in link.agreed.items() if copy.values.get(k) != v}
                 actions.append(
                     Action(
                         Kind.UPDATE if fields else Kind.SKIP,
-                        link.pipeliner_id,
+                        link.crm_id,
                         copy.id,
                         fields=fields,
                         agreed=dict(link.agreed),
                         link_state=LinkState.ACTIVE,
-                        reason="Outlook copy put back as Pipeliner has it: the edit was not "
-                        "allowed in Pipeliner",
+                        reason=f"{Side.BOOK.title} copy put back as {Side.CRM.title} has it: the "
+                        "edit was not "
+                        f"allowed in {Side.CRM.title}",
                     )
                 )
                 continue
             actions.append(
                 Action(
                     Kind.RESTORE,
-                    link.pipeliner_id,
+                    link.crm_id,
                     None,
                     fields=dict(link.agreed),
                     agreed=dict(link.agreed),
                     link_state=LinkState.ACTIVE,
-                    reason="Outlook copy restored: it was deleted without the right to delete "
-                    "the Pipeliner contact, or the Pipeliner contact was edited meanwhile",
+                    reason=f"{Side.BOOK.title} copy restored: it was deleted without the right to "
+                    "delete "
+                    f"the {Side.CRM.title} contact, or the {Side.CRM.title} contact was edited "
+                    "meanwhile",
                 )
             )
     return actions
@@ -659,7 +674,7 @@ def check_mass_delete(
 ) -> None:
     """Refuse a run whose deletes exceed ``max_ratio`` of the links (e.g. a side gone empty).
 
-    The message names the likely causes. ``folder_changed`` says why the Outlook folder read
+    The message names the likely causes. ``folder_changed`` says why the address-book folder read
     may not be the one the sync is bound to: then the override is never suggested (following
     it would delete the contacts of the right folder for the emptiness of the wrong one).
     """
@@ -676,13 +691,15 @@ def check_mass_delete(
     )
     if folder_changed:
         raise MassDeleteRefused(
-            f"{head} The Outlook folder changed: {folder_changed}. Do not override the guard: "
+            f"{head} The {Side.BOOK.title} folder changed: {folder_changed}. Do not override the "
+            "guard: "
             "an empty or other folder says nothing about the contacts of the folder this sync "
             "is bound to. Run again with the Singer state kept (without --full-refresh), so "
             "that the sync reads its folder by id (`contactsync status` shows its current name)."
         )
     raise MassDeleteRefused(
-        f"{head} Likely causes: the Outlook folder was renamed, deleted or replaced by a new "
+        f"{head} Likely causes: the {Side.BOOK.title} folder was renamed, deleted or replaced by "
+        "a new "
         "empty one (see `contactsync status`), the sign-in or mailbox changed, the source "
         "connection or the scope settings changed, or the contacts were really deleted. Check "
         "these first; only if the contacts were really deleted in the source, run once with "

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     rows = [
         (
             item.conflict_id,
-            item.pipeliner_id,
+            item.crm_id,
             item.field,
             f"{item.kept_side}: {item.kept_value or '(empty)'}",
             f"{item.kept_side.other}: {item.lost_value or '(empty)'}",
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _as_dict(item: LostValue) -> dict[str, object]:
     return {
         "id": item.conflict_id,
-        "pipeliner_id": item.pipeliner_id,
+        "pipeliner_id": item.crm_id,
         "field": item.field,
         "kept_side": str(item.kept_side),
         "kept_value": item.kept_value,
@@ -119,12 +119,12 @@ def _restore(scope: ScopeLedger, config: dict[str, object], conflict_id: str) ->
     item = found[0]
     if item.restored_at is not None:
         return fail("conflicts", f"conflict {conflict_id} was restored already")
-    link = scope.get(Side.PIPELINER, item.pipeliner_id)
-    target = item.pipeliner_id if item.kept_side is Side.PIPELINER else (link and link.outlook_id)
+    link = scope.get(Side.CRM, item.crm_id)
+    target = item.crm_id if item.kept_side is Side.CRM else (link and link.book_id)
     if link is None or not target:
         return fail(
             "conflicts",
-            f"Pipeliner contact {item.pipeliner_id} is no longer synced with an Outlook copy; "
+            f"Pipeliner contact {item.crm_id} is no longer synced with an Outlook copy; "
             "nothing to restore into",
         )
     try:
@@ -134,7 +134,7 @@ def _restore(scope: ScopeLedger, config: dict[str, object], conflict_id: str) ->
                 [
                     Action(
                         Kind.UPDATE,
-                        item.pipeliner_id,
+                        item.crm_id,
                         target,
                         fields={item.field: item.lost_value},
                         reason="a lost conflict value restored by hand",
@@ -147,7 +147,7 @@ def _restore(scope: ScopeLedger, config: dict[str, object], conflict_id: str) ->
         return fail("conflicts", f"{item.kept_side} refused the write: {result.error}")
     scope.mark_restored(conflict_id)
     print(
-        f"Restored {item.field} of Pipeliner contact {item.pipeliner_id} in {item.kept_side}; "
+        f"Restored {item.field} of Pipeliner contact {item.crm_id} in {item.kept_side}; "
         "the next run brings the other side in line."
     )
     return EXIT_OK
@@ -156,7 +156,7 @@ def _restore(scope: ScopeLedger, config: dict[str, object], conflict_id: str) ->
 @contextlib.contextmanager
 def _destination(config: dict[str, object], side: Side):  # noqa: ANN202 - a context manager
     """The sync's own writer of ``side`` (rights checks and field placement included)."""
-    if side is Side.PIPELINER:
+    if side is Side.CRM:
         from contactsync.pipeliner.api import PipelinerClient
         from contactsync.pipeliner.destination import PipelinerDestination
 

@@ -96,13 +96,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             Ledger(project.db_url) as ledger,
             ledger.open_scope(key, owner="contactsync link") as s,
         ):
-            for side, record_id in ((Side.PIPELINER, pid), (Side.OUTLOOK, oid)):
+            for side, record_id in ((Side.CRM, pid), (Side.BOOK, oid)):
                 if (existing := s.get(side, record_id)) is not None:
-                    other = existing.outlook_id if side is Side.PIPELINER else existing.pipeliner_id
+                    other = existing.book_id if side is Side.CRM else existing.crm_id
                     return fail("link", f"{side} contact {record_id} is already linked to {other}")
-            s.put(Link(pipeliner_id=pid, outlook_id=oid, agreed=agreed))
+            s.put(Link(crm_id=pid, book_id=oid, agreed=agreed))
             pending = SourceRecord(pid, ours, version=str(contact.get("revision") or ""))
-            s.record_failure(Side.PIPELINER, pid, record_to_payload(pending), REASON)
+            s.record_failure(Side.CRM, pid, record_to_payload(pending), REASON)
     except LedgerError as exc:
         return fail("link", str(exc))
     differ = sorted(k for k, v in agreed.items() if v is None and (ours[k] or theirs.get(k)))
