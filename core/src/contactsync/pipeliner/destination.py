@@ -49,7 +49,6 @@ from contactsync.pipeliner.scope import (
     relation,
 )
 from contactsync.sync.engine import WriteResult
-from contactsync.sync.fields import FIELDS
 from contactsync.sync.link import Side
 from contactsync.sync.match import emails, name_key
 from contactsync.sync.plan import Action, DestRecord, Kind, SourceRecord
@@ -61,7 +60,7 @@ log = logging.getLogger("contactsync.pipeliner")
 _NAMED_FIELD = re.compile(r"\[([a-z][a-z0-9_]*)(?:\]|\.)")
 #: The table key of each Pipeliner field we write (the job title has two, by account link).
 _TABLE_KEY: dict[str, str] = {
-    **{FIELD_NAMES[f.key]: f.key for f in FIELDS},
+    **{name: key for key, name in FIELD_NAMES.items()},
     QUICK_POSITION: "job_title",
 }
 
