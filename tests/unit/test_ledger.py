@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url, text
 
-from contactsync.sync import ledger as ledger_mod
+from contactsync.sync import locks as locks_mod
 from contactsync.sync.ledger import (
     DEFAULT_LEDGER_PATH,
     SCHEMA_VERSION,
@@ -501,10 +501,10 @@ class TestTableLock:
     def table_ledgers(
         self, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
     ) -> tuple[Ledger, Ledger]:
-        monkeypatch.setattr(ledger_mod._TableRunLock, "ttl", timedelta(seconds=1))
+        monkeypatch.setattr(locks_mod._TableRunLock, "ttl", timedelta(seconds=1))
         pair = make_ledger(), make_ledger()
         for one in pair:
-            one._lock_class = ledger_mod._TableRunLock
+            one._lock_class = locks_mod._TableRunLock
         return pair
 
     def test_fails_fast_and_releases(self, table_ledgers: tuple[Ledger, Ledger]):

@@ -9,21 +9,8 @@ after a create succeeded survives a crash of the run a millisecond later. A run 
 run lock for its whole life (``Ledger.open_scope``); a second run of the same scope fails at once
 with ``LedgerLocked`` instead of interleaving writes, while runs of other scopes never wait on it.
 
-How the run lock is held, so that a killed run never locks its user out:
-
-* SQLite file: ``flock`` on ``<database>.locks/<sha256 of the scope>.lock``. The kernel releases
-  it when the holder exits, however it dies. The lock files are never deleted (deleting a lock
-  file lets two runs lock two different inodes).
-* PostgreSQL: ``pg_try_advisory_lock`` on a connection kept open for the run; the server releases
-  it when that session ends, including when the client is killed.
-* In-memory SQLite: a lock inside this ``Ledger`` object (the database dies with the process).
-* Any other database: a ``run_locks`` row refreshed by a heartbeat thread every
-  ``_TableRunLock.ttl / 4``; a row whose heartbeat is older than ``_TableRunLock.ttl``
-  (120 s) belongs to a dead run and is taken over. This assumes the hosts' clocks agree to well
-  within the TTL.
-
-The ``run_locks`` table also tells a refused run who holds the lock (host, pid, owner, since).
-Nothing secret is ever stored: no settings, no tokens, and the URL's password is never logged.
+How the run lock is held: ``contactsync.sync.locks``; the tables and their schema version:
+``contactsync.sync.ledger_tables``.
 
 PostgreSQL ``postgresql://`` and ``postgres://`` URLs are run on psycopg 3. To keep the ledger in
 its own schema of a shared database, append ``?options=-csearch_path%3D<schema>`` to the URL.
@@ -32,35 +19,23 @@ its own schema of a shared database, append ``?options=-csearch_path%3D<schema>`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Final, Self
+from typing import Any, Final, Self
 
 from sqlalchemy import (
     Column,
-    ColumnElement,
-    DateTime,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
     Row,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     and_,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -76,7 +51,30 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from contactsync.sync.ledger_history import RENAMED_COLUMNS, RENAMED_VALUES
+from contactsync.sync.ledger_tables import (
+    _ADDED_COLUMNS,
+    _CHUNK,
+    _LINK_UPDATABLE,
+    _SCOPE,
+    _UPSERT_LINKS,
+    SCHEMA_VERSION,
+    LedgerConflict,
+    LedgerError,
+    _chunks,
+    _dumps,
+    _in_scope,
+    _now,
+    _scope_values,
+    _utc,
+    conflicts,
+    failures,
+    folders,
+    ledger_meta,
+    links,
+    metadata,
+)
 from contactsync.sync.link import Link, LinkState, ScopeKey, Side
+from contactsync.sync.locks import LedgerLocked, LockHolder, _lock_class_for, _RunLock
 
 __all__ = [
     "DEFAULT_LEDGER_PATH",
@@ -98,63 +96,14 @@ log = logging.getLogger(__name__)
 #: Meltano project directory in production) and resolved when the ``Ledger`` is created.
 DEFAULT_LEDGER_PATH: Final = Path(".contactsync") / "ledger.sqlite"
 
-#: Version of the table layout below, stored in ``ledger_meta`` so that a later release can
-#: migrate an old file and an old release refuses a file written by a newer one.
-#: 2: links.pinned, failures.parked_at, the conflicts and folders tables (migrated from 1).
-#: 3: the sides named by role: links.crm_id/book_id/crm_version/book_version, conflicts.crm_id,
-#:    state ``restore_book``, sides ``crm``/``book`` (migrated from 2, see ``ledger_history``).
-SCHEMA_VERSION: Final = 3
 
 #: How long a SQLite writer waits for another writer (other scopes' writes take milliseconds).
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
-_CHUNK: Final = 500  # ids per IN (...) query and links per page: far below every bind limit
 _WRITE: Final = "contactsync_write"  # execution option: this transaction will write
-_LOCK_NAMESPACE: Final = b"contactsync.ledger.scope\x00"
 _INIT_LOCK_KEY: Final = (
     int.from_bytes(hashlib.sha256(b"contactsync.ledger.init").digest()[:8], "big") >> 1
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Errors and value types
-
-
-class LedgerError(Exception):
-    """The ledger cannot be used as asked; the message says why and what to do."""
-
-
-class LedgerConflict(LedgerError):
-    """A write would give one address-book contact two the CRM partners in the same scope."""
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """Who holds a scope's run lock, as far as the ledger knows."""
-
-    host: str
-    pid: int
-    owner: str | None
-    since: datetime
-
-    def describe(self) -> str:
-        who = f"host {self.host}, pid {self.pid}"
-        if self.owner:
-            who += f", owner {self.owner!r}"
-        return f"{who}, since {self.since.isoformat(timespec='seconds')}"
-
-
-class LedgerLocked(LedgerError):
-    """Another run of the same scope is in progress; a second one must not interleave with it."""
-
-    def __init__(self, scope: ScopeKey, holder: LockHolder | None, hint: str) -> None:
-        self.scope = scope
-        self.holder = holder
-        who = holder.describe() if holder else "holder unknown"
-        super().__init__(
-            f"ledger scope {scope} is locked by another contactsync run ({who}). "
-            f"Wait for the other run to finish, or stop it if it hangs: {hint}"
-        )
 
 
 @dataclass(frozen=True)
@@ -201,167 +150,6 @@ class FolderBinding:
     folder_id: str
     display_name: str
     bound_at: datetime
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-
-#: Address-book ids run to ~150 characters; bounded so that every database can index them.
-_ID = String(512)
-_SCOPE: Final = ("user_id", "space_id", "mailbox", "folder_id")
-
-metadata = MetaData()
-
-
-def _scope_columns() -> list[Column[str]]:
-    return [Column(name, _ID, nullable=False) for name in _SCOPE]
-
-
-links = Table(
-    "contactsync_links",
-    metadata,
-    *_scope_columns(),
-    Column("crm_id", _ID, nullable=False),
-    Column("book_id", _ID, nullable=True),  # None while the address-book copy is owed a restore
-    Column("agreed", Text, nullable=False),  # JSON text, identical on every database
-    Column("crm_version", Text, nullable=True),
-    Column("book_version", Text, nullable=True),
-    Column("state", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("pinned", Text, nullable=True),  # JSON text; see Link.pinned (schema 2)
-    PrimaryKeyConstraint(*_SCOPE, "crm_id", name="pk_links"),
-    # NULLs are distinct in unique constraints on SQLite and PostgreSQL: many links may wait
-    # for a restore at once, but no address-book contact is ever linked twice in a scope.
-    UniqueConstraint(*_SCOPE, "book_id", name="uq_links_book_id"),
-)
-
-failures = Table(
-    "contactsync_failures",
-    metadata,
-    *_scope_columns(),
-    Column("side", String(16), nullable=False),
-    Column("record_id", _ID, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("first_failed_at", DateTime(timezone=True), nullable=False),
-    Column("last_failed_at", DateTime(timezone=True), nullable=False),
-    # Set when the record was refused for its data too often: not retried until it changes.
-    Column("parked_at", DateTime(timezone=True), nullable=True),  # schema 2
-    PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_failures"),
-)
-
-#: Columns added to existing tables since schema 1, migrated by ALTER TABLE.
-_ADDED_COLUMNS: Final = (("pinned", links), ("parked_at", failures))
-
-conflicts = Table(
-    "contactsync_conflicts",
-    metadata,
-    *_scope_columns(),
-    Column("conflict_id", String(36), nullable=False),
-    Column("crm_id", _ID, nullable=False),
-    Column("field", String(64), nullable=False),
-    Column("kept_side", String(16), nullable=False),
-    Column("kept_value", Text, nullable=True),
-    Column("lost_value", Text, nullable=True),
-    Column("policy", String(32), nullable=False),
-    Column("decided_at", DateTime(timezone=True), nullable=False),
-    Column("restored_at", DateTime(timezone=True), nullable=True),
-    PrimaryKeyConstraint(*_SCOPE, "conflict_id", name="pk_conflicts"),
-)
-
-folders = Table(
-    "contactsync_folders",
-    metadata,
-    *_scope_columns(),
-    Column("bound_id", _ID, nullable=False),
-    Column("display_name", Text, nullable=False),
-    Column("bound_at", DateTime(timezone=True), nullable=False),
-    Column("seen_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint(*_SCOPE, name="pk_folders"),
-)
-
-run_locks = Table(
-    "contactsync_run_locks",
-    metadata,
-    Column("lock_key", String(64), primary_key=True),  # sha256 hex of the scope
-    *_scope_columns(),
-    Column("token", String(36), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("owner", Text, nullable=True),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
-)
-
-ledger_meta = Table(
-    "contactsync_ledger_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-_LINK_UPDATABLE: Final = (
-    "book_id",
-    "agreed",
-    "crm_version",
-    "book_version",
-    "state",
-    "updated_at",
-    "pinned",
-)
-
-# SQLite (3.24+) and PostgreSQL share this upsert. Written as text because SQLAlchemy cannot
-# cache its ON CONFLICT constructs: compiling one per put cost more than the commit.
-_UPSERT_LINKS: Final = text(
-    f"INSERT INTO {links.name} ({', '.join(c.name for c in links.c)}) "
-    f"VALUES ({', '.join(':' + c.name for c in links.c)}) "
-    f"ON CONFLICT ({', '.join([*_SCOPE, 'crm_id'])}) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _LINK_UPDATABLE)
-).bindparams(*(bindparam(c.name, type_=c.type) for c in links.c))
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we wrote was UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _dumps(value: Mapping[str, Any]) -> str:
-    # sort_keys: the same mapping is the same text on every database; unicode stays readable.
-    return json.dumps(dict(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _scope_digest(scope: ScopeKey) -> bytes:
-    # JSON of the four parts, not str(scope): "a@b/c/d" could be split more than one way.
-    parts = [scope.user, scope.space, scope.mailbox, scope.folder]
-    return hashlib.sha256(_LOCK_NAMESPACE + json.dumps(parts).encode()).digest()
-
-
-def _scope_values(scope: ScopeKey) -> dict[str, str]:
-    return {
-        "user_id": scope.user,
-        "space_id": scope.space,
-        "mailbox": scope.mailbox,
-        "folder_id": scope.folder,
-    }
-
-
-def _in_scope(table: Table, scope: ScopeKey) -> ColumnElement[bool]:
-    return and_(*(table.c[name] == value for name, value in _scope_values(scope).items()))
 
 
 def _resolve_url(url: str | None) -> URL:
@@ -582,58 +370,6 @@ class Ledger:
             raise LedgerError(
                 f"the ledger at {self.url} has an unreadable schema version {value!r}"
             ) from None
-
-    # -- lock holder bookkeeping (informational, except for _TableRunLock) -------------------
-
-    def _write_holder(
-        self, conn: Connection, scope: ScopeKey, holder: LockHolder, token: str
-    ) -> None:
-        conn.execute(
-            insert(run_locks).values(
-                lock_key=_scope_digest(scope).hex(),
-                **_scope_values(scope),
-                token=token,
-                host=holder.host[:255],
-                pid=holder.pid,
-                owner=holder.owner,
-                acquired_at=holder.since,
-                heartbeat_at=holder.since,
-            )
-        )
-
-    def _replace_holder(self, scope: ScopeKey, holder: LockHolder, token: str) -> None:
-        with self._writing() as conn:
-            conn.execute(
-                delete(run_locks).where(run_locks.c.lock_key == _scope_digest(scope).hex())
-            )
-            self._write_holder(conn, scope, holder, token)
-
-    def _read_holder(
-        self, conn: Connection, scope: ScopeKey
-    ) -> tuple[LockHolder, str, datetime] | None:
-        row = conn.execute(
-            select(run_locks).where(run_locks.c.lock_key == _scope_digest(scope).hex())
-        ).one_or_none()
-        if row is None:
-            return None
-        holder = LockHolder(row.host, row.pid, row.owner, _utc(row.acquired_at))
-        return holder, row.token, _utc(row.heartbeat_at)
-
-    def _holder_or_none(self, scope: ScopeKey) -> LockHolder | None:
-        try:
-            with self._reading() as conn:
-                found = self._read_holder(conn, scope)
-        except SQLAlchemyError:
-            return None
-        return found[0] if found else None
-
-    def _clear_holder(self, scope: ScopeKey, token: str) -> None:
-        with self._writing() as conn:
-            conn.execute(
-                delete(run_locks).where(
-                    run_locks.c.lock_key == _scope_digest(scope).hex(), run_locks.c.token == token
-                )
-            )
 
 
 def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
@@ -1099,266 +835,3 @@ def _to_link(row: Row[Any]) -> Link:
         state=state,
         pinned=json.loads(row.pinned) if row.pinned else {},
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Run locks
-
-
-class _RunLock:
-    """A scope's run lock. ``acquire`` fails fast with ``LedgerLocked``; never waits."""
-
-    def __init__(self, ledger: Ledger, scope: ScopeKey, token: str) -> None:
-        self.ledger = ledger
-        self.scope = scope
-        self.token = token
-
-    @classmethod
-    def acquire(cls, ledger: Ledger, scope: ScopeKey, holder: LockHolder) -> _RunLock:
-        raise NotImplementedError
-
-    def check(self) -> None:
-        """Raise if the lock was lost; called before every ledger operation."""
-
-    def release(self) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def _hint(cls) -> str:
-        return "the lock is released as soon as that process exits."
-
-    @classmethod
-    def _refused(cls, ledger: Ledger, scope: ScopeKey) -> LedgerLocked:
-        return LedgerLocked(scope, ledger._holder_or_none(scope), cls._hint())
-
-    def _forget_holder(self) -> None:
-        try:
-            self.ledger._clear_holder(self.scope, self.token)
-        except SQLAlchemyError as exc:  # harmless: the next holder replaces the row
-            log.warning("could not clear the lock holder of scope %s: %s", self.scope, exc)
-
-
-class _FileRunLock(_RunLock):
-    """``flock`` on a file next to the SQLite database; the kernel frees it when we die."""
-
-    def __init__(self, ledger: Ledger, scope: ScopeKey, token: str, fd: int) -> None:
-        super().__init__(ledger, scope, token)
-        self._fd: int | None = fd
-
-    @classmethod
-    def acquire(cls, ledger: Ledger, scope: ScopeKey, holder: LockHolder) -> _RunLock:
-        assert ledger._db_path is not None
-        directory = ledger._db_path.with_name(ledger._db_path.name + ".locks")
-        directory.mkdir(mode=0o700, exist_ok=True)
-        path = directory / f"{_scope_digest(scope).hex()}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise cls._refused(ledger, scope) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        token = str(uuid.uuid4())
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{holder.describe()}\nscope {scope}\n".encode())
-            ledger._replace_holder(scope, holder, token)
-        except BaseException:
-            os.close(fd)  # closing the descriptor releases the flock
-            raise
-        return cls(ledger, scope, token, fd)
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            self._forget_holder()
-            os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)
-
-    def __del__(self) -> None:  # a forgotten ScopeLedger must not keep its scope locked
-        if self._fd is not None:
-            os.close(self._fd)
-
-
-class _AdvisoryRunLock(_RunLock):
-    """``pg_try_advisory_lock`` on a session kept open for the run.
-
-    PostgreSQL frees session locks when the session ends, so a killed run releases its scope as
-    soon as the server notices the dropped connection.
-    """
-
-    @classmethod
-    def _hint(cls) -> str:
-        return "PostgreSQL releases the lock as soon as that run's database session ends."
-
-    def __init__(self, ledger: Ledger, scope: ScopeKey, token: str, conn: Connection) -> None:
-        super().__init__(ledger, scope, token)
-        self._conn: Connection | None = conn
-
-    @staticmethod
-    def key(scope: ScopeKey) -> int:
-        return int.from_bytes(_scope_digest(scope)[:8], "big") >> 1  # fits a signed bigint
-
-    @classmethod
-    def acquire(cls, ledger: Ledger, scope: ScopeKey, holder: LockHolder) -> _RunLock:
-        # Autocommit: a session idle in a transaction for a whole run would hold back vacuum.
-        conn = ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": cls.key(scope)}
-            ).scalar_one()
-        except BaseException:
-            conn.close()
-            raise
-        if not got:
-            conn.close()
-            raise cls._refused(ledger, scope)
-        token = str(uuid.uuid4())
-        lock = cls(ledger, scope, token, conn)
-        try:
-            ledger._replace_holder(scope, holder, token)
-        except BaseException:
-            lock.release()
-            raise
-        return lock
-
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            self._forget_holder()
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key(self.scope)})
-        except SQLAlchemyError as exc:  # a dead session holds no lock any more
-            log.warning("could not unlock scope %s cleanly: %s", self.scope, exc)
-            conn.invalidate()
-        finally:
-            conn.close()
-
-
-class _MemoryRunLock(_RunLock):
-    """In-memory SQLite lives and dies with this process: a set in the Ledger is enough."""
-
-    @classmethod
-    def acquire(cls, ledger: Ledger, scope: ScopeKey, holder: LockHolder) -> _RunLock:
-        key = _scope_digest(scope).hex()
-        with ledger._memory_guard:
-            if key in ledger._memory_locks:
-                raise cls._refused(ledger, scope)
-            ledger._memory_locks.add(key)
-        token = str(uuid.uuid4())
-        try:
-            ledger._replace_holder(scope, holder, token)
-        except BaseException:
-            with ledger._memory_guard:
-                ledger._memory_locks.discard(key)
-            raise
-        return cls(ledger, scope, token)
-
-    def release(self) -> None:
-        key = _scope_digest(self.scope).hex()
-        with self.ledger._memory_guard:
-            if key not in self.ledger._memory_locks:
-                return
-            self.ledger._memory_locks.discard(key)
-        self._forget_holder()
-
-
-class _TableRunLock(_RunLock):
-    """A ``run_locks`` row kept fresh by a heartbeat; a row older than ``ttl`` is taken over.
-
-    For databases without advisory locks. The primary key makes two concurrent takers collide,
-    so exactly one of them wins.
-    """
-
-    ttl: ClassVar[timedelta] = timedelta(seconds=120)
-
-    def __init__(self, ledger: Ledger, scope: ScopeKey, token: str) -> None:
-        super().__init__(ledger, scope, token)
-        self._stop = threading.Event()
-        self._lost = False
-        self._last_beat = _now()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"ledger-heartbeat-{scope}", daemon=True
-        )
-
-    @classmethod
-    def acquire(cls, ledger: Ledger, scope: ScopeKey, holder: LockHolder) -> _RunLock:
-        token = str(uuid.uuid4())
-        now = _now()
-        try:
-            with ledger._writing() as conn:
-                found = ledger._read_holder(conn, scope)
-                if found is not None:
-                    if found[2] > now - cls.ttl:
-                        raise LedgerLocked(scope, found[0], cls._hint())
-                    log.warning(
-                        "taking over the stale run lock of scope %s (%s)",
-                        scope,
-                        found[0].describe(),
-                    )
-                    conn.execute(
-                        delete(run_locks).where(
-                            run_locks.c.lock_key == _scope_digest(scope).hex(),
-                            run_locks.c.token == found[1],
-                        )
-                    )
-                ledger._write_holder(conn, scope, holder, token)
-        except IntegrityError:  # another run inserted its row first
-            raise LedgerLocked(scope, ledger._holder_or_none(scope), cls._hint()) from None
-        lock = cls(ledger, scope, token)
-        lock._thread.start()
-        return lock
-
-    @classmethod
-    def _hint(cls) -> str:
-        seconds = cls.ttl.total_seconds()
-        return f"the lock of a run that died expires {seconds:g} s after its last heartbeat."
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.ttl.total_seconds() / 4):
-            try:
-                with self.ledger._writing() as conn:
-                    result = conn.execute(
-                        update(run_locks)
-                        .where(
-                            run_locks.c.lock_key == _scope_digest(self.scope).hex(),
-                            run_locks.c.token == self.token,
-                        )
-                        .values(heartbeat_at=_now())
-                    )
-                if result.rowcount == 0:
-                    self._lost = True
-                    return
-                self._last_beat = _now()
-            except SQLAlchemyError as exc:  # keep trying; check() notices when it is too late
-                log.warning("run lock heartbeat of scope %s failed: %s", self.scope, exc)
-
-    def check(self) -> None:
-        if self._lost or _now() - self._last_beat > self.ttl:
-            raise LedgerError(
-                f"this run lost the run lock of ledger scope {self.scope} (no heartbeat within "
-                f"{self.ttl.total_seconds():g} s, so another run may have taken over); "
-                "stop this run and start it again"
-            )
-
-    def release(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
-        self._forget_holder()
-
-
-def _lock_class_for(dialect: str, db_path: Path | None) -> type[_RunLock]:
-    if dialect == "sqlite":
-        return _FileRunLock if db_path is not None else _MemoryRunLock
-    if dialect == "postgresql":
-        return _AdvisoryRunLock
-    return _TableRunLock
