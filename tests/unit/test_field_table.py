@@ -91,9 +91,9 @@ def test_every_key_survives_the_pipeliner_schema() -> None:
 
 
 def test_the_pipeliner_tap_emits_every_field_of_the_table() -> None:
-    from contactsync.pipeliner.scope import AccessLevel, Direction, SyncUser, UserRole
+    from contactsync.pipeliner.scope import AccessLevel, SyncUser, UnitReach, UserRole
 
-    user = SyncUser("u-1", UserRole(True, AccessLevel.ALL, Direction.OWNED))
+    user = SyncUser("u-1", UserRole(True, AccessLevel.ALL, UnitReach.OWNED))
     contact = {"id": "p-1", "owner_id": "u-1", **to_pipeliner(VALUES)}
     record = pipeliner_records.tap_record(contact, user)
     assert {name: record[name] for name in TABLE_FIELDS} == to_pipeliner(VALUES)

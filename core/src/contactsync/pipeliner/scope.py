@@ -52,7 +52,6 @@ from typing import Any
 __all__ = [
     "AccessLevel",
     "ContactSharing",
-    "Direction",
     "Relation",
     "ScopeSettingError",
     "ShareMode",
@@ -61,6 +60,7 @@ __all__ = [
     "SyncScope",
     "SyncType",
     "SyncUser",
+    "UnitReach",
     "UnitTree",
     "UserRole",
     "can_create",
@@ -123,8 +123,9 @@ class AccessLevel(IntEnum):
     ALL = 4
 
 
-class Direction(IntEnum):
-    """MasterRight ``access_entity_contact_direction``: which sales units' contacts a role sees."""
+class UnitReach(IntEnum):
+    """MasterRight ``access_entity_contact_direction``: which sales units' contacts a role sees
+    (named for what it is, apart from the mapper's ``Direction``, the direction of a leg)."""
 
     OWNED = 1
     CURRENT = 2
@@ -247,13 +248,13 @@ class UserRole:
 
     access_contacts: bool
     level: AccessLevel
-    direction: Direction
+    direction: UnitReach
     can_delete: bool = False
     see_private: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", AccessLevel(self.level))
-        object.__setattr__(self, "direction", Direction(self.direction))
+        object.__setattr__(self, "direction", UnitReach(self.direction))
 
     @property
     def has_contact_access(self) -> bool:
@@ -277,9 +278,9 @@ class UserRole:
                 else _enum(AccessLevel, level, "access_entity_contact")
             ),
             direction=(
-                Direction.OWNED
+                UnitReach.OWNED
                 if direction is None
-                else _enum(Direction, direction, "access_entity_contact_direction")
+                else _enum(UnitReach, direction, "access_entity_contact_direction")
             ),
             can_delete=_flag(master_right, "access_entity_contact_delete", default=False),
             see_private=_flag(master_right, "access_entity_contact_private", default=False),
@@ -413,16 +414,16 @@ class SyncUser:
     def sees_unit(self, unit_id: str | None) -> bool:
         """Whether the role's direction reaches contacts of ``unit_id``."""
         direction = self.role.direction
-        if direction is Direction.ALL:
+        if direction is UnitReach.ALL:
             return True
-        if direction is Direction.OWNED or unit_id is None:
+        if direction is UnitReach.OWNED or unit_id is None:
             return False
         if unit_id in self.unit_ids:
             return True
-        up = direction in (Direction.CURRENT_AND_PARENT, Direction.CURRENT_AND_PARENT_AND_SUBUNIT)
+        up = direction in (UnitReach.CURRENT_AND_PARENT, UnitReach.CURRENT_AND_PARENT_AND_SUBUNIT)
         down = direction in (
-            Direction.CURRENT_AND_SUBUNIT,
-            Direction.CURRENT_AND_PARENT_AND_SUBUNIT,
+            UnitReach.CURRENT_AND_SUBUNIT,
+            UnitReach.CURRENT_AND_PARENT_AND_SUBUNIT,
         )
         # The contact's unit is a parent of one of the user's units ⇔ a user unit lies below it.
         if up and self.units.descendants(unit_id) & self.unit_ids:
