@@ -214,6 +214,19 @@ def test_a_delete_held_for_the_guard_survives_a_crash_before_the_end(ledger, sto
     assert leg.report.counts["deleted"] == 1
 
 
+def test_a_held_delete_is_kept_as_such_not_as_a_failure(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    cursor = p.seq
+    p.user_delete(pid)
+    leg = SyncLeg(ledger, o, LegSettings(PL, two_way=True))
+    leg.process(p.changes_since(cursor))
+    assert ledger.failures(parked=None) == []
+    assert [h.record_id for h in ledger.held_deletes()] == [pid]
+    leg.finish()
+    assert ledger.held_deletes() == [] and o.live() == {}
+
+
 def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)

@@ -764,9 +764,13 @@ def test_a_schema_1_ledger_is_migrated_without_losing_a_link(ledger_url: str) ->
 # Schema 3: the sides named by role, migrated from schema 2
 
 
+HELD_DELETE_REASON = "delete held until the end of the run for the mass-delete guard"  # schema 2
+
+
 def _schema_2(url: str) -> None:
     """A ledger exactly as schema 2 wrote it (the sides named after the services): two links, one
-    owed a restore, a pending and a parked failure, a saved conflict value, a folder binding."""
+    owed a restore, a pending and a parked failure, a held delete, a saved conflict value, a
+    folder binding."""
     from sqlalchemy import (
         Column,
         DateTime,
@@ -891,6 +895,8 @@ def _schema_2(url: str) -> None:
                 | {"parked_at": None},
                 {**scope, **failure, "side": "pipeliner", "record_id": "p-9", "attempts": 3}
                 | {"parked_at": now},
+                {**scope, **failure, "side": "pipeliner", "record_id": "p-7", "attempts": 1}
+                | {"reason": HELD_DELETE_REASON, "parked_at": None, "payload": '{"id": "p-7"}'},
             ],
         )
         conn.execute(
@@ -940,6 +946,13 @@ def test_a_schema_2_ledger_is_migrated_to_3_without_losing_a_link(ledger_url: st
             assert (pending.side, pending.record_id, pending.attempts) == (Side.BOOK, "o-9", 1)
             [parked] = run.failures(parked=True)
             assert (parked.side, parked.record_id, parked.attempts) == (Side.CRM, "p-9", 3)
+            # A delete schema 2 held for the guard as a "failure" is a held delete now.
+            [held] = run.held_deletes()
+            assert (held.side, held.record_id, dict(held.payload)) == (
+                Side.CRM,
+                "p-7",
+                {"id": "p-7"},
+            )
             [lost] = run.lost_values()
             assert (lost.crm_id, lost.field, lost.kept_side, lost.lost_value) == (
                 "p-1",

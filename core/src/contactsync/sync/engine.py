@@ -145,7 +145,6 @@ def _slots_as_agreed(record: _BookRecord, agreed: Mapping[str, Any] | None) -> _
 PARK_AFTER = 3
 
 #: Why a tombstone sits in the ledger's pending work until the leg ends.
-DEFERRED_DELETE = "delete held until the end of the run for the mass-delete guard"
 
 _COUNTER = {
     Kind.CREATE: "created",
@@ -191,6 +190,8 @@ class SyncLeg:
         self._handled: set[str] = set()
         self._replanned: set[str] = set()
         self._failed_before = {f.record_id for f in ledger.failures(self.src, parked=None)}
+        #: Deletes held in the ledger for the guard (by an earlier run that died, or this one).
+        self._holding = {h.record_id for h in ledger.held_deletes(self.src)}
         #: Records refused for their data too often: skipped while they stay as they were.
         self._parked = {f.record_id: f for f in ledger.failures(self.src, parked=True)}
         #: The address-book folder id the source's listing came from, when its tap says so.
@@ -200,11 +201,12 @@ class SyncLeg:
 
     def retry_failures(self) -> None:
         """Replay the records that failed in earlier runs (before any new record)."""
-        stored = self.ledger.failures(self.src)
+        stored = [f.payload for f in self.ledger.failures(self.src)]
+        stored += [h.payload for h in self.ledger.held_deletes(self.src)]
         if stored:
-            log.info("retrying %d records that failed in earlier runs", len(stored))
+            log.info("retrying %d records that failed or were held in earlier runs", len(stored))
             self.report.count("retried", len(stored))
-            self.process([record_from_payload(f.payload) for f in stored])
+            self.process([record_from_payload(payload) for payload in stored])
 
     def process(self, records: Sequence[SourceRecord]) -> None:
         """Plan and write one batch (the last record of an id wins within a batch)."""
@@ -375,9 +377,8 @@ class SyncLeg:
         tap may never send this tombstone again) before the leg finishes."""
         self._deferred[record.id] = (action, record)
         if not self.settings.dry_run:
-            payload = record_to_payload(record)
-            self.ledger.record_failure(self.src, record.id, payload, DEFERRED_DELETE)
-            self._failed_before.add(record.id)
+            self.ledger.hold_delete(self.src, record.id, record_to_payload(record))
+            self._holding.add(record.id)
 
     def _unlinked_candidates(self, records: Sequence[SourceRecord]) -> list[DestRecord]:
         if not records:
@@ -599,3 +600,6 @@ class SyncLeg:
         if record_id in self._failed_before:
             self.ledger.clear_failure(self.src, record_id)
             self._failed_before.discard(record_id)
+        if record_id in self._holding:
+            self.ledger.release_delete(self.src, record_id)
+            self._holding.discard(record_id)

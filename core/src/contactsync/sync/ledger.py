@@ -50,7 +50,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from contactsync.sync.ledger_history import RENAMED_COLUMNS, RENAMED_VALUES
+from contactsync.sync.ledger_history import HELD_DELETE_REASON, RENAMED_COLUMNS, RENAMED_VALUES
 from contactsync.sync.ledger_tables import (
     _ADDED_COLUMNS,
     _CHUNK,
@@ -69,6 +69,7 @@ from contactsync.sync.ledger_tables import (
     conflicts,
     failures,
     folders,
+    held_deletes,
     ledger_meta,
     links,
     metadata,
@@ -81,6 +82,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Failure",
     "FolderBinding",
+    "HeldDelete",
     "Ledger",
     "LedgerConflict",
     "LedgerError",
@@ -125,6 +127,16 @@ class Failure:
         """The version of the record that failed (a changed record is tried afresh)."""
         value = self.payload.get("version")
         return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class HeldDelete:
+    """A delete a run holds until its end for the mass-delete guard (see ``SyncLeg``)."""
+
+    side: Side  # the side the tombstone came from (record_id is that side's key)
+    record_id: str
+    payload: Mapping[str, Any]
+    held_at: datetime
 
 
 @dataclass(frozen=True)
@@ -263,7 +275,7 @@ class Ledger:
         self._ensure_schema()
         found: set[ScopeKey] = set()
         with self._reading() as conn:
-            for table in (links, failures):
+            for table in (links, failures, held_deletes):
                 cols = [table.c[name] for name in _SCOPE]
                 for row in conn.execute(select(*cols).distinct()):
                     found.add(ScopeKey(*row))
@@ -349,6 +361,19 @@ class Ledger:
             table = metadata.tables[table_name]
             for old, new in values.items():
                 conn.execute(update(table).where(table.c[column] == old).values({column: new}))
+        held = failures.c.reason == HELD_DELETE_REASON
+        scope_and_key = [
+            *(failures.c[name] for name in _SCOPE),
+            failures.c.side,
+            failures.c.record_id,
+        ]
+        conn.execute(
+            insert(held_deletes).from_select(
+                [*_SCOPE, "side", "record_id", "payload", "held_at"],
+                select(*scope_and_key, failures.c.payload, failures.c.last_failed_at).where(held),
+            )
+        )
+        conn.execute(delete(failures).where(held))
         conn.execute(
             update(ledger_meta)
             .where(ledger_meta.c.key == "schema_version")
@@ -712,6 +737,47 @@ class ScopeLedger:
                     _in_scope(failures, self._scope),
                     failures.c.side == Side(side).value,
                     failures.c.record_id == record_id,
+                )
+            )
+
+    # -- deletes held for the guard -----------------------------------------------------------
+
+    def hold_delete(self, side: Side, record_id: str, payload: Mapping[str, Any]) -> None:
+        """Keep the tombstone of ``record_id`` (a key on ``side``) until the delete is done."""
+        self._held()
+        key = {**_scope_values(self._scope), "side": Side(side).value, "record_id": record_id}
+        with self._ledger._writing() as conn:
+            conn.execute(
+                delete(held_deletes).where(*(held_deletes.c[k] == v for k, v in key.items()))
+            )
+            conn.execute(
+                insert(held_deletes).values(**key, payload=_dumps(payload), held_at=_now())
+            )
+
+    def held_deletes(self, side: Side | None = None) -> list[HeldDelete]:
+        """The deletes held by an earlier run that did not reach its end, ordered by side and id."""
+        self._held()
+        query = select(held_deletes).where(_in_scope(held_deletes, self._scope))
+        if side is not None:
+            query = query.where(held_deletes.c.side == Side(side).value)
+        query = query.order_by(held_deletes.c.side, held_deletes.c.record_id)
+        with self._ledger._reading() as conn:
+            return [
+                HeldDelete(
+                    Side(row.side), row.record_id, json.loads(row.payload), _utc(row.held_at)
+                )
+                for row in conn.execute(query)
+            ]
+
+    def release_delete(self, side: Side, record_id: str) -> None:
+        """The delete was done, or a newer record replaced it: forget the held tombstone."""
+        self._held()
+        with self._ledger._writing() as conn:
+            conn.execute(
+                delete(held_deletes).where(
+                    _in_scope(held_deletes, self._scope),
+                    held_deletes.c.side == Side(side).value,
+                    held_deletes.c.record_id == record_id,
                 )
             )
 

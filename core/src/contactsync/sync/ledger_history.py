@@ -27,3 +27,7 @@ RENAMED_VALUES: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     ("contactsync_failures", "side"): {"pipeliner": "crm", "outlook": "book"},
     ("contactsync_conflicts", "kept_side"): {"pipeliner": "crm", "outlook": "book"},
 }
+
+#: Schema 2 stored a delete held for the mass-delete guard as a failure with this reason; schema 3
+#: moves such rows to ``contactsync_held_deletes``.
+HELD_DELETE_REASON: Final = "delete held until the end of the run for the mass-delete guard"

@@ -32,7 +32,8 @@ from contactsync.sync.link import ScopeKey
 #: migrate an old file and an old release refuses a file written by a newer one.
 #: 2: links.pinned, failures.parked_at, the conflicts and folders tables (migrated from 1).
 #: 3: the sides named by role: links.crm_id/book_id/crm_version/book_version, conflicts.crm_id,
-#:    state ``restore_book``, sides ``crm``/``book`` (migrated from 2, see ``ledger_history``).
+#:    state ``restore_book``, sides ``crm``/``book``; deletes held for the mass-delete guard in
+#:    their own table, no longer among the failures (migrated from 2, see ``ledger_history``).
 SCHEMA_VERSION: Final = 3
 
 _CHUNK: Final = 500  # ids per IN (...) query and links per page: far below every bind limit
@@ -98,6 +99,19 @@ failures = Table(
     # Set when the record was refused for its data too often: not retried until it changes.
     Column("parked_at", DateTime(timezone=True), nullable=True),  # schema 2
     PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_failures"),
+)
+
+#: Deletes a run holds until its end for the mass-delete guard (schema 3): durable, since the
+#: tap's state may move past the tombstone before the run ends. Not failures: nothing went wrong.
+held_deletes = Table(
+    "contactsync_held_deletes",
+    metadata,
+    *_scope_columns(),
+    Column("side", String(16), nullable=False),
+    Column("record_id", _ID, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("held_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_held_deletes"),
 )
 
 #: Columns added to existing tables since schema 1, migrated by ALTER TABLE.
