@@ -29,6 +29,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .. import tokens
+from ..jsonbody import read_object
 from ..seed import default_seed
 from ..server import ApiError, Emulator
 from . import fields as F
@@ -839,15 +840,6 @@ class GraphEmulator(Emulator):
             "childFolders": len(folder.children),
         }
 
-    @staticmethod
-    def _c_body(request: Request) -> dict[str, Any]:
-        body = Emulator.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
     def c_mailboxes(self, request: Request) -> Response:
         with self.lock:
             rows = [
@@ -871,7 +863,7 @@ class GraphEmulator(Emulator):
         return self.json_response({"folders": rows})
 
     def c_create_folder(self, request: Request, mailbox: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             box = self._c_box(mailbox)
             parent = self._c_folder(box, str(body.get("parent") or "Contacts"))
@@ -879,7 +871,7 @@ class GraphEmulator(Emulator):
             return self.json_response(self._c_folder_json(folder), 201)
 
     def c_rename_folder(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
             self.state.rename_folder(found, body.get("displayName"))
@@ -891,7 +883,7 @@ class GraphEmulator(Emulator):
         return Response(status=204)
 
     def c_share(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
             other, can_edit = seeding.parse_share(self.state, body)
@@ -901,7 +893,7 @@ class GraphEmulator(Emulator):
             return self.json_response(self._c_folder_json(found))
 
     def c_unshare(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
             other, _ = seeding.parse_share(self.state, body)
@@ -916,7 +908,7 @@ class GraphEmulator(Emulator):
         return self.json_response({"folder": found.id, "contacts": rows})
 
     def c_create_contact(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             found = self._c_folder(self._c_box(mailbox), folder)
             props, extended = F.parse_write(body, self.state.storage)
@@ -929,7 +921,7 @@ class GraphEmulator(Emulator):
             return self.json_response(self.state.raw_contact(contact))
 
     def c_update_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             contact = self._c_contact(self._c_box(mailbox), contact_id)
             props, extended = F.parse_write(body, self.state.storage)
@@ -948,7 +940,7 @@ class GraphEmulator(Emulator):
         return Response(status=204)
 
     def c_move_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             box = self._c_box(mailbox)
             contact = self._c_contact(box, contact_id)
@@ -956,7 +948,7 @@ class GraphEmulator(Emulator):
             return self.json_response(self.state.raw_contact(contact))
 
     def c_issue_token(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         app = self.state.meta.get("app_registration") or {}
         mailbox = body.get("mailbox")
         with self.lock:
@@ -988,7 +980,7 @@ class GraphEmulator(Emulator):
         )
 
     def c_expire_tokens(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         if body.get("token") is not None:
             found = tokens.REGISTRY.expire(str(body["token"]))
             if not found:
@@ -997,7 +989,7 @@ class GraphEmulator(Emulator):
         return self.json_response({"expired": tokens.REGISTRY.expire_all()})
 
     def c_expire_delta(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             if body.get("mailbox") is not None:
                 box = self._c_box(str(body["mailbox"]))
@@ -1018,7 +1010,7 @@ class GraphEmulator(Emulator):
             return self.json_response(self.state.storage.to_json())
 
     def c_set_storage(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             self.state.storage = self.state.storage.updated(body)
             return self.json_response(self.state.storage.to_json())
@@ -1027,7 +1019,7 @@ class GraphEmulator(Emulator):
         return self.json_response(self.limiter.stats()["settings"])
 
     def c_set_throttle(self, request: Request) -> Response:
-        return self.json_response(self.limiter.configure(self._c_body(request)))
+        return self.json_response(self.limiter.configure(read_object(request)))
 
     def c_delta(self, request: Request) -> Response:
         with self.lock:
@@ -1039,7 +1031,7 @@ class GraphEmulator(Emulator):
             )
 
     def c_set_delta(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         unknown = set(body) - {"replay_rate", "seed"}
         if unknown:
             raise ValueError(f"unknown delta setting(s): {', '.join(sorted(unknown))}")
@@ -1063,7 +1055,7 @@ class GraphEmulator(Emulator):
             )
 
     def c_generate(self, request: Request) -> Response:
-        body = self._c_body(request)
+        body = read_object(request)
         with self.lock:
             box = self._c_box(str(body.get("mailbox", "")))
             folder = self._c_folder(box, str(body.get("folder") or "Contacts"))

@@ -32,6 +32,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from ..jsonbody import read_object
 from ..seed import default_seed
 from ..server import ApiError, Emulator
 from ..tokens import REGISTRY
@@ -666,20 +667,12 @@ class IdentityEmulator(Emulator):
             Rule(f"{c}/expire-access-tokens", endpoint=self.c_expire_all, methods=["POST"]),
         ]
 
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = self.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
     def c_get_settings(self, request: Request) -> Response:
         with self.lock:
             return self.json_response(dict(self._state.settings))
 
     def c_set_settings(self, request: Request) -> Response:
-        body = self._body(request)
+        body = read_object(request)
         with self.lock:
             self._state.settings = model.check_settings(body, self._state.settings)
             return self.json_response(dict(self._state.settings))
@@ -699,7 +692,7 @@ class IdentityEmulator(Emulator):
         return self.json_response({"device_codes": codes})
 
     def c_approve(self, request: Request) -> Response:
-        body = self._body(request)
+        body = read_object(request)
         if set(body) - {"user_code", "upn"} or not isinstance(body.get("upn"), str):
             raise ValueError('the body is {"upn": "<user>", "user_code": "<code>"}')
         with self.lock:
@@ -707,7 +700,7 @@ class IdentityEmulator(Emulator):
             return self.json_response(record.to_json(time.time()))
 
     def c_deny(self, request: Request) -> Response:
-        body = self._body(request)
+        body = read_object(request)
         if set(body) - {"user_code"}:
             raise ValueError('the body is {"user_code": "<code>"}')
         with self.lock:
@@ -726,7 +719,7 @@ class IdentityEmulator(Emulator):
         return self.json_response({"refresh_tokens": tokens})
 
     def c_revoke_user(self, request: Request, upn: str) -> Response:
-        body = self._body(request)
+        body = read_object(request)
         if set(body) - {"access_tokens"} or not isinstance(body.get("access_tokens", False), bool):
             raise ValueError('the body is empty or {"access_tokens": true}')
         with self.lock:

@@ -18,6 +18,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from ..jsonbody import read_object
 from ..seed import default_seed
 from ..server import ApiError, Emulator
 from . import seeding
@@ -379,14 +380,6 @@ class PipelinerEmulator(Emulator):
             Rule(f"{c}/clock", endpoint=self.c_advance_clock, methods=["POST"]),
         ]
 
-    def _object(self, request: Request) -> dict[str, Any]:
-        body = self.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
     def _actor(self, user_id: str) -> str:
         row = self.space.rows("Client").get(user_id)
         if row is None or row.get("is_deleted"):
@@ -404,7 +397,7 @@ class PipelinerEmulator(Emulator):
             return self.json_response(seeding.dump_contact(self.space, row))
 
     def c_delete_protection(self, request: Request, contact_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         flag = body.get("is_delete_protected", True)
         if not isinstance(flag, bool):
             raise ValueError("is_delete_protected must be true or false")
@@ -416,7 +409,7 @@ class PipelinerEmulator(Emulator):
             return self._contact_view(request, row)
 
     def c_user_create(self, request: Request, user_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         with self.lock:
             actor = self._actor(user_id)
             body.setdefault("owner_id", actor)
@@ -424,7 +417,7 @@ class PipelinerEmulator(Emulator):
             return self._contact_view(request, row, 201)
 
     def c_user_edit(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         with self.lock:
             actor = self._actor(user_id)
             row = self.space.plan_contact_update(contact_id, body, actor=actor)()
@@ -443,7 +436,7 @@ class PipelinerEmulator(Emulator):
             return self._contact_view(request, row)
 
     def c_user_owner(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         if set(body) - {"owner_id", "unit_id"} or "owner_id" not in body:
             raise ValueError('the body is {"owner_id": <user id>} (optionally "unit_id")')
         with self.lock:
@@ -452,7 +445,7 @@ class PipelinerEmulator(Emulator):
             return self._contact_view(request, row)
 
     def c_user_share(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         field, key = self._share_target(body, {"role"})
         role = body.get("role", 2)
         with self.lock:
@@ -471,7 +464,7 @@ class PipelinerEmulator(Emulator):
             return self._contact_view(request, space.get("Contact", contact_id))
 
     def c_user_unshare(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         field, key = self._share_target(body, set())
         with self.lock:
             actor = self._actor(user_id)
@@ -500,7 +493,7 @@ class PipelinerEmulator(Emulator):
         type_name = seeding.IDENTITY_KINDS[kind][0]
 
         def create(request: Request) -> Response:
-            body = self._object(request)
+            body = read_object(request)
             with self.lock:
                 row = seeding.add_identity(self.space, kind, body)
                 data = self.space.render(type_name, row, self._base(request))
@@ -513,7 +506,7 @@ class PipelinerEmulator(Emulator):
         type_name = seeding.EDITABLE_IDENTITIES[kind]
 
         def edit(request: Request, rid: str) -> Response:
-            body = self._object(request)
+            body = read_object(request)
             with self.lock:
                 try:
                     row = seeding.update_identity(self.space, kind, rid, body)
@@ -525,7 +518,7 @@ class PipelinerEmulator(Emulator):
         return edit
 
     def c_generate(self, request: Request) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         with self.lock:
             started = time.perf_counter()
             result = seeding.generate(self.space, body)
@@ -548,7 +541,7 @@ class PipelinerEmulator(Emulator):
             return self.json_response(dict(self.space.settings))
 
     def c_set_settings(self, request: Request) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         with self.lock:
             settings = self.space.update_settings(body)
             self._window.clear()
@@ -559,7 +552,7 @@ class PipelinerEmulator(Emulator):
             return self.json_response(self._clock_view())
 
     def c_advance_clock(self, request: Request) -> Response:
-        body = self._object(request)
+        body = read_object(request)
         seconds = body.get("advance_seconds")
         if (
             set(body) != {"advance_seconds"}
