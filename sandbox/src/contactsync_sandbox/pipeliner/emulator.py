@@ -21,10 +21,14 @@ from werkzeug.wrappers import Request, Response
 from ..jsonbody import read_object
 from ..seed import default_seed
 from ..server import ApiError, Emulator
-from . import seeding
+from . import relations, seeding, writes
 from .errors import PipelinerError, error_body, invalid
-from .model import Plan, Row, Space, _bool_arg, check_rate_limit, iso
-from .timefmt import format_us
+from .params import bool_arg, parse_expand, parse_load_only
+from .render import list_body, render
+from .settings import check_rate_limit
+from .space import Row, Space
+from .timefmt import format_us, iso
+from .writes import Plan
 
 API_PREFIX = "/api/v100/rest/spaces/<space_id>/entities"
 CONTROL = "/_sandbox/pipeliner"
@@ -144,7 +148,7 @@ class PipelinerEmulator(Emulator):
         def endpoint(request: Request, space_id: str, **values: Any) -> Response:
             self._authenticate(request, space_id)
             self._throttle()
-            self.space.purge_deleted()
+            writes.purge_deleted(self.space)
             return handler(request, **values)
 
         endpoint.__name__ = getattr(handler, "__name__", "endpoint")
@@ -190,7 +194,7 @@ class PipelinerEmulator(Emulator):
         return f"{request.host_url.rstrip('/')}/api/v100/rest/spaces/{self.space.space_id}/entities"
 
     def _one(self, request: Request, type_name: str, row: Row, status: int = 200) -> Response:
-        body = {"success": True, "data": self.space.render(type_name, row, self._base(request))}
+        body = {"success": True, "data": render(self.space, type_name, row, self._base(request))}
         return self.json_response(body, status)
 
     def _deleted(self, rid: str) -> Response:
@@ -200,7 +204,7 @@ class PipelinerEmulator(Emulator):
 
     def _lister(self, type_name: str) -> Callable[..., Response]:
         def list_entities(request: Request) -> Response:
-            body = self.space.list_body(type_name, request.args, self._base(request))
+            body = list_body(self.space, type_name, request.args, self._base(request))
             return self.json_response(body)
 
         list_entities.__name__ = f"list_{type_name}"
@@ -209,10 +213,12 @@ class PipelinerEmulator(Emulator):
     def _getter(self, type_name: str) -> Callable[..., Response]:
         def get_entity(request: Request, id: str) -> Response:
             space = self.space
-            row = space.get(type_name, id, _bool_arg(request.args, "include-deleted"))
-            expand = space.parse_expand(type_name, request.args.get("expand"))
-            load_only = space.parse_load_only(type_name, request.args.get("load-only"), expand)
-            data = space.render(type_name, row, self._base(request), expand, load_only)
+            row = space.get(type_name, id, bool_arg(request.args, "include-deleted"))
+            expand = parse_expand(space.types, type_name, request.args.get("expand"))
+            load_only = parse_load_only(
+                space.types, type_name, request.args.get("load-only"), expand
+            )
+            data = render(space, type_name, row, self._base(request), expand, load_only)
             return self.json_response({"success": True, "data": data})
 
         get_entity.__name__ = f"get_{type_name}"
@@ -221,20 +227,20 @@ class PipelinerEmulator(Emulator):
     # ------------------------------------------------------------------ contacts
 
     def create_contact(self, request: Request) -> Response:
-        plan = self.space.plan_contact_create(
-            self.read_json(request), vl=_validation_level(request)
+        plan = writes.plan_contact_create(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "Contact", plan(), 201)
 
     def update_contact(self, request: Request, id: str) -> Response:
-        plan = self.space.plan_contact_update(
-            id, self.read_json(request), vl=_validation_level(request)
+        plan = writes.plan_contact_update(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "Contact", plan())
 
     def delete_contact(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.plan_contact_delete(id)()
+        writes.plan_contact_delete(self.space, id)()
         return self._deleted(id)
 
     def _batch_body(self, request: Request, item_type: type) -> list[Any]:
@@ -280,69 +286,81 @@ class PipelinerEmulator(Emulator):
 
         def plan_item(item: dict[str, Any], index: int) -> Plan:
             if "id" in item:
-                return space.plan_contact_update(
-                    item["id"], item, vl=vl, schema="batchContactInput"
+                return writes.plan_contact_update(
+                    space, item["id"], item, vl=vl, schema="batchContactInput"
                 )
-            return space.plan_contact_create(item, vl=vl, schema="batchContactInput")
+            return writes.plan_contact_create(space, item, vl=vl, schema="batchContactInput")
 
         return self._run_batch(request, items, plan_item)
 
     def batch_delete(self, request: Request) -> Response:
         _validation_level(request)
         items = self._batch_body(request, str)
-        return self._run_batch(request, items, lambda rid, _i: self.space.plan_contact_delete(rid))
+        return self._run_batch(
+            request, items, lambda rid, _i: writes.plan_contact_delete(self.space, rid)
+        )
 
     def batch_restore(self, request: Request) -> Response:
         _validation_level(request)
         items = self._batch_body(request, str)
-        return self._run_batch(request, items, lambda rid, _i: self.space.plan_contact_restore(rid))
+        return self._run_batch(
+            request, items, lambda rid, _i: writes.plan_contact_restore(self.space, rid)
+        )
 
     # ------------------------------------------------------------------ relations
 
     def create_sharing_client(self, request: Request) -> Response:
-        row = self.space.create_sharing_client(
-            self.read_json(request), vl=_validation_level(request)
+        row = relations.create_sharing_client(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactSharingClientRelation", row, 201)
 
     def update_sharing_client(self, request: Request, id: str) -> Response:
-        row = self.space.update_sharing_client(
-            id, self.read_json(request), vl=_validation_level(request)
+        row = relations.update_sharing_client(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactSharingClientRelation", row)
 
     def delete_sharing_client(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.delete_relation("sharing_clients", id)
+        relations.delete_relation(self.space, "sharing_clients", id)
         return self._deleted(id)
 
     def create_sharing_unit(self, request: Request) -> Response:
-        row = self.space.create_sharing_unit(self.read_json(request), vl=_validation_level(request))
+        row = relations.create_sharing_unit(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "ContactSharingSalesUnitRelation", row, 201)
 
     def create_account_relation(self, request: Request) -> Response:
-        row = self.space.create_account_relation(
-            self.read_json(request), vl=_validation_level(request)
+        row = relations.create_account_relation(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactAccountRelation", row, 201)
 
     # ------------------------------------------------------------------ accounts, clients
 
     def create_account(self, request: Request) -> Response:
-        row = self.space.create_account(self.read_json(request), vl=_validation_level(request))
+        row = writes.create_account(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Account", row, 201)
 
     def create_client(self, request: Request) -> Response:
-        row = self.space.create_client(self.read_json(request), vl=_validation_level(request))
+        row = writes.create_client(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Client", row, 201)
 
     def update_client(self, request: Request, id: str) -> Response:
-        row = self.space.update_client(id, self.read_json(request), vl=_validation_level(request))
+        row = writes.update_client(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Client", row)
 
     def delete_client(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.delete_client(id)
+        writes.delete_client(self.space, id)
         return self._deleted(id)
 
     # ------------------------------------------------------------------ control API
@@ -387,7 +405,7 @@ class PipelinerEmulator(Emulator):
         return user_id
 
     def _contact_view(self, request: Request, row: Row, status: int = 200) -> Response:
-        return self.json_response(self.space.render("Contact", row, self._base(request)), status)
+        return self.json_response(render(self.space, "Contact", row, self._base(request)), status)
 
     def c_raw_contact(self, request: Request, contact_id: str) -> Response:
         with self.lock:
@@ -413,26 +431,26 @@ class PipelinerEmulator(Emulator):
         with self.lock:
             actor = self._actor(user_id)
             body.setdefault("owner_id", actor)
-            row = self.space.plan_contact_create(body, actor=actor)()
+            row = writes.plan_contact_create(self.space, body, actor=actor)()
             return self._contact_view(request, row, 201)
 
     def c_user_edit(self, request: Request, user_id: str, contact_id: str) -> Response:
         body = read_object(request)
         with self.lock:
             actor = self._actor(user_id)
-            row = self.space.plan_contact_update(contact_id, body, actor=actor)()
+            row = writes.plan_contact_update(self.space, contact_id, body, actor=actor)()
             return self._contact_view(request, row)
 
     def c_user_delete(self, request: Request, user_id: str, contact_id: str) -> Response:
         with self.lock:
             actor = self._actor(user_id)
-            row = self.space.plan_contact_delete(contact_id, actor=actor)()
+            row = writes.plan_contact_delete(self.space, contact_id, actor=actor)()
             return self._contact_view(request, row)
 
     def c_user_restore(self, request: Request, user_id: str, contact_id: str) -> Response:
         with self.lock:
             actor = self._actor(user_id)
-            row = self.space.plan_contact_restore(contact_id, actor=actor)()
+            row = writes.plan_contact_restore(self.space, contact_id, actor=actor)()
             return self._contact_view(request, row)
 
     def c_user_owner(self, request: Request, user_id: str, contact_id: str) -> Response:
@@ -441,7 +459,7 @@ class PipelinerEmulator(Emulator):
             raise ValueError('the body is {"owner_id": <user id>} (optionally "unit_id")')
         with self.lock:
             actor = self._actor(user_id)
-            row = self.space.plan_contact_update(contact_id, body, actor=actor)()
+            row = writes.plan_contact_update(self.space, contact_id, body, actor=actor)()
             return self._contact_view(request, row)
 
     def c_user_share(self, request: Request, user_id: str, contact_id: str) -> Response:
@@ -452,15 +470,15 @@ class PipelinerEmulator(Emulator):
             actor = self._actor(user_id)
             space = self.space
             space.get("Contact", contact_id)
-            existing = space.find_relation(field, contact_id, body[key])
+            existing = relations.find_relation(space, field, contact_id, body[key])
             data = {"contact_id": contact_id, key: body[key], "role": role}
             if existing is None:
                 if field == "sharing_clients":
-                    space.create_sharing_client(data, actor=actor)
+                    relations.create_sharing_client(space, data, actor=actor)
                 else:
-                    space.create_sharing_unit(data, actor=actor)
+                    relations.create_sharing_unit(space, data, actor=actor)
             elif existing.get("role") != role:
-                space.set_relation_role(field, existing, role, actor=actor)
+                relations.set_relation_role(space, field, existing, role, actor=actor)
             return self._contact_view(request, space.get("Contact", contact_id))
 
     def c_user_unshare(self, request: Request, user_id: str, contact_id: str) -> Response:
@@ -470,12 +488,12 @@ class PipelinerEmulator(Emulator):
             actor = self._actor(user_id)
             space = self.space
             space.get("Contact", contact_id)
-            existing = space.find_relation(field, contact_id, body[key])
+            existing = relations.find_relation(space, field, contact_id, body[key])
             if existing is None:
                 raise ApiError(
                     404, "NotFound", f"contact {contact_id} is not shared with {body[key]}"
                 )
-            space.delete_relation(field, existing["id"], actor=actor)
+            relations.delete_relation(space, field, existing["id"], actor=actor)
             return self._contact_view(request, space.get("Contact", contact_id))
 
     @staticmethod
@@ -496,7 +514,7 @@ class PipelinerEmulator(Emulator):
             body = read_object(request)
             with self.lock:
                 row = seeding.add_identity(self.space, kind, body)
-                data = self.space.render(type_name, row, self._base(request))
+                data = render(self.space, type_name, row, self._base(request))
                 return self.json_response(data, 201)
 
         create.__name__ = f"c_create_{kind}"
@@ -512,7 +530,7 @@ class PipelinerEmulator(Emulator):
                     row = seeding.update_identity(self.space, kind, rid, body)
                 except LookupError as exc:
                     raise ApiError(404, "NotFound", str(exc)) from None
-                return self.json_response(self.space.render(type_name, row, self._base(request)))
+                return self.json_response(render(self.space, type_name, row, self._base(request)))
 
         edit.__name__ = f"c_edit_{kind}"
         return edit

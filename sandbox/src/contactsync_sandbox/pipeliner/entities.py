@@ -120,3 +120,10 @@ def text_defaults(schema_name: str, skip: tuple[str, ...] = ()) -> dict[str, Any
 
 def meta_defaults() -> dict[str, Any]:
     return {"is_deleted": False, "is_delete_protected": False}
+
+
+def last_segment(ref: Any) -> str | None:
+    """An id given as a uuid or as a relation URI (`.../entities/X/<id>`)."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    return ref.rstrip("/").rsplit("/", 1)[-1]

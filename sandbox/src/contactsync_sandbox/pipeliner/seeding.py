@@ -34,16 +34,9 @@ from typing import Any
 from . import fields as F
 from .demo import demo_contacts, synthetic_rows
 from .entities import CUSTOM_FIELD_RE, UUID_RE
-from .model import (
-    _ID_NAMESPACE,
-    _RELATION_SETS,
-    DEFAULT_CONTACT_TYPE_ID,
-    SEED_EPOCH_US,
-    Row,
-    Space,
-    iso,
-)
-from .timefmt import parse_us
+from .registry import DEFAULT_CONTACT_TYPE_ID, ID_NAMESPACE, RELATION_SETS
+from .space import Row, Space
+from .timefmt import iso, parse_us
 
 TOP_KEYS = {
     "space_id",
@@ -71,6 +64,8 @@ _META = {
 _IGNORED_KINDS = ("uri", "uri[]", "object", "binary", "rel", "rel[]")
 _NOTES = ("demo_role", "description", "_comment")
 MAX_GENERATE = 1_000_000
+#: Default timestamps of seeded identities (users, units, roles, accounts) without their own.
+SEED_EPOCH_US = parse_us("2025-01-02T08:00:00Z")
 
 
 def _convert(where: str, name: str, kind: str, value: Any) -> Any:
@@ -407,7 +402,7 @@ def _load(data: Any) -> Space:
             contact_kinds,
             where,
             custom=True,
-            skip=tuple(_RELATION_SETS),
+            skip=tuple(RELATION_SETS),
             ignore=(
                 "formatted_name",
                 "account_position",
@@ -415,7 +410,7 @@ def _load(data: Any) -> Space:
                 "is_favorite",
             ),
         )
-        row.setdefault("id", str(uuid.uuid5(_ID_NAMESPACE, f"contact/{index}")))
+        row.setdefault("id", str(uuid.uuid5(ID_NAMESPACE, f"contact/{index}")))
         if row["id"] in contacts:
             raise ValueError(f"{where}: duplicate contact id {row['id']}")
         owner = clients.get(row.get("owner_id", ""))
@@ -426,7 +421,7 @@ def _load(data: Any) -> Space:
             raise ValueError(f"{where}: unit_id {row['unit_id']} is not a seeded unit")
         row.setdefault("contact_type_id", space.default_contact_type_id)
         contacts[row["id"]] = stamp(row, SEED_EPOCH_US + (index + 1) * 1_000_000)
-        for field, (type_name, key, target, _input) in _RELATION_SETS.items():
+        for field, (type_name, key, target, _input) in RELATION_SETS.items():
             items = item.get(field) or []
             if not isinstance(items, list):
                 raise ValueError(f"{where}.{field} must be a list")
@@ -438,13 +433,13 @@ def _load(data: Any) -> Space:
                 if rel.get(key) not in targets:
                     raise ValueError(f"{rel_where}: {key} {rel.get(key)} is not seeded")
                 rel.setdefault(
-                    "id", str(uuid.uuid5(_ID_NAMESPACE, f"{row['id']}/{field}/{rel[key]}"))
+                    "id", str(uuid.uuid5(ID_NAMESPACE, f"{row['id']}/{field}/{rel[key]}"))
                 )
                 rel["contact_id"] = row["id"]
                 space.rows(type_name)[rel["id"]] = stamp(rel, row["created"])
                 space.by_contact[field].setdefault(row["id"], []).append(rel["id"])
     for field in ("account_relations",):
-        relations = space.rows(_RELATION_SETS[field][0])
+        relations = space.rows(RELATION_SETS[field][0])
         for contact_id, ids in space.by_contact[field].items():
             primaries = [
                 i
@@ -494,7 +489,7 @@ def dump_contact(space: Space, row: Mapping[str, Any]) -> Row:
     """A contact as stored (seed form), with its relations (deleted ones too)."""
     types = space.types
     item = _dump_row(row, types["Contact"].kinds)
-    for field, (type_name, _key, _target, _input) in _RELATION_SETS.items():
+    for field, (type_name, _key, _target, _input) in RELATION_SETS.items():
         ids = space.by_contact[field].get(row["id"])
         if ids:
             rows = space.rows(type_name)
