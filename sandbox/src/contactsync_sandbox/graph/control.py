@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from .. import tokens
 from ..jsonbody import read_object
+from ..jsonvalues import is_number
 from ..server import ApiError, Emulator
 from . import fields as F
 from . import seeding
@@ -235,7 +236,7 @@ class GraphControl:
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
             raise ValueError("scopes must be a list of strings")
         lifetime = body.get("lifetime", tokens.DEFAULT_LIFETIME)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+        if not is_number(lifetime):
             raise ValueError("lifetime must be a number of seconds")
         grant = tokens.REGISTRY.issue(
             client_id=str(body.get("client_id") or app.get("client_id") or "sandbox-client"),
@@ -315,11 +316,7 @@ class GraphControl:
         with self.emulator.lock:
             if "replay_rate" in body:
                 rate = body["replay_rate"]
-                if (
-                    isinstance(rate, bool)
-                    or not isinstance(rate, int | float)
-                    or not 0 <= rate <= 1
-                ):
+                if not is_number(rate) or not 0 <= rate <= 1:
                     raise ValueError("replay_rate must be a number 0..1")
                 self.emulator.delta_store.replay_rate = float(rate)
             if "seed" in body:

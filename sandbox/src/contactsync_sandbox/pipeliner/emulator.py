@@ -19,6 +19,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ..jsonbody import read_object
+from ..jsonvalues import is_number
 from ..seed import default_seed
 from ..server import ApiError, Emulator
 from . import relations, seeding, writes
@@ -574,8 +575,7 @@ class PipelinerEmulator(Emulator):
         seconds = body.get("advance_seconds")
         if (
             set(body) != {"advance_seconds"}
-            or isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
+            or not is_number(seconds)
             or not 0 <= seconds <= 10 * 365 * 86_400
         ):
             raise ValueError('the body is {"advance_seconds": <seconds, >= 0>}')

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..jsonvalues import is_integer
 from . import fields as F
 from .entities import CUSTOM_FIELD_RE, UUID_RE
 from .errors import invalid
@@ -50,7 +51,7 @@ def check_input(
 def _check_kind(label: str, name: str, kind: str, value: Any) -> None:
     ok = {
         "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
+        "int": is_integer(value),
         "bool": isinstance(value, bool),
         "uuid": isinstance(value, str) and bool(UUID_RE.match(value)),
         "datetime": isinstance(value, str),

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..jsonvalues import is_integer
 from . import fields as F
 from .demo import demo_contacts, synthetic_rows
 from .entities import CUSTOM_FIELD_RE, UUID_RE
@@ -71,7 +72,7 @@ SEED_EPOCH_US = parse_us("2025-01-02T08:00:00Z")
 def _convert(where: str, name: str, kind: str, value: Any) -> Any:
     ok = {
         "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
+        "int": is_integer(value),
         "bool": isinstance(value, bool),
         "uuid": isinstance(value, str) and bool(UUID_RE.match(value)),
         "datetime": isinstance(value, str),
@@ -384,7 +385,7 @@ def _load(data: Any) -> Space:
         if not isinstance(demo, dict) or set(demo) - {"count", "seed"}:
             raise ValueError('demo_contacts is {"count": N, "seed": S}')
         count, seed = demo.get("count", 300), demo.get("seed", 42)
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
+        if not is_integer(count) or not 0 <= count <= 100_000:
             raise ValueError("demo_contacts.count must be an integer 0..100000")
         contact_items += demo_contacts(
             count,
@@ -450,7 +451,7 @@ def _load(data: Any) -> Space:
                 raise ValueError(f"contact {contact_id}: more than one primary account relation")
 
     revision = data.get("revision", 0)
-    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+    if not is_integer(revision) or revision < 0:
         raise ValueError("revision must be a non-negative integer")
     existing = [
         row["revision"]
@@ -523,10 +524,10 @@ def generate(space: Space, spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict) or set(spec) - {"count", "owner_id", "seed"}:
         raise ValueError('generate takes {"count": N, "owner_id": <user id>, "seed": S}')
     count = spec.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GENERATE:
+    if not is_integer(count) or not 1 <= count <= MAX_GENERATE:
         raise ValueError(f"count must be an integer 1..{MAX_GENERATE}")
     seed = spec.get("seed", 1)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_integer(seed):
         raise ValueError("seed must be an integer")
     clients = space.rows("Client")
     owner_id = spec.get("owner_id") or next(iter(clients), None)

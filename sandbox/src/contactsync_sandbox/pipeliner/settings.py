@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..jsonvalues import is_integer, is_number
 from .entities import CUSTOM_FIELD_RE, Kinds
 from .timefmt import TIMESTAMP_FORMATS
 
@@ -44,13 +45,11 @@ def check_settings(current: Mapping[str, Any], data: Any, contact_kinds: Kinds) 
     if new["timestamp_format"] not in TIMESTAMP_FORMATS:
         raise ValueError(f"timestamp_format must be one of {', '.join(TIMESTAMP_FORMATS)}")
     size = new["batch_max_items"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not is_integer(size) or size < 1:
         raise ValueError("batch_max_items must be a positive integer")
     new["rate_limit"] = check_rate_limit(new["rate_limit"])
     purge = new["purge_deleted_after"]
-    if purge is not None and (
-        isinstance(purge, bool) or not isinstance(purge, int | float) or purge < 0
-    ):
+    if purge is not None and (not is_number(purge) or purge < 0):
         raise ValueError("purge_deleted_after must be a number of seconds >= 0, or null")
     fields = new["contact_required_fields"]
     if not isinstance(fields, list) or not all(
@@ -73,8 +72,8 @@ def check_rate_limit(spec: Any) -> dict[str, Any] | None:
     requests, seconds = spec.get("requests"), spec.get("per_seconds", 1)
     if requests is None:
         return None
-    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+    if not is_integer(requests) or requests < 1:
         raise ValueError("rate_limit.requests must be a positive integer (or null to disable)")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+    if not is_number(seconds) or not seconds > 0:
         raise ValueError("rate_limit.per_seconds must be a positive number")
     return {"requests": requests, "per_seconds": seconds}
