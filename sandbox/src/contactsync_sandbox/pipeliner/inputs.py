@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..jsonvalues import is_integer
 from . import fields as F
-from .entities import CUSTOM_FIELD_RE, UUID_RE
+from .entities import CUSTOM_FIELD_RE, has_kind
 from .errors import invalid
 from .timefmt import parse_us
 
@@ -49,17 +48,7 @@ def check_input(
 
 
 def _check_kind(label: str, name: str, kind: str, value: Any) -> None:
-    ok = {
-        "str": isinstance(value, str),
-        "int": is_integer(value),
-        "bool": isinstance(value, bool),
-        "uuid": isinstance(value, str) and bool(UUID_RE.match(value)),
-        "datetime": isinstance(value, str),
-        "rel": isinstance(value, dict),
-        "rel[]": isinstance(value, list) and all(isinstance(v, dict) for v in value),
-        "object": isinstance(value, dict),
-    }.get(kind, False)
-    if not ok:
+    if not has_kind(kind, value):
         expected = {"uuid": "a uuid string", "rel": "an object", "rel[]": "an array"}.get(
             kind, kind
         )

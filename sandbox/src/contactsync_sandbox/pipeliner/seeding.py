@@ -34,7 +34,7 @@ from typing import Any
 from ..jsonvalues import is_integer
 from . import fields as F
 from .demo import demo_contacts, synthetic_rows
-from .entities import CUSTOM_FIELD_RE, UUID_RE
+from .entities import CUSTOM_FIELD_RE, UUID_RE, has_kind
 from .registry import DEFAULT_CONTACT_TYPE_ID, ID_NAMESPACE, RELATION_SETS
 from .space import Row, Space
 from .timefmt import iso, parse_us
@@ -70,15 +70,7 @@ SEED_EPOCH_US = parse_us("2025-01-02T08:00:00Z")
 
 
 def _convert(where: str, name: str, kind: str, value: Any) -> Any:
-    ok = {
-        "str": isinstance(value, str),
-        "int": is_integer(value),
-        "bool": isinstance(value, bool),
-        "uuid": isinstance(value, str) and bool(UUID_RE.match(value)),
-        "datetime": isinstance(value, str),
-        "uuid[]": isinstance(value, list) and all(isinstance(v, str) for v in value),
-    }.get(kind, False)
-    if not ok:
+    if not has_kind(kind, value):
         raise ValueError(f"{where}: {name} must be {kind}, got {value!r}")
     if kind == "int" and name in F.ENUMS and value not in F.ENUMS[name]:
         raise ValueError(f"{where}: {name}={value} is not one of {sorted(F.ENUMS[name])}")
