@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .jsonvalues import is_integer, is_number
+
 MAX_LATENCY_SECONDS = 120.0
 CONTROL_PREFIX = "/_sandbox"
 
@@ -109,7 +111,7 @@ class FaultInjector:
         method: str | None = None,
     ) -> Fault:
         """Answer the next `count` matching requests with a 5xx `status`."""
-        if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
+        if not is_integer(status) or not 500 <= status <= 599:
             raise FaultSpecError(f"status must be an integer 500..599, got {status!r}")
         return self._add(FaultKind.SERVER_ERROR, _count(count), path_prefix, method, status=status)
 
@@ -207,13 +209,13 @@ class FaultInjector:
 
 
 def _count(count: Any) -> int:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    if not is_integer(count) or count < 1:
         raise FaultSpecError(f"count must be a positive integer, got {count!r}")
     return count
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise FaultSpecError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise FaultSpecError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -1,8 +1,9 @@
 """The Microsoft Graph v1.0 emulator: contact folders, contacts, delta, `$batch`, throttling.
 
 Routes (each under `/v1.0/users/{id or UPN}` and `/v1.0/me`, bearer tokens from
-`contactsync_sandbox.tokens.REGISTRY`) and `POST /v1.0/$batch`; behaviour, error codes, the
-throttling model and the control API (`/_sandbox/graph/...`) are described in sandbox/README.md.
+`contactsync_sandbox.tokens.REGISTRY`) and `POST /v1.0/$batch`; behaviour, error codes and the
+throttling model are described in sandbox/README.md. The control API (`/_sandbox/graph/...`)
+lives in `control.py`.
 
 Every request — top-level or inside a `$batch` — runs the same path: a `Call` (method, path,
 query, headers, JSON body) is authenticated, its target mailbox resolved and access checked,
@@ -34,12 +35,12 @@ from ..server import ApiError, Emulator
 from . import fields as F
 from . import query as Q
 from . import seeding
+from .control import GraphControl
 from .delta import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaStore, DeltaToken, PageToken
 from .model import Contact, Folder, GraphState, Mailbox
 from .throttle import Key, Limiter, budget_error
 
 API = "/v1.0"
-CONTROL = "/_sandbox/graph"
 JSON_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
     "charset=utf-8"
@@ -166,6 +167,9 @@ class GraphEmulator(Emulator):
 
     def snapshot(self) -> Any:
         return seeding.dump(self.state)
+
+    def control_rules(self) -> Iterable[Rule]:
+        return GraphControl(self).rules()
 
     def reset(self) -> None:
         super().reset()
@@ -759,318 +763,6 @@ class GraphEmulator(Emulator):
             return self.run(call, rule.endpoint.op, values)
         finally:
             self.limiter.leave(key)
-
-    # ------------------------------------------------------------------ control API
-
-    def control_rules(self) -> Iterable[Rule]:
-        c = CONTROL
-        m = f"{c}/mailboxes/<mailbox>"
-
-        def rule(path: str, endpoint: Callable[..., Response], method: str) -> Rule:
-            return Rule(path, endpoint=endpoint, methods=[method])
-
-        return [
-            rule(f"{c}/mailboxes", self.c_mailboxes, "GET"),
-            rule(f"{m}/folders", self.c_folders, "GET"),
-            rule(f"{m}/folders", self.c_create_folder, "POST"),
-            rule(f"{m}/folders/<folder>", self.c_rename_folder, "PATCH"),
-            rule(f"{m}/folders/<folder>", self.c_delete_folder, "DELETE"),
-            rule(f"{m}/folders/<folder>/share", self.c_share, "POST"),
-            rule(f"{m}/folders/<folder>/unshare", self.c_unshare, "POST"),
-            rule(f"{m}/folders/<folder>/contacts", self.c_contacts, "GET"),
-            rule(f"{m}/folders/<folder>/contacts", self.c_create_contact, "POST"),
-            rule(f"{m}/contacts/<contact_id>", self.c_contact, "GET"),
-            rule(f"{m}/contacts/<contact_id>", self.c_update_contact, "PATCH"),
-            rule(f"{m}/contacts/<contact_id>", self.c_delete_contact, "DELETE"),
-            rule(f"{m}/contacts/<contact_id>/move", self.c_move_contact, "POST"),
-            rule(f"{c}/tokens", self.c_issue_token, "POST"),
-            rule(f"{c}/expire-tokens", self.c_expire_tokens, "POST"),
-            rule(f"{c}/expire-delta-tokens", self.c_expire_delta, "POST"),
-            rule(f"{c}/storage", self.c_storage, "GET"),
-            rule(f"{c}/storage", self.c_set_storage, "POST"),
-            rule(f"{c}/throttle", self.c_throttle, "GET"),
-            rule(f"{c}/throttle", self.c_set_throttle, "POST"),
-            rule(f"{c}/delta", self.c_delta, "GET"),
-            rule(f"{c}/delta", self.c_set_delta, "POST"),
-            rule(f"{c}/generate", self.c_generate, "POST"),
-            rule(f"{c}/stats", self.c_stats, "GET"),
-        ]
-
-    def _c_box(self, ref: str) -> Mailbox:
-        box = self.state.mailbox(ref)
-        if box is None:
-            raise ApiError(404, "NotFound", f"no mailbox {ref!r}")
-        return box
-
-    def _c_folder(self, box: Mailbox, ref: str) -> Folder:
-        """A folder by id, the `Contacts` alias, or a display name unique in the mailbox."""
-        if ref.lower() == "contacts":
-            return box.default_folder
-        found = self.state.folders.get(ref)
-        if found is not None and found.mailbox is box:
-            return found
-        named = [
-            f
-            for f in self.state.folders.values()
-            if f.mailbox is box and f.name.lower() == ref.lower()
-        ]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            raise ApiError(400, "BadRequest", f"several folders are named {ref!r}; use the id")
-        raise ApiError(404, "NotFound", f"no folder {ref!r} in {box.upn}")
-
-    def _c_contact(self, box: Mailbox, cid: str) -> Contact:
-        found = self.state.contacts.get(cid)
-        if found is None or found.mailbox is not box:
-            raise ApiError(404, "NotFound", f"no contact {cid!r} in {box.upn}")
-        return found
-
-    def _c_folder_json(self, folder: Folder) -> dict[str, Any]:
-        return {
-            **self.state.render_folder(folder),
-            "is_default": folder.is_default,
-            "path": "/".join(f.name for f in reversed(self.state.folder_path(folder))),
-            "shared_with": [
-                {"mailbox": self.state.mailboxes[mid].upn, "can_edit": can_edit}
-                for mid, can_edit in folder.shared_with.items()
-            ],
-            "contacts": len(folder.contacts),
-            "childFolders": len(folder.children),
-        }
-
-    @staticmethod
-    def _c_body(request: Request) -> dict[str, Any]:
-        body = Emulator.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
-    def c_mailboxes(self, request: Request) -> Response:
-        with self.lock:
-            rows = [
-                {
-                    "id": box.id,
-                    "user_principal_name": box.upn,
-                    "display_name": box.display_name,
-                    "default_folder_id": box.default_folder.id,
-                    "folders": sum(1 for f in self.state.folders.values() if f.mailbox is box),
-                    "contacts": sum(1 for c in self.state.contacts.values() if c.mailbox is box),
-                    "change_number": box.seq,
-                }
-                for box in self.state.mailboxes.values()
-            ]
-        return self.json_response({"mailboxes": rows})
-
-    def c_folders(self, request: Request, mailbox: str) -> Response:
-        with self.lock:
-            box = self._c_box(mailbox)
-            rows = [self._c_folder_json(f) for f in self.state.folders.values() if f.mailbox is box]
-        return self.json_response({"folders": rows})
-
-    def c_create_folder(self, request: Request, mailbox: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            box = self._c_box(mailbox)
-            parent = self._c_folder(box, str(body.get("parent") or "Contacts"))
-            folder = self.state.create_folder(parent, body.get("displayName"))
-            return self.json_response(self._c_folder_json(folder), 201)
-
-    def c_rename_folder(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            found = self._c_folder(self._c_box(mailbox), folder)
-            self.state.rename_folder(found, body.get("displayName"))
-            return self.json_response(self._c_folder_json(found))
-
-    def c_delete_folder(self, request: Request, mailbox: str, folder: str) -> Response:
-        with self.lock:
-            self.state.delete_folder(self._c_folder(self._c_box(mailbox), folder))
-        return Response(status=204)
-
-    def c_share(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            found = self._c_folder(self._c_box(mailbox), folder)
-            other, can_edit = seeding.parse_share(self.state, body)
-            if other is found.mailbox:
-                raise ValueError("a folder cannot be shared with its own mailbox")
-            found.shared_with[other.id] = can_edit
-            return self.json_response(self._c_folder_json(found))
-
-    def c_unshare(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            found = self._c_folder(self._c_box(mailbox), folder)
-            other, _ = seeding.parse_share(self.state, body)
-            if found.shared_with.pop(other.id, None) is None:
-                raise ApiError(404, "NotFound", f"the folder is not shared with {other.upn}")
-            return self.json_response(self._c_folder_json(found))
-
-    def c_contacts(self, request: Request, mailbox: str, folder: str) -> Response:
-        with self.lock:
-            found = self._c_folder(self._c_box(mailbox), folder)
-            rows = [self.state.raw_contact(c) for c in found.contacts.values()]
-        return self.json_response({"folder": found.id, "contacts": rows})
-
-    def c_create_contact(self, request: Request, mailbox: str, folder: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            found = self._c_folder(self._c_box(mailbox), folder)
-            props, extended = F.parse_write(body, self.state.storage)
-            contact = self.state.create_contact(found, props, extended)
-            return self.json_response(self.state.raw_contact(contact), 201)
-
-    def c_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        with self.lock:
-            contact = self._c_contact(self._c_box(mailbox), contact_id)
-            return self.json_response(self.state.raw_contact(contact))
-
-    def c_update_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            contact = self._c_contact(self._c_box(mailbox), contact_id)
-            props, extended = F.parse_write(body, self.state.storage)
-            self.state.update_contact(contact, props, extended)
-            return self.json_response(self.state.raw_contact(contact))
-
-    def c_delete_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        with self.lock:
-            box = self._c_box(mailbox)
-            contact = self._c_contact(box, contact_id)
-            bin_ = self.state.deleted_items(box) if self.state.storage.deleted_items else None
-            if bin_ is not None and contact.folder is not bin_:
-                self.state.move_contact(contact, bin_)  # the storage option: to Deleted Items
-            else:
-                self.state.delete_contact(contact)
-        return Response(status=204)
-
-    def c_move_contact(self, request: Request, mailbox: str, contact_id: str) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            box = self._c_box(mailbox)
-            contact = self._c_contact(box, contact_id)
-            self.state.move_contact(contact, self._c_folder(box, str(body.get("folder", ""))))
-            return self.json_response(self.state.raw_contact(contact))
-
-    def c_issue_token(self, request: Request) -> Response:
-        body = self._c_body(request)
-        app = self.state.meta.get("app_registration") or {}
-        mailbox = body.get("mailbox")
-        with self.lock:
-            box = self._c_box(mailbox) if mailbox is not None else None
-        default_scopes = ["Contacts.ReadWrite"] if box else ["https://graph.microsoft.com/.default"]
-        scopes = body.get("scopes", default_scopes)
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise ValueError("scopes must be a list of strings")
-        lifetime = body.get("lifetime", tokens.DEFAULT_LIFETIME)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
-            raise ValueError("lifetime must be a number of seconds")
-        grant = tokens.REGISTRY.issue(
-            client_id=str(body.get("client_id") or app.get("client_id") or "sandbox-client"),
-            tenant_id=str(self.state.meta.get("tenant_id") or "sandbox-tenant"),
-            mailbox_id=box.id if box else None,
-            upn=box.upn if box else None,
-            scopes=scopes,
-            lifetime=float(lifetime),
-        )
-        return self.json_response(
-            {
-                "access_token": grant.token,
-                "token_type": "Bearer",
-                "expires_at": grant.expires_at,
-                "mailbox_id": grant.mailbox_id,
-                "scopes": sorted(grant.scopes),
-            },
-            201,
-        )
-
-    def c_expire_tokens(self, request: Request) -> Response:
-        body = self._c_body(request)
-        if body.get("token") is not None:
-            found = tokens.REGISTRY.expire(str(body["token"]))
-            if not found:
-                raise ApiError(404, "NotFound", "no such token")
-            return self.json_response({"expired": 1})
-        return self.json_response({"expired": tokens.REGISTRY.expire_all()})
-
-    def c_expire_delta(self, request: Request) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            if body.get("mailbox") is not None:
-                box = self._c_box(str(body["mailbox"]))
-                if body.get("folder") is not None:
-                    targets = [self._c_folder(box, str(body["folder"]))]
-                else:
-                    targets = [f for f in self.state.folders.values() if f.mailbox is box]
-            elif body.get("folder") is not None:
-                raise ValueError("'folder' needs 'mailbox'")
-            else:
-                targets = list(self.state.folders.values())
-            for folder in targets:
-                folder.epoch += 1
-        return self.json_response({"folders": [f.id for f in targets]})
-
-    def c_storage(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response(self.state.storage.to_json())
-
-    def c_set_storage(self, request: Request) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            self.state.storage = self.state.storage.updated(body)
-            return self.json_response(self.state.storage.to_json())
-
-    def c_throttle(self, request: Request) -> Response:
-        return self.json_response(self.limiter.stats()["settings"])
-
-    def c_set_throttle(self, request: Request) -> Response:
-        return self.json_response(self.limiter.configure(self._c_body(request)))
-
-    def c_delta(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response(
-                {
-                    "replay_rate": self.delta_store.replay_rate,
-                    "tokens": len(self.delta_store.tokens),
-                }
-            )
-
-    def c_set_delta(self, request: Request) -> Response:
-        body = self._c_body(request)
-        unknown = set(body) - {"replay_rate", "seed"}
-        if unknown:
-            raise ValueError(f"unknown delta setting(s): {', '.join(sorted(unknown))}")
-        with self.lock:
-            if "replay_rate" in body:
-                rate = body["replay_rate"]
-                if (
-                    isinstance(rate, bool)
-                    or not isinstance(rate, int | float)
-                    or not 0 <= rate <= 1
-                ):
-                    raise ValueError("replay_rate must be a number 0..1")
-                self.delta_store.replay_rate = float(rate)
-            if "seed" in body:
-                self.delta_store.rng.seed(body["seed"])
-            return self.json_response(
-                {
-                    "replay_rate": self.delta_store.replay_rate,
-                    "tokens": len(self.delta_store.tokens),
-                }
-            )
-
-    def c_generate(self, request: Request) -> Response:
-        body = self._c_body(request)
-        with self.lock:
-            box = self._c_box(str(body.get("mailbox", "")))
-            folder = self._c_folder(box, str(body.get("folder") or "Contacts"))
-            return self.json_response(seeding.generate(self.state, folder, body.get("count")), 201)
-
-    def c_stats(self, request: Request) -> Response:
-        return self.json_response(self.limiter.stats())
 
 
 # ---------------------------------------------------------------------- helpers

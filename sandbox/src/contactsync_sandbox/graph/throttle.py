@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..faults import format_retry_after
+from ..jsonvalues import is_integer, is_number
 from ..server import ApiError
 
 Key = tuple[str, str]  # (client id, mailbox id)
@@ -54,8 +55,8 @@ SCOPES = ("mailbox", "app")
 def _number(value: Any, name: str, *, integer: bool = False, allow_none: bool = False) -> Any:
     if value is None and allow_none:
         return None
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+    ok = is_integer(value) if integer else is_number(value)
+    if not ok or not math.isfinite(value) or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
         raise ValueError(f"{name} must be {kind}{' or null' if allow_none else ''}, got {value!r}")
     return value

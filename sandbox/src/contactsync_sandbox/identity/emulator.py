@@ -15,7 +15,7 @@ Routes below `https://127.0.0.1:<port>/{tenant}` (tenant id, tenant domain, `com
 * `GET|POST /devicelogin` - the page a person uses to approve a device code
 
 Access tokens are opaque strings issued through `contactsync_sandbox.tokens.REGISTRY`, which
-the Graph emulator consults. Control API under `/_sandbox/identity/`: see sandbox/README.md.
+the Graph emulator consults. The control API (`/_sandbox/identity/...`) lives in `control.py`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ..seed import default_seed
 from ..server import ApiError, Emulator
 from ..tokens import REGISTRY
 from . import model
+from .control import IdentityControl
 from .jwt import b64url_json, signing_key
 from .model import (
     GRAPH_RESOURCE,
@@ -48,7 +49,6 @@ from .model import (
 )
 from .page import done_page, form_page
 
-CONTROL = "/_sandbox/identity"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _AADSTS = re.compile(r"AADSTS(\d+)")
 #: Codes of the base framework's errors (faults, routing) → OAuth `error` values.
@@ -86,12 +86,15 @@ class IdentityEmulator(Emulator):
     def seed(self, data: Any) -> None:
         state = model.load(data)
         # Tokens derived from the replaced state stop working (as after a restart).
-        self._expire_issued(lambda upn: True)
+        self.expire_issued(lambda upn: True)
         self._issued = []
         self.state = state
 
     def snapshot(self) -> Any:
         return model.dump(self._state)
+
+    def control_rules(self) -> Iterable[Rule]:
+        return IdentityControl(self).rules()
 
     def info(self, base_url: str) -> dict[str, Any]:
         state = self._state
@@ -617,13 +620,13 @@ class IdentityEmulator(Emulator):
         code, upn = form.get("code", ""), form.get("upn", "")
         accept = form.get("action", "accept") != "cancel"
         try:
-            record = self._decide(code, upn if accept else None, accept)
+            record = self.decide(code, upn if accept else None, accept)
         except ApiError as exc:
             return self._html(form_page(self._page_users(), None, code, exc.message), 400)
         app = self._state.apps.get(record.client_id)
         return self._html(done_page(accept, record.upn, app.display_name if app else None))
 
-    def _decide(self, user_code: str | None, upn: str | None, approve: bool) -> DeviceCode:
+    def decide(self, user_code: str | None, upn: str | None, approve: bool) -> DeviceCode:
         """Approve (as `upn`) or deny a pending device code; ApiError when that cannot be."""
         state, now = self._state, time.time()
         if user_code:
@@ -651,108 +654,9 @@ class IdentityEmulator(Emulator):
             record.status = "denied"
         return record
 
-    # ------------------------------------------------------------------ control API
-
-    def control_rules(self) -> Iterable[Rule]:
-        c = CONTROL
-        return [
-            Rule(f"{c}/settings", endpoint=self.c_get_settings, methods=["GET"]),
-            Rule(f"{c}/settings", endpoint=self.c_set_settings, methods=["POST"]),
-            Rule(f"{c}/device", endpoint=self.c_device_codes, methods=["GET"]),
-            Rule(f"{c}/device/approve", endpoint=self.c_approve, methods=["POST"]),
-            Rule(f"{c}/device/deny", endpoint=self.c_deny, methods=["POST"]),
-            Rule(f"{c}/refresh-tokens", endpoint=self.c_refresh_tokens, methods=["GET"]),
-            Rule(f"{c}/users/<upn>/revoke", endpoint=self.c_revoke_user, methods=["POST"]),
-            Rule(f"{c}/expire-access-tokens", endpoint=self.c_expire_all, methods=["POST"]),
-        ]
-
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = self.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
-    def c_get_settings(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response(dict(self._state.settings))
-
-    def c_set_settings(self, request: Request) -> Response:
-        body = self._body(request)
-        with self.lock:
-            self._state.settings = model.check_settings(body, self._state.settings)
-            return self.json_response(dict(self._state.settings))
-
-    def c_device_codes(self, request: Request) -> Response:
-        wanted = request.args.get("status")
-        if wanted is not None and wanted not in model.DEVICE_STATUSES:
-            raise ValueError(f"status must be one of {list(model.DEVICE_STATUSES)}")
-        now = time.time()
-        with self.lock:
-            codes = [
-                r.to_json(now)
-                for r in self._state.device_codes.values()
-                if wanted is None or r.current_status(now) == wanted
-            ]
-        codes.sort(key=lambda r: r["created_at"])
-        return self.json_response({"device_codes": codes})
-
-    def c_approve(self, request: Request) -> Response:
-        body = self._body(request)
-        if set(body) - {"user_code", "upn"} or not isinstance(body.get("upn"), str):
-            raise ValueError('the body is {"upn": "<user>", "user_code": "<code>"}')
-        with self.lock:
-            record = self._decide(body.get("user_code"), body["upn"], approve=True)
-            return self.json_response(record.to_json(time.time()))
-
-    def c_deny(self, request: Request) -> Response:
-        body = self._body(request)
-        if set(body) - {"user_code"}:
-            raise ValueError('the body is {"user_code": "<code>"}')
-        with self.lock:
-            record = self._decide(body.get("user_code"), None, approve=False)
-            return self.json_response(record.to_json(time.time()))
-
-    def c_refresh_tokens(self, request: Request) -> Response:
-        upn = (request.args.get("upn") or "").lower()
-        status = request.args.get("status")
-        with self.lock:
-            tokens = [
-                t.to_json()
-                for t in self._state.refresh_tokens.values()
-                if (not upn or t.upn.lower() == upn) and (status is None or t.status == status)
-            ]
-        return self.json_response({"refresh_tokens": tokens})
-
-    def c_revoke_user(self, request: Request, upn: str) -> Response:
-        body = self._body(request)
-        if set(body) - {"access_tokens"} or not isinstance(body.get("access_tokens", False), bool):
-            raise ValueError('the body is empty or {"access_tokens": true}')
-        with self.lock:
-            user = self._state.user(upn)
-            if user is None:
-                raise ApiError(404, "NotFound", f"no user {upn!r}")
-            revoked = 0
-            for token in self._state.refresh_tokens.values():
-                if token.upn.lower() == upn.lower() and token.status == "active":
-                    token.status = "revoked"
-                    revoked += 1
-            expired = 0
-            if body.get("access_tokens"):
-                expired = self._expire_issued(lambda who: who == upn.lower())
-            return self.json_response(
-                {
-                    "upn": user.user_principal_name,
-                    "revoked_refresh_tokens": revoked,
-                    "expired_access_tokens": expired,
-                }
-            )
-
-    def c_expire_all(self, request: Request) -> Response:
-        return self.json_response({"expired_access_tokens": REGISTRY.expire_all()})
-
-    def _expire_issued(self, which: Any) -> int:
+    def expire_issued(self, which: Any) -> int:
+        """Expire the live access tokens this emulator issued to users `which(upn)` accepts
+        (upn None: app-only); how many."""
         count = 0
         for token, upn in self._issued:
             grant = REGISTRY.lookup(token)

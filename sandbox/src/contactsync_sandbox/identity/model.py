@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..jsonvalues import is_number
 from ..server import ApiError
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -249,7 +250,7 @@ def check_settings(values: Mapping[str, Any], base: Mapping[str, Any]) -> dict[s
         )
     merged = dict(base)
     for key, value in values.items():
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        ok = is_number(value) and value > 0
         if key in INTEGER_SETTINGS:
             ok = ok and float(value).is_integer()
             value = int(value) if ok else value

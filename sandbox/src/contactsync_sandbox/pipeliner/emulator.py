@@ -1,9 +1,9 @@
-"""The Pipeliner API v100 emulator: routes, authentication, rate limit and control API.
+"""The Pipeliner API v100 emulator: routes, authentication and the rate limit.
 
 Routes (all under `/api/v100/rest/spaces/{space_id}/entities`, HTTP Basic with an application
 key of the space) are exactly the paths of the vendor's pruned OpenAPI document, plus
 `GET /SalesUnits` (outside the pruned spec; the unit tree only). See sandbox/README.md for the
-behaviour, the error table and the control API.
+behaviour and the error table. The control API (`/_sandbox/pipeliner/...`) lives in `control.py`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ..seed import default_seed
-from ..server import ApiError, Emulator
-from . import seeding
+from ..server import Emulator
+from . import relations, seeding, writes
+from .control import PipelinerControl
 from .errors import PipelinerError, error_body, invalid
-from .model import Plan, Row, Space, _bool_arg, check_rate_limit, iso
-from .timefmt import format_us
+from .params import bool_arg, parse_expand, parse_load_only
+from .render import list_body, render
+from .space import Row, Space
+from .writes import Plan
 
 API_PREFIX = "/api/v100/rest/spaces/<space_id>/entities"
-CONTROL = "/_sandbox/pipeliner"
 AUTH_REALM = 'Basic realm="restapi"'
 
 
@@ -75,6 +77,9 @@ class PipelinerEmulator(Emulator):
 
     def snapshot(self) -> Any:
         return seeding.dump(self.space)
+
+    def control_rules(self) -> Iterable[Rule]:
+        return PipelinerControl(self).rules()
 
     def info(self, base_url: str) -> dict[str, Any]:
         key = self.space.app_keys[0]
@@ -143,7 +148,7 @@ class PipelinerEmulator(Emulator):
         def endpoint(request: Request, space_id: str, **values: Any) -> Response:
             self._authenticate(request, space_id)
             self._throttle()
-            self.space.purge_deleted()
+            writes.purge_deleted(self.space)
             return handler(request, **values)
 
         endpoint.__name__ = getattr(handler, "__name__", "endpoint")
@@ -185,11 +190,19 @@ class PipelinerEmulator(Emulator):
             )
         self._window.append(now)
 
-    def _base(self, request: Request) -> str:
+    def restart_rate_window(self) -> None:
+        """Forget the requests counted so far (after the rate limit or the settings change)."""
+        self._window.clear()
+
+    def entities_url(self, request: Request) -> str:
+        """The base of entity URIs in answers: `{host}/api/v100/rest/spaces/{id}/entities`."""
         return f"{request.host_url.rstrip('/')}/api/v100/rest/spaces/{self.space.space_id}/entities"
 
     def _one(self, request: Request, type_name: str, row: Row, status: int = 200) -> Response:
-        body = {"success": True, "data": self.space.render(type_name, row, self._base(request))}
+        body = {
+            "success": True,
+            "data": render(self.space, type_name, row, self.entities_url(request)),
+        }
         return self.json_response(body, status)
 
     def _deleted(self, rid: str) -> Response:
@@ -199,7 +212,7 @@ class PipelinerEmulator(Emulator):
 
     def _lister(self, type_name: str) -> Callable[..., Response]:
         def list_entities(request: Request) -> Response:
-            body = self.space.list_body(type_name, request.args, self._base(request))
+            body = list_body(self.space, type_name, request.args, self.entities_url(request))
             return self.json_response(body)
 
         list_entities.__name__ = f"list_{type_name}"
@@ -208,10 +221,12 @@ class PipelinerEmulator(Emulator):
     def _getter(self, type_name: str) -> Callable[..., Response]:
         def get_entity(request: Request, id: str) -> Response:
             space = self.space
-            row = space.get(type_name, id, _bool_arg(request.args, "include-deleted"))
-            expand = space.parse_expand(type_name, request.args.get("expand"))
-            load_only = space.parse_load_only(type_name, request.args.get("load-only"), expand)
-            data = space.render(type_name, row, self._base(request), expand, load_only)
+            row = space.get(type_name, id, bool_arg(request.args, "include-deleted"))
+            expand = parse_expand(space.types, type_name, request.args.get("expand"))
+            load_only = parse_load_only(
+                space.types, type_name, request.args.get("load-only"), expand
+            )
+            data = render(space, type_name, row, self.entities_url(request), expand, load_only)
             return self.json_response({"success": True, "data": data})
 
         get_entity.__name__ = f"get_{type_name}"
@@ -220,20 +235,20 @@ class PipelinerEmulator(Emulator):
     # ------------------------------------------------------------------ contacts
 
     def create_contact(self, request: Request) -> Response:
-        plan = self.space.plan_contact_create(
-            self.read_json(request), vl=_validation_level(request)
+        plan = writes.plan_contact_create(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "Contact", plan(), 201)
 
     def update_contact(self, request: Request, id: str) -> Response:
-        plan = self.space.plan_contact_update(
-            id, self.read_json(request), vl=_validation_level(request)
+        plan = writes.plan_contact_update(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "Contact", plan())
 
     def delete_contact(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.plan_contact_delete(id)()
+        writes.plan_contact_delete(self.space, id)()
         return self._deleted(id)
 
     def _batch_body(self, request: Request, item_type: type) -> list[Any]:
@@ -279,304 +294,79 @@ class PipelinerEmulator(Emulator):
 
         def plan_item(item: dict[str, Any], index: int) -> Plan:
             if "id" in item:
-                return space.plan_contact_update(
-                    item["id"], item, vl=vl, schema="batchContactInput"
+                return writes.plan_contact_update(
+                    space, item["id"], item, vl=vl, schema="batchContactInput"
                 )
-            return space.plan_contact_create(item, vl=vl, schema="batchContactInput")
+            return writes.plan_contact_create(space, item, vl=vl, schema="batchContactInput")
 
         return self._run_batch(request, items, plan_item)
 
     def batch_delete(self, request: Request) -> Response:
         _validation_level(request)
         items = self._batch_body(request, str)
-        return self._run_batch(request, items, lambda rid, _i: self.space.plan_contact_delete(rid))
+        return self._run_batch(
+            request, items, lambda rid, _i: writes.plan_contact_delete(self.space, rid)
+        )
 
     def batch_restore(self, request: Request) -> Response:
         _validation_level(request)
         items = self._batch_body(request, str)
-        return self._run_batch(request, items, lambda rid, _i: self.space.plan_contact_restore(rid))
+        return self._run_batch(
+            request, items, lambda rid, _i: writes.plan_contact_restore(self.space, rid)
+        )
 
     # ------------------------------------------------------------------ relations
 
     def create_sharing_client(self, request: Request) -> Response:
-        row = self.space.create_sharing_client(
-            self.read_json(request), vl=_validation_level(request)
+        row = relations.create_sharing_client(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactSharingClientRelation", row, 201)
 
     def update_sharing_client(self, request: Request, id: str) -> Response:
-        row = self.space.update_sharing_client(
-            id, self.read_json(request), vl=_validation_level(request)
+        row = relations.update_sharing_client(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactSharingClientRelation", row)
 
     def delete_sharing_client(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.delete_relation("sharing_clients", id)
+        relations.delete_relation(self.space, "sharing_clients", id)
         return self._deleted(id)
 
     def create_sharing_unit(self, request: Request) -> Response:
-        row = self.space.create_sharing_unit(self.read_json(request), vl=_validation_level(request))
+        row = relations.create_sharing_unit(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "ContactSharingSalesUnitRelation", row, 201)
 
     def create_account_relation(self, request: Request) -> Response:
-        row = self.space.create_account_relation(
-            self.read_json(request), vl=_validation_level(request)
+        row = relations.create_account_relation(
+            self.space, self.read_json(request), vl=_validation_level(request)
         )
         return self._one(request, "ContactAccountRelation", row, 201)
 
     # ------------------------------------------------------------------ accounts, clients
 
     def create_account(self, request: Request) -> Response:
-        row = self.space.create_account(self.read_json(request), vl=_validation_level(request))
+        row = writes.create_account(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Account", row, 201)
 
     def create_client(self, request: Request) -> Response:
-        row = self.space.create_client(self.read_json(request), vl=_validation_level(request))
+        row = writes.create_client(
+            self.space, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Client", row, 201)
 
     def update_client(self, request: Request, id: str) -> Response:
-        row = self.space.update_client(id, self.read_json(request), vl=_validation_level(request))
+        row = writes.update_client(
+            self.space, id, self.read_json(request), vl=_validation_level(request)
+        )
         return self._one(request, "Client", row)
 
     def delete_client(self, request: Request, id: str) -> Response:
         _validation_level(request)
-        self.space.delete_client(id)
+        writes.delete_client(self.space, id)
         return self._deleted(id)
-
-    # ------------------------------------------------------------------ control API
-
-    def control_rules(self) -> Iterable[Rule]:
-        c, u = CONTROL, f"{CONTROL}/users/<user_id>/contacts"
-        return [
-            Rule(f"{c}/contacts/<contact_id>", endpoint=self.c_raw_contact, methods=["GET"]),
-            Rule(
-                f"{c}/contacts/<contact_id>/delete-protection",
-                endpoint=self.c_delete_protection,
-                methods=["POST"],
-            ),
-            Rule(u, endpoint=self.c_user_create, methods=["POST"]),
-            Rule(f"{u}/<contact_id>", endpoint=self.c_user_edit, methods=["PATCH"]),
-            Rule(f"{u}/<contact_id>", endpoint=self.c_user_delete, methods=["DELETE"]),
-            Rule(f"{u}/<contact_id>/restore", endpoint=self.c_user_restore, methods=["POST"]),
-            Rule(f"{u}/<contact_id>/owner", endpoint=self.c_user_owner, methods=["POST"]),
-            Rule(f"{u}/<contact_id>/share", endpoint=self.c_user_share, methods=["POST"]),
-            Rule(f"{u}/<contact_id>/unshare", endpoint=self.c_user_unshare, methods=["POST"]),
-            *(
-                Rule(f"{c}/{kind}", endpoint=self._c_identity(kind), methods=["POST"])
-                for kind in seeding.IDENTITY_KINDS
-            ),
-            *(
-                Rule(f"{c}/{kind}/<rid>", endpoint=self._c_edit_identity(kind), methods=["PATCH"])
-                for kind in seeding.EDITABLE_IDENTITIES
-            ),
-            Rule(f"{c}/generate", endpoint=self.c_generate, methods=["POST"]),
-            Rule(f"{c}/rate-limit", endpoint=self.c_get_rate_limit, methods=["GET"]),
-            Rule(f"{c}/rate-limit", endpoint=self.c_set_rate_limit, methods=["POST"]),
-            Rule(f"{c}/settings", endpoint=self.c_get_settings, methods=["GET"]),
-            Rule(f"{c}/settings", endpoint=self.c_set_settings, methods=["POST"]),
-            Rule(f"{c}/clock", endpoint=self.c_get_clock, methods=["GET"]),
-            Rule(f"{c}/clock", endpoint=self.c_advance_clock, methods=["POST"]),
-        ]
-
-    def _object(self, request: Request) -> dict[str, Any]:
-        body = self.read_json(request)
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        return body
-
-    def _actor(self, user_id: str) -> str:
-        row = self.space.rows("Client").get(user_id)
-        if row is None or row.get("is_deleted"):
-            raise ApiError(404, "NotFound", f"no Pipeliner user {user_id}")
-        return user_id
-
-    def _contact_view(self, request: Request, row: Row, status: int = 200) -> Response:
-        return self.json_response(self.space.render("Contact", row, self._base(request)), status)
-
-    def c_raw_contact(self, request: Request, contact_id: str) -> Response:
-        with self.lock:
-            row = self.space.rows("Contact").get(contact_id)
-            if row is None:
-                raise ApiError(404, "NotFound", f"no contact {contact_id}")
-            return self.json_response(seeding.dump_contact(self.space, row))
-
-    def c_delete_protection(self, request: Request, contact_id: str) -> Response:
-        body = self._object(request)
-        flag = body.get("is_delete_protected", True)
-        if not isinstance(flag, bool):
-            raise ValueError("is_delete_protected must be true or false")
-        with self.lock:
-            row = self.space.get("Contact", contact_id, include_deleted=True)
-            if bool(row.get("is_delete_protected")) != flag:
-                row["is_delete_protected"] = flag
-                self.space.bump("Contact", row)
-            return self._contact_view(request, row)
-
-    def c_user_create(self, request: Request, user_id: str) -> Response:
-        body = self._object(request)
-        with self.lock:
-            actor = self._actor(user_id)
-            body.setdefault("owner_id", actor)
-            row = self.space.plan_contact_create(body, actor=actor)()
-            return self._contact_view(request, row, 201)
-
-    def c_user_edit(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
-        with self.lock:
-            actor = self._actor(user_id)
-            row = self.space.plan_contact_update(contact_id, body, actor=actor)()
-            return self._contact_view(request, row)
-
-    def c_user_delete(self, request: Request, user_id: str, contact_id: str) -> Response:
-        with self.lock:
-            actor = self._actor(user_id)
-            row = self.space.plan_contact_delete(contact_id, actor=actor)()
-            return self._contact_view(request, row)
-
-    def c_user_restore(self, request: Request, user_id: str, contact_id: str) -> Response:
-        with self.lock:
-            actor = self._actor(user_id)
-            row = self.space.plan_contact_restore(contact_id, actor=actor)()
-            return self._contact_view(request, row)
-
-    def c_user_owner(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
-        if set(body) - {"owner_id", "unit_id"} or "owner_id" not in body:
-            raise ValueError('the body is {"owner_id": <user id>} (optionally "unit_id")')
-        with self.lock:
-            actor = self._actor(user_id)
-            row = self.space.plan_contact_update(contact_id, body, actor=actor)()
-            return self._contact_view(request, row)
-
-    def c_user_share(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
-        field, key = self._share_target(body, {"role"})
-        role = body.get("role", 2)
-        with self.lock:
-            actor = self._actor(user_id)
-            space = self.space
-            space.get("Contact", contact_id)
-            existing = space.find_relation(field, contact_id, body[key])
-            data = {"contact_id": contact_id, key: body[key], "role": role}
-            if existing is None:
-                if field == "sharing_clients":
-                    space.create_sharing_client(data, actor=actor)
-                else:
-                    space.create_sharing_unit(data, actor=actor)
-            elif existing.get("role") != role:
-                space.set_relation_role(field, existing, role, actor=actor)
-            return self._contact_view(request, space.get("Contact", contact_id))
-
-    def c_user_unshare(self, request: Request, user_id: str, contact_id: str) -> Response:
-        body = self._object(request)
-        field, key = self._share_target(body, set())
-        with self.lock:
-            actor = self._actor(user_id)
-            space = self.space
-            space.get("Contact", contact_id)
-            existing = space.find_relation(field, contact_id, body[key])
-            if existing is None:
-                raise ApiError(
-                    404, "NotFound", f"contact {contact_id} is not shared with {body[key]}"
-                )
-            space.delete_relation(field, existing["id"], actor=actor)
-            return self._contact_view(request, space.get("Contact", contact_id))
-
-    @staticmethod
-    def _share_target(body: Mapping[str, Any], extra: set[str]) -> tuple[str, str]:
-        keys = set(body) & {"client_id", "unit_id"}
-        if len(keys) != 1 or set(body) - {"client_id", "unit_id"} - extra:
-            allowed = ", ".join(sorted({"client_id | unit_id", *extra}))
-            raise ValueError(
-                f"the body takes exactly one of client_id, unit_id (fields: {allowed})"
-            )
-        key = keys.pop()
-        return ("sharing_clients", key) if key == "client_id" else ("sharing_units", key)
-
-    def _c_identity(self, kind: str) -> Callable[..., Response]:
-        type_name = seeding.IDENTITY_KINDS[kind][0]
-
-        def create(request: Request) -> Response:
-            body = self._object(request)
-            with self.lock:
-                row = seeding.add_identity(self.space, kind, body)
-                data = self.space.render(type_name, row, self._base(request))
-                return self.json_response(data, 201)
-
-        create.__name__ = f"c_create_{kind}"
-        return create
-
-    def _c_edit_identity(self, kind: str) -> Callable[..., Response]:
-        type_name = seeding.EDITABLE_IDENTITIES[kind]
-
-        def edit(request: Request, rid: str) -> Response:
-            body = self._object(request)
-            with self.lock:
-                try:
-                    row = seeding.update_identity(self.space, kind, rid, body)
-                except LookupError as exc:
-                    raise ApiError(404, "NotFound", str(exc)) from None
-                return self.json_response(self.space.render(type_name, row, self._base(request)))
-
-        edit.__name__ = f"c_edit_{kind}"
-        return edit
-
-    def c_generate(self, request: Request) -> Response:
-        body = self._object(request)
-        with self.lock:
-            started = time.perf_counter()
-            result = seeding.generate(self.space, body)
-            result["seconds"] = round(time.perf_counter() - started, 3)
-            return self.json_response(result, 201)
-
-    def c_get_rate_limit(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response({"rate_limit": self.space.settings["rate_limit"]})
-
-    def c_set_rate_limit(self, request: Request) -> Response:
-        limit = check_rate_limit(self.read_json(request))
-        with self.lock:
-            self.space.settings["rate_limit"] = limit
-            self._window.clear()
-            return self.json_response({"rate_limit": limit})
-
-    def c_get_settings(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response(dict(self.space.settings))
-
-    def c_set_settings(self, request: Request) -> Response:
-        body = self._object(request)
-        with self.lock:
-            settings = self.space.update_settings(body)
-            self._window.clear()
-            return self.json_response(settings)
-
-    def c_get_clock(self, request: Request) -> Response:
-        with self.lock:
-            return self.json_response(self._clock_view())
-
-    def c_advance_clock(self, request: Request) -> Response:
-        body = self._object(request)
-        seconds = body.get("advance_seconds")
-        if (
-            set(body) != {"advance_seconds"}
-            or isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not 0 <= seconds <= 10 * 365 * 86_400
-        ):
-            raise ValueError('the body is {"advance_seconds": <seconds, >= 0>}')
-        with self.lock:
-            self.space.clock.advance(seconds)
-            return self.json_response(self._clock_view())
-
-    def _clock_view(self) -> dict[str, Any]:
-        now = self.space.clock.peek()
-        return {
-            "now": iso(now),
-            "now_api": format_us(now, self.space.settings["timestamp_format"]),
-            "offset_seconds": self.space.clock.offset_us / 1_000_000,
-            "revision": self.space.revision,
-        }

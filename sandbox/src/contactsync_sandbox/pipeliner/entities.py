@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jsonvalues import is_integer
 from . import fields as F
 from .query import Collection
 
@@ -24,6 +25,27 @@ UUID_RE = re.compile(
 )
 #: Custom fields of a space are named `cf_<api name>`; the emulator accepts any such key.
 CUSTOM_FIELD_RE = re.compile(r"^cf_[A-Za-z0-9_]{1,100}$")
+
+#: What a JSON value of each field kind looks like (write inputs and seeds; enums and the
+#: date-time format are checked on top, by each).
+_KIND_TESTS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": is_integer,
+    "bool": lambda v: isinstance(v, bool),
+    "uuid": lambda v: isinstance(v, str) and bool(UUID_RE.match(v)),
+    "datetime": lambda v: isinstance(v, str),
+    "uuid[]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    "rel": lambda v: isinstance(v, dict),
+    "rel[]": lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def has_kind(kind: str, value: Any) -> bool:
+    """Whether `value` (from JSON) is a value of a field of `kind`; False for other kinds."""
+    test = _KIND_TESTS.get(kind)
+    return test is not None and test(value)
+
 
 #: A parsed `expand` / `load-only` tree: {"owner": {}, "account_relations": {"account": {}}}.
 Tree = dict[str, "Tree"]
@@ -120,3 +142,10 @@ def text_defaults(schema_name: str, skip: tuple[str, ...] = ()) -> dict[str, Any
 
 def meta_defaults() -> dict[str, Any]:
     return {"is_deleted": False, "is_delete_protected": False}
+
+
+def last_segment(ref: Any) -> str | None:
+    """An id given as a uuid or as a relation URI (`.../entities/X/<id>`)."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    return ref.rstrip("/").rsplit("/", 1)[-1]

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jsonvalues import is_integer
 from .timefmt import format_us, parse_us
 
 Getter = Callable[[Mapping[str, Any], str], Any]
@@ -217,7 +218,7 @@ def _cursor_value(value: Any, kind: str, cursor: str) -> Any:
         return None
     ok = {
         "datetime": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
+        "int": is_integer(value),
         "bool": isinstance(value, bool),
     }.get(kind, isinstance(value, str))
     if not ok:

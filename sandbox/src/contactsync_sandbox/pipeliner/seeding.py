@@ -31,19 +31,13 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..jsonvalues import is_integer
 from . import fields as F
 from .demo import demo_contacts, synthetic_rows
-from .entities import CUSTOM_FIELD_RE, UUID_RE
-from .model import (
-    _ID_NAMESPACE,
-    _RELATION_SETS,
-    DEFAULT_CONTACT_TYPE_ID,
-    SEED_EPOCH_US,
-    Row,
-    Space,
-    iso,
-)
-from .timefmt import parse_us
+from .entities import CUSTOM_FIELD_RE, UUID_RE, has_kind
+from .registry import DEFAULT_CONTACT_TYPE_ID, ID_NAMESPACE, RELATION_SETS
+from .space import Row, Space
+from .timefmt import iso, parse_us
 
 TOP_KEYS = {
     "space_id",
@@ -71,18 +65,12 @@ _META = {
 _IGNORED_KINDS = ("uri", "uri[]", "object", "binary", "rel", "rel[]")
 _NOTES = ("demo_role", "description", "_comment")
 MAX_GENERATE = 1_000_000
+#: Default timestamps of seeded identities (users, units, roles, accounts) without their own.
+SEED_EPOCH_US = parse_us("2025-01-02T08:00:00Z")
 
 
 def _convert(where: str, name: str, kind: str, value: Any) -> Any:
-    ok = {
-        "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "uuid": isinstance(value, str) and bool(UUID_RE.match(value)),
-        "datetime": isinstance(value, str),
-        "uuid[]": isinstance(value, list) and all(isinstance(v, str) for v in value),
-    }.get(kind, False)
-    if not ok:
+    if not has_kind(kind, value):
         raise ValueError(f"{where}: {name} must be {kind}, got {value!r}")
     if kind == "int" and name in F.ENUMS and value not in F.ENUMS[name]:
         raise ValueError(f"{where}: {name}={value} is not one of {sorted(F.ENUMS[name])}")
@@ -389,7 +377,7 @@ def _load(data: Any) -> Space:
         if not isinstance(demo, dict) or set(demo) - {"count", "seed"}:
             raise ValueError('demo_contacts is {"count": N, "seed": S}')
         count, seed = demo.get("count", 300), demo.get("seed", 42)
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
+        if not is_integer(count) or not 0 <= count <= 100_000:
             raise ValueError("demo_contacts.count must be an integer 0..100000")
         contact_items += demo_contacts(
             count,
@@ -407,7 +395,7 @@ def _load(data: Any) -> Space:
             contact_kinds,
             where,
             custom=True,
-            skip=tuple(_RELATION_SETS),
+            skip=tuple(RELATION_SETS),
             ignore=(
                 "formatted_name",
                 "account_position",
@@ -415,7 +403,7 @@ def _load(data: Any) -> Space:
                 "is_favorite",
             ),
         )
-        row.setdefault("id", str(uuid.uuid5(_ID_NAMESPACE, f"contact/{index}")))
+        row.setdefault("id", str(uuid.uuid5(ID_NAMESPACE, f"contact/{index}")))
         if row["id"] in contacts:
             raise ValueError(f"{where}: duplicate contact id {row['id']}")
         owner = clients.get(row.get("owner_id", ""))
@@ -426,7 +414,7 @@ def _load(data: Any) -> Space:
             raise ValueError(f"{where}: unit_id {row['unit_id']} is not a seeded unit")
         row.setdefault("contact_type_id", space.default_contact_type_id)
         contacts[row["id"]] = stamp(row, SEED_EPOCH_US + (index + 1) * 1_000_000)
-        for field, (type_name, key, target, _input) in _RELATION_SETS.items():
+        for field, (type_name, key, target, _input) in RELATION_SETS.items():
             items = item.get(field) or []
             if not isinstance(items, list):
                 raise ValueError(f"{where}.{field} must be a list")
@@ -438,13 +426,13 @@ def _load(data: Any) -> Space:
                 if rel.get(key) not in targets:
                     raise ValueError(f"{rel_where}: {key} {rel.get(key)} is not seeded")
                 rel.setdefault(
-                    "id", str(uuid.uuid5(_ID_NAMESPACE, f"{row['id']}/{field}/{rel[key]}"))
+                    "id", str(uuid.uuid5(ID_NAMESPACE, f"{row['id']}/{field}/{rel[key]}"))
                 )
                 rel["contact_id"] = row["id"]
                 space.rows(type_name)[rel["id"]] = stamp(rel, row["created"])
                 space.by_contact[field].setdefault(row["id"], []).append(rel["id"])
     for field in ("account_relations",):
-        relations = space.rows(_RELATION_SETS[field][0])
+        relations = space.rows(RELATION_SETS[field][0])
         for contact_id, ids in space.by_contact[field].items():
             primaries = [
                 i
@@ -455,7 +443,7 @@ def _load(data: Any) -> Space:
                 raise ValueError(f"contact {contact_id}: more than one primary account relation")
 
     revision = data.get("revision", 0)
-    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+    if not is_integer(revision) or revision < 0:
         raise ValueError("revision must be a non-negative integer")
     existing = [
         row["revision"]
@@ -494,7 +482,7 @@ def dump_contact(space: Space, row: Mapping[str, Any]) -> Row:
     """A contact as stored (seed form), with its relations (deleted ones too)."""
     types = space.types
     item = _dump_row(row, types["Contact"].kinds)
-    for field, (type_name, _key, _target, _input) in _RELATION_SETS.items():
+    for field, (type_name, _key, _target, _input) in RELATION_SETS.items():
         ids = space.by_contact[field].get(row["id"])
         if ids:
             rows = space.rows(type_name)
@@ -528,10 +516,10 @@ def generate(space: Space, spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict) or set(spec) - {"count", "owner_id", "seed"}:
         raise ValueError('generate takes {"count": N, "owner_id": <user id>, "seed": S}')
     count = spec.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GENERATE:
+    if not is_integer(count) or not 1 <= count <= MAX_GENERATE:
         raise ValueError(f"count must be an integer 1..{MAX_GENERATE}")
     seed = spec.get("seed", 1)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_integer(seed):
         raise ValueError("seed must be an integer")
     clients = space.rows("Client")
     owner_id = spec.get("owner_id") or next(iter(clients), None)

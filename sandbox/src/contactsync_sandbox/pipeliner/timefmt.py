@@ -83,3 +83,8 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset_us += int(seconds * 1_000_000)
+
+
+def iso(us: int) -> str:
+    """A timestamp for the control API and snapshots (ISO 8601, µs, `Z`)."""
+    return from_us(us).isoformat().replace("+00:00", "Z")
