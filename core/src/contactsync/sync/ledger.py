@@ -103,6 +103,7 @@ DEFAULT_LEDGER_PATH: Final = Path(".contactsync") / "ledger.sqlite"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
 _WRITE: Final = "contactsync_write"  # execution option: this transaction will write
+#: Advisory lock ids hash fixed names, not module paths: every release must compute the same ids.
 _INIT_LOCK_KEY: Final = (
     int.from_bytes(hashlib.sha256(b"contactsync.ledger.init").digest()[:8], "big") >> 1
 )
