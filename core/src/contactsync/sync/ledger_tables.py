@@ -38,7 +38,6 @@ SCHEMA_VERSION: Final = 3
 
 _CHUNK: Final = 500  # ids per IN (...) query and links per page: far below every bind limit
 #: A fixed name, not the module path: every release must compute the same lock keys.
-#: A fixed name, not the module path: every release must compute the same lock keys.
 _LOCK_NAMESPACE: Final = b"contactsync.ledger.scope\x00"
 
 
