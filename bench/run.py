@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.procs import TreeSampler, _stat
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,8 +179,11 @@ class Project:
             self.env[f"{plugin}_GRAPH_WINDOW_SECONDS"] = str(window)
 
     def links(self) -> list[tuple[str, str]]:
-        scope = ScopeKey(ALEX, SPACE, "me", self.folder)
-        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
+        scope = Partition(ALEX, SPACE, "me", self.folder)
+        with (
+            Ledger(str(self.workdir / "ledger.sqlite")) as ledger,
+            ledger.open_partition(scope) as s,
+        ):
             return sorted((lk.crm_id, lk.book_id or "") for lk in s.iter_links())
 
     def run(self, job: str, label: str, n: int, timeout: float = 3600) -> dict[str, Any]:

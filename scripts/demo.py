@@ -26,7 +26,7 @@ from contactsync.outlook.projection import from_graph
 from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings
 from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from contactsync.sync.report import describe
 from contactsync_sandbox.client import SandboxControl
 
@@ -142,8 +142,8 @@ def edit_both_sides(pipeliner: SandboxControl, graph: SandboxControl) -> None:
 
 
 def _links() -> dict[str, str]:
-    scope = ScopeKey(USER, "5a5a5a5a-0000-4000-8000-000000000001", "me", "Pipeliner")
-    with Ledger(str(STATE / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as links:
+    scope = Partition(USER, "5a5a5a5a-0000-4000-8000-000000000001", "me", "Pipeliner")
+    with Ledger(str(STATE / "ledger.sqlite")) as ledger, ledger.open_partition(scope) as links:
         return {lk.crm_id: lk.book_id for lk in links.iter_links() if lk.book_id}
 
 

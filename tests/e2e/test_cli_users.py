@@ -25,7 +25,7 @@ from contactsync.ops.cli import main
 from contactsync.outlook.projection import from_graph
 from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, approving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,8 +204,8 @@ class Space:
 
     def converged(self, email: str, db: Path) -> None:
         """Every link joins equal contacts; the folder holds exactly the linked contacts."""
-        scope = ScopeKey(email, SPACE, email, self.folder_id(email))
-        with Ledger(str(db)) as ledger, ledger.open_scope(scope) as s:
+        scope = Partition(email, SPACE, email, self.folder_id(email))
+        with Ledger(str(db)) as ledger, ledger.open_partition(scope) as s:
             links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
         pipeliner = {c["id"]: c for c in self.pipeliner.contacts()}
         outlook = {c["id"]: c for c in self.outlook(email).contacts(self.folder_id(email))}

@@ -173,7 +173,7 @@ def test_an_imported_csv_is_never_deleted_or_copied_twice_by_the_sync(project: P
     assert len(imported) == 3
     assert {c["owner_id"] for c in imported.values()} == {USERS["alex"]}
     ledger = Ledger(str(project.workdir / "ledger.sqlite"))
-    [scope] = ledger.scopes()
+    [scope] = ledger.partitions()
     assert (scope.mailbox, scope.folder) == ("(import)", "tap-spreadsheets")
 
     # A full two-way run (everything listed on both sides): the imported contacts are the

@@ -19,7 +19,7 @@ import pytest
 from contactsync.outlook.projection import from_graph
 from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from tests.support.meltano_env import meltano_env
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
 
@@ -101,8 +101,11 @@ class Project:
             self.env[f"{plugin}_USER_EMAIL"] = email
 
     def links(self) -> dict[str, str]:
-        scope = ScopeKey(self.user, SPACE, "me", self.folder)
-        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
+        scope = Partition(self.user, SPACE, "me", self.folder)
+        with (
+            Ledger(str(self.workdir / "ledger.sqlite")) as ledger,
+            ledger.open_partition(scope) as s,
+        ):
             return {lk.crm_id: lk.book_id or "" for lk in s.iter_links()}
 
     def outlook_contacts(self) -> dict[str, dict[str, Any]]:

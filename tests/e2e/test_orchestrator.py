@@ -37,7 +37,7 @@ from contactsync.ops.cli import main
 from contactsync.outlook.projection import from_graph
 from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from contactsync_sandbox.seed import default_seed
 from tests.support.plugins import PIPELINER, OutlookActor, PipelinerActor
 
@@ -411,8 +411,8 @@ def _check_folder(
     folder = next(f for f in outlook.folders() if f["displayName"] == user.folder)
     contacts = {c["id"]: c for c in outlook.contacts(folder["id"])}
     scope = _scope(pipeliner, user)
-    key = ScopeKey(user.email, PIPELINER["space_id"], user.email, folder["id"])
-    with Ledger(dbs.registry) as ledger, ledger.open_scope(key) as s:
+    key = Partition(user.email, PIPELINER["space_id"], user.email, folder["id"])
+    with Ledger(dbs.registry) as ledger, ledger.open_partition(key) as s:
         links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
     assert set(links) == set(scope), user.email  # every scope contact linked, nothing else
     assert set(links.values()) == set(contacts), user.email  # the folder holds only linked ones

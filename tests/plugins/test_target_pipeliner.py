@@ -294,8 +294,8 @@ def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp
     assert result["issues"][0]["outcome"] == "rejected"
     assert "may not delete" in result["issues"][0]["reason"]
     with Ledger(config["ledger_url"]) as ledger:
-        [scope] = ledger.scopes()
-        with ledger.open_scope(scope) as links:
+        [scope] = ledger.partitions()
+        with ledger.open_partition(scope) as links:
             [link] = list(links.iter_links())
     assert link.state is LinkState.RESTORE_BOOK and link.book_id is None
 
@@ -355,9 +355,9 @@ def test_an_import_is_keyed_by_its_key_properties_in_a_scope_of_its_own(
     # The links are the import's (user, space, "(import)", "singer"), keyed stream:ext_id;
     # the folder's sync scope has none of them.
     ledger = Ledger(config["ledger_url"])
-    scopes = ledger.scopes()
+    scopes = ledger.partitions()
     assert [(s.mailbox, s.folder) for s in scopes] == [("(import)", "singer")]
-    with ledger.open_scope(scopes[0]) as scope:
+    with ledger.open_partition(scopes[0]) as scope:
         assert sorted(link.book_id for link in scope.iter_links()) == [
             "people:x0",
             "people:x1",

@@ -34,7 +34,7 @@ from contactsync.pipeliner.projection import FIELD_NAMES, from_pipeliner
 from contactsync.sync.engine import LegSettings, SyncLeg
 from contactsync.sync.fields import BY_KEY, KEYS, normalize
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import ScopeKey, Side
+from contactsync.sync.link import Partition, Side
 from contactsync.sync.match import emails, name_key
 from contactsync.sync.merge import ConflictPolicy
 from tests.support.memory_stores import Clock, Faults, Store, apply_graph_patch, stamp_of
@@ -64,7 +64,7 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
-        self.scope = ScopeKey("u1", "space", "mbx", f"folder-{uuid.uuid4().hex}")
+        self.scope = Partition("u1", "space", "mbx", f"folder-{uuid.uuid4().hex}")
         self.round = 0
         self.clean_rounds: list[int] = []
         self.cursor = {Side.CRM: 0, Side.BOOK: 0}
@@ -104,7 +104,7 @@ class SyncMachine(RuleBasedStateMachine):
         return not self._evidence_taken(values, self._linked_twin(side, record_id))
 
     def _linked_twin(self, side: Side, record_id: str) -> set[tuple[Side, str]]:
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             link = led.get(side, record_id)
         if link is None:
             return {(side, record_id)}
@@ -222,7 +222,7 @@ class SyncMachine(RuleBasedStateMachine):
     def o_create_twin(self, data: st.DataObject) -> None:
         """The user types into Outlook a contact that already exists, unsynced, in Pipeliner."""
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             if led.get(Side.CRM, record_id) is not None:
                 return
         values = self.p.values(record_id)
@@ -275,7 +275,7 @@ class SyncMachine(RuleBasedStateMachine):
             writes_before = dest.writes
             records = source.changes_since(self.cursor[source.side])
             settings_ = LegSettings(source.side, self.policy, two_way=True, allow_mass_delete=True)
-            with self.ledger.open_scope(self.scope) as led:
+            with self.ledger.open_partition(self.scope) as led:
                 leg = SyncLeg(led, dest, settings_)
                 leg.retry_failures()
                 for start in range(0, len(records), 3):  # small batches: cross-batch paths too
@@ -296,7 +296,7 @@ class SyncMachine(RuleBasedStateMachine):
     def ledger_links_are_unique(self) -> None:
         if not hasattr(self, "p"):
             return
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             links = list(led.iter_links())
         outlook_ids = [lk.book_id for lk in links if lk.book_id]
         assert len(outlook_ids) == len(set(outlook_ids))
@@ -313,7 +313,7 @@ class SyncMachine(RuleBasedStateMachine):
         assert dict(third) == {"outlook": 0, "pipeliner": 0}, f"a quiet third round wrote {third}"
 
     def check_converged(self) -> None:
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             links = {lk.crm_id: lk for lk in led.iter_links()}
         live_o = self.o.live()
         in_scope = {i for i, r in self.p.live().items() if r.in_scope}
@@ -341,7 +341,7 @@ class SyncMachine(RuleBasedStateMachine):
     def check_no_lost_edit(self) -> None:
         """A key edited on one side only, or on both sides with a clean round between the two
         sides' edits, ends with the last edit's value."""
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             links = list(led.iter_links())
         for link in links:
             pair = {(Side.CRM, link.crm_id), (Side.BOOK, link.book_id or "")}

@@ -18,8 +18,8 @@ from contactsync.sync.engine import (
     record_from_payload,
     record_to_payload,
 )
-from contactsync.sync.ledger import Ledger, ScopeLedger
-from contactsync.sync.link import LinkState, ScopeKey, Side
+from contactsync.sync.ledger import Ledger, PartitionLedger
+from contactsync.sync.link import LinkState, Partition, Side
 from contactsync.sync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
 from tests.support.memory_stores import Clock, Faults, Store
 
@@ -27,10 +27,10 @@ PL, OL = Side.CRM, Side.BOOK
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Iterator[ScopeLedger]:
+def ledger(tmp_path) -> Iterator[PartitionLedger]:
     with (
         Ledger(str(tmp_path / "ledger.sqlite")) as led,
-        led.open_scope(ScopeKey("u1", "space", "mbx", "folder")) as scope,
+        led.open_partition(Partition("u1", "space", "mbx", "folder")) as scope,
     ):
         yield scope
 
@@ -48,7 +48,7 @@ def person(n: int) -> dict:
     return {"first_name": f"Ann{n}", "last_name": "Lee", "email1": f"ann{n}@corp.example"}
 
 
-def run_leg(ledger: ScopeLedger, source: Store, dest: Store, cursor: int = 0, **kw) -> SyncLeg:
+def run_leg(ledger: PartitionLedger, source: Store, dest: Store, cursor: int = 0, **kw) -> SyncLeg:
     leg = SyncLeg(ledger, dest, LegSettings(source.side, two_way=True, **kw))
     leg.retry_failures()
     leg.process(source.changes_since(cursor))
@@ -56,7 +56,7 @@ def run_leg(ledger: ScopeLedger, source: Store, dest: Store, cursor: int = 0, **
     return leg
 
 
-def seed_linked(ledger: ScopeLedger, p: Store, o: Store, n: int) -> list[str]:
+def seed_linked(ledger: PartitionLedger, p: Store, o: Store, n: int) -> list[str]:
     ids = [p.user_create(person(i)) for i in range(n)]
     run_leg(ledger, p, o)
     return ids

@@ -32,17 +32,17 @@ from contactsync.sync.ledger import (
     LedgerConflict,
     LedgerError,
     LedgerLocked,
-    ScopeLedger,
+    PartitionLedger,
 )
-from contactsync.sync.link import Link, LinkState, ScopeKey, Side
+from contactsync.sync.link import Link, LinkState, Partition, Side
 
 PG_URL_ENV = "CONTACTSYNC_TEST_PG_URL"
 PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 SPACE, MAILBOX, FOLDER = "space-1", "someone@example.com", "folder-1"
 
 
-def new_scope(user: str | None = None) -> ScopeKey:
-    return ScopeKey(user or f"user-{uuid.uuid4().hex[:10]}", SPACE, MAILBOX, FOLDER)
+def new_scope(user: str | None = None) -> Partition:
+    return Partition(user or f"user-{uuid.uuid4().hex[:10]}", SPACE, MAILBOX, FOLDER)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,9 +111,9 @@ def ledger(make_ledger: Callable[[], Ledger]) -> Ledger:
 
 
 @pytest.fixture
-def run(ledger: Ledger) -> Iterator[ScopeLedger]:
-    with ledger.open_scope(new_scope(), owner="test") as scope_ledger:
-        yield scope_ledger
+def run(ledger: Ledger) -> Iterator[PartitionLedger]:
+    with ledger.open_partition(new_scope(), owner="test") as partition_ledger:
+        yield partition_ledger
 
 
 def is_postgres(ledger: Ledger) -> bool:
@@ -127,10 +127,10 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from contactsync.sync.ledger import Ledger
-    from contactsync.sync.link import Link, ScopeKey
+    from contactsync.sync.link import Link, Partition
     mode, url, *parts = sys.argv[1:]
-    scope = ScopeKey(*parts)
-    run = Ledger(url).open_scope(scope, owner="child-run")
+    scope = Partition(*parts)
+    run = Ledger(url).open_partition(scope, owner="child-run")
     if mode == "hold":
         print("locked", flush=True)
     elif mode == "put":
@@ -146,7 +146,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def spawn(mode: str, url: str, scope: ScopeKey, cwd: Path) -> subprocess.Popen[str]:
+def spawn(mode: str, url: str, scope: Partition, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -188,12 +188,12 @@ def sigkill(proc: subprocess.Popen[str]) -> None:
             stream.close()
 
 
-def open_eventually(ledger: Ledger, scope: ScopeKey, timeout: float = 10) -> ScopeLedger:
+def open_eventually(ledger: Ledger, scope: Partition, timeout: float = 10) -> PartitionLedger:
     """PostgreSQL frees a killed client's session lock once the server sees the socket close."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return ledger.open_scope(scope)
+            return ledger.open_partition(scope)
         except LedgerLocked:
             if time.monotonic() > deadline:
                 raise
@@ -204,7 +204,7 @@ def open_eventually(ledger: Ledger, scope: ScopeKey, timeout: float = 10) -> Sco
 # Links
 
 
-def test_put_get_round_trip_keeps_unicode_none_and_versions(run: ScopeLedger):
+def test_put_get_round_trip_keeps_unicode_none_and_versions(run: PartitionLedger):
     link = Link(
         "p-1",
         "AAMkAGI2-o1",
@@ -221,13 +221,13 @@ def test_put_get_round_trip_keeps_unicode_none_and_versions(run: ScopeLedger):
     assert run.get(Side.CRM, "missing") is None
 
 
-def test_link_without_outlook_id_many_times(run: ScopeLedger):
+def test_link_without_outlook_id_many_times(run: PartitionLedger):
     run.put_many([Link(f"p{i}", None, state=LinkState.RESTORE_BOOK) for i in range(3)])
     assert run.count_links() == 3
     assert run.get(Side.CRM, "p1") == Link("p1", None, state=LinkState.RESTORE_BOOK)
 
 
-def test_put_upserts_by_pipeliner_id(run: ScopeLedger):
+def test_put_upserts_by_pipeliner_id(run: PartitionLedger):
     run.put(Link("p-1", "o-1", {"first_name": "Ann"}, crm_version="1"))
     changed = Link("p-1", "o-2", {"first_name": "Anna"}, "2", "ck2", LinkState.LEAVING)
     run.put(changed)
@@ -237,7 +237,7 @@ def test_put_upserts_by_pipeliner_id(run: ScopeLedger):
     assert run.get(Side.BOOK, "o-1") is None
 
 
-def test_get_many_and_iter_links_page_through_large_scopes(run: ScopeLedger):
+def test_get_many_and_iter_links_page_through_large_scopes(run: PartitionLedger):
     many = [Link(f"p{i:05d}", f"o{i:05d}", {"n": str(i)}) for i in range(1234)]
     for i in range(0, len(many), 3):
         many[i] = many[i].with_changes(state=LinkState.LEAVING)
@@ -258,7 +258,7 @@ def test_get_many_and_iter_links_page_through_large_scopes(run: ScopeLedger):
     assert run.count_links() == 1234
 
 
-def test_iter_links_allows_writes_while_iterating(run: ScopeLedger):
+def test_iter_links_allows_writes_while_iterating(run: PartitionLedger):
     run.put_many([Link(f"p{i:04d}", f"o{i:04d}") for i in range(520)])
     seen = []
     for link in run.iter_links(LinkState.ACTIVE):  # pages of 500: writes land in both pages
@@ -271,7 +271,7 @@ def test_iter_links_allows_writes_while_iterating(run: ScopeLedger):
     assert {link.book_version for link in leaving} == {"v2"}
 
 
-def test_remove(run: ScopeLedger):
+def test_remove(run: PartitionLedger):
     run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
     run.remove("p-1")
     run.remove("never-there")
@@ -282,7 +282,7 @@ def test_remove(run: ScopeLedger):
     assert run.get(Side.BOOK, "o-1") == Link("p-3", "o-1")
 
 
-def test_outlook_id_conflict_is_refused_and_first_link_kept(run: ScopeLedger):
+def test_outlook_id_conflict_is_refused_and_first_link_kept(run: PartitionLedger):
     first = Link("p-1", "o-1", {"first_name": "Ann"})
     run.put(first)
     with pytest.raises(LedgerConflict, match=r"o-1.*p-1.*p-2"):
@@ -292,7 +292,7 @@ def test_outlook_id_conflict_is_refused_and_first_link_kept(run: ScopeLedger):
     assert run.count_links() == 1
 
 
-def test_put_many_is_atomic(run: ScopeLedger):
+def test_put_many_is_atomic(run: PartitionLedger):
     run.put(Link("p-1", "o-1"))
     with pytest.raises(LedgerConflict):
         run.put_many([Link("p-2", "o-2"), Link("p-3", "o-3"), Link("p-4", "o-1")])
@@ -301,7 +301,7 @@ def test_put_many_is_atomic(run: ScopeLedger):
     assert [link.crm_id for link in run.iter_links()] == ["p-1"]
 
 
-def test_put_many_may_move_an_outlook_id_within_the_batch(run: ScopeLedger):
+def test_put_many_may_move_an_outlook_id_within_the_batch(run: PartitionLedger):
     run.put_many([Link("p-1", "o-1"), Link("p-2", "o-2")])
     run.put_many([Link("p-1", "o-2"), Link("p-2", "o-1")])  # a swap
     assert run.get(Side.BOOK, "o-2") == Link("p-1", "o-2")
@@ -311,20 +311,20 @@ def test_put_many_may_move_an_outlook_id_within_the_batch(run: ScopeLedger):
 
 
 def test_closed_scope_ledger_refuses_use(ledger: Ledger):
-    scope_ledger = ledger.open_scope(new_scope())
-    scope_ledger.close()
-    scope_ledger.close()  # idempotent
+    partition_ledger = ledger.open_partition(new_scope())
+    partition_ledger.close()
+    partition_ledger.close()  # idempotent
     with pytest.raises(LedgerError, match="closed"):
-        scope_ledger.put(Link("p", "o"))
+        partition_ledger.put(Link("p", "o"))
 
 
 def test_a_read_only_scope_reads_everything_and_writes_nothing(ledger: Ledger):
     """A dry run's ledger: the links and pending work as they are, and no write of any kind."""
     scope = new_scope()
-    with ledger.open_scope(scope) as run:
+    with ledger.open_partition(scope) as run:
         run.put(Link("p-1", "o-1", agreed={"first_name": "Kim"}))
         run.record_failure(Side.BOOK, "o-2", {"id": "o-2"}, "write failed")
-    with ledger.open_scope(scope, read_only=True) as dry:
+    with ledger.open_partition(scope, read_only=True) as dry:
         assert dry.get(Side.CRM, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
         assert [f.record_id for f in dry.failures(Side.BOOK)] == ["o-2"]
         writes = [
@@ -338,7 +338,7 @@ def test_a_read_only_scope_reads_everything_and_writes_nothing(ledger: Ledger):
         for write in writes:
             with pytest.raises(LedgerError, match="dry run"):
                 write()
-    with ledger.open_scope(scope) as run:  # the lock was released; nothing changed
+    with ledger.open_partition(scope) as run:  # the lock was released; nothing changed
         assert [link.crm_id for link in run.iter_links()] == ["p-1"]
         assert run.get(Side.CRM, "p-1") == Link("p-1", "o-1", agreed={"first_name": "Kim"})
         assert [f.record_id for f in run.failures(Side.BOOK)] == ["o-2"]
@@ -351,11 +351,11 @@ def test_a_read_only_scope_reads_everything_and_writes_nothing(ledger: Ledger):
 
 def test_scopes_are_independent(ledger: Ledger):
     alice, bob = new_scope("alice-" + uuid.uuid4().hex), new_scope("bob-" + uuid.uuid4().hex)
-    other_folder = ScopeKey(alice.user, SPACE, MAILBOX, "folder-2")
+    other_folder = Partition(alice.user, SPACE, MAILBOX, "folder-2")
     with (
-        ledger.open_scope(alice) as a,
-        ledger.open_scope(bob) as b,
-        ledger.open_scope(other_folder) as c,
+        ledger.open_partition(alice) as a,
+        ledger.open_partition(bob) as b,
+        ledger.open_partition(other_folder) as c,
     ):
         a.put(Link("p-1", "o-1", {"first_name": "Alice's"}))
         b.put(Link("p-1", "o-1", {"first_name": "Bob's"}))  # same ids, other scope: no conflict
@@ -374,8 +374,8 @@ def test_scopes_are_independent(ledger: Ledger):
         b.clear_failure(Side.BOOK, "o-7")
         assert a.get(Side.CRM, "p-1") is not None
         assert len(a.failures()) == 1
-    assert {alice, bob} <= set(ledger.scopes())
-    assert other_folder not in ledger.scopes()  # no rows, so not listed
+    assert {alice, bob} <= set(ledger.partitions())
+    assert other_folder not in ledger.partitions()  # no rows, so not listed
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def test_scopes_are_independent(ledger: Ledger):
 def test_put_is_visible_to_an_independent_engine_at_once(make_ledger: Callable[[], Ledger]):
     writer = make_ledger()
     scope = new_scope()
-    with writer.open_scope(scope) as run:
+    with writer.open_partition(scope) as run:
         run.put(Link("p-1", "o-1", {"first_name": "Zoë"}))
         with make_ledger().engine.connect() as conn:  # no lock needed to look at the rows
             rows = conn.execute(
@@ -420,20 +420,20 @@ def test_second_run_of_a_scope_fails_fast_naming_scope_and_holder(
 ):
     first, second = make_ledger(), make_ledger()
     scope = new_scope()
-    with first.open_scope(scope, owner="meltano job nightly"):
+    with first.open_partition(scope, owner="meltano job nightly"):
         for other in (second, first):  # another engine, and the same one
             started = time.monotonic()
             with pytest.raises(LedgerLocked) as refused:
-                other.open_scope(scope)
+                other.open_partition(scope)
             assert time.monotonic() - started < 1
             message = str(refused.value)
             assert str(scope) in message
             assert f"pid {os.getpid()}" in message and "meltano job nightly" in message
             assert "Wait for the other run to finish" in message
-            assert refused.value.scope == scope
-        with second.open_scope(new_scope()) as elsewhere:  # other scopes are not affected
+            assert refused.value.partition == scope
+        with second.open_partition(new_scope()) as elsewhere:  # other scopes are not affected
             elsewhere.put(Link("p", "o"))
-    with second.open_scope(scope) as again:  # released on exit
+    with second.open_partition(scope) as again:  # released on exit
         again.put(Link("p", "o"))
 
 
@@ -444,7 +444,7 @@ def test_lock_of_a_killed_run_is_released(ledger_url: str, ledger: Ledger, tmp_p
         assert read_line(child) == "locked"
         started = time.monotonic()
         with pytest.raises(LedgerLocked) as refused:
-            ledger.open_scope(scope)
+            ledger.open_partition(scope)
         assert time.monotonic() - started < 1
         assert f"pid {child.pid}" in str(refused.value) and "child-run" in str(refused.value)
     finally:
@@ -458,7 +458,7 @@ def test_two_users_write_concurrently_without_blocking(
     ledger_url: str, ledger: Ledger, tmp_path: Path
 ):
     scopes = [new_scope(), new_scope()]
-    with ledger.open_scope(new_scope()):  # a third run idles with its lock held meanwhile
+    with ledger.open_partition(new_scope()):  # a third run idles with its lock held meanwhile
         started = time.monotonic()
         children = [spawn("many", ledger_url, scope, tmp_path) for scope in scopes]
         outputs = [child.communicate(timeout=60) for child in children]
@@ -468,7 +468,7 @@ def test_two_users_write_concurrently_without_blocking(
         assert out.strip() == "200"
     assert elapsed < 30
     for scope in scopes:
-        with ledger.open_scope(scope) as run:
+        with ledger.open_partition(scope) as run:
             assert run.count_links() == 200
             assert run.get(Side.BOOK, "o0199") == Link("p0199", "o0199", {"n": "199"})
 
@@ -478,7 +478,7 @@ def test_threads_on_different_scopes_interleave(ledger: Ledger):
 
     def work() -> None:
         try:
-            with ledger.open_scope(new_scope()) as run:
+            with ledger.open_partition(new_scope()) as run:
                 for i in range(60):
                     run.put(Link(f"p{i}", f"o{i}"))
                     assert run.get(Side.CRM, f"p{i}") is not None
@@ -510,11 +510,11 @@ class TestTableLock:
     def test_fails_fast_and_releases(self, table_ledgers: tuple[Ledger, Ledger]):
         first, second = table_ledgers
         scope = new_scope()
-        with first.open_scope(scope, owner="one"):
+        with first.open_partition(scope, owner="one"):
             time.sleep(0.6)  # the heartbeat keeps a live lock fresh beyond the TTL
             with pytest.raises(LedgerLocked, match=r"(?s)" + str(scope) + ".*'one'.*expires"):
-                second.open_scope(scope)
-        with second.open_scope(scope):
+                second.open_partition(scope)
+        with second.open_partition(scope):
             pass
 
     def test_stale_lock_is_taken_over_and_the_old_run_notices(
@@ -522,14 +522,14 @@ class TestTableLock:
     ):
         first, second = table_ledgers
         scope = new_scope()
-        stale = first.open_scope(scope)
+        stale = first.open_partition(scope)
         stale._lock._stop.set()  # the run hangs: no more heartbeats  # type: ignore[union-attr]
         with first.engine.begin() as conn:
             conn.execute(
                 text("UPDATE contactsync_run_locks SET heartbeat_at = :t WHERE user_id = :u"),
                 {"t": datetime.now(UTC) - timedelta(seconds=5), "u": scope.user},
             )
-        with second.open_scope(scope) as fresh:
+        with second.open_partition(scope) as fresh:
             fresh.put(Link("p", "o"))
             stale._lock._last_beat -= timedelta(seconds=5)  # type: ignore[union-attr]
             with pytest.raises(LedgerError, match="lost the run lock"):
@@ -540,7 +540,7 @@ class TestTableLock:
 # Pending failures
 
 
-def test_failures_are_upserted_listed_and_cleared(run: ScopeLedger):
+def test_failures_are_upserted_listed_and_cleared(run: PartitionLedger):
     first = run.record_failure(Side.CRM, "p-1", {"first_name": "Zoë"}, "HTTP 500")
     assert first.attempts == 1 and first.first_failed_at == first.last_failed_at
     again = run.record_failure(Side.CRM, "p-1", {"first_name": "Zoé"}, "HTTP 429")
@@ -570,7 +570,7 @@ def test_failures_are_upserted_listed_and_cleared(run: ScopeLedger):
 
 def test_newer_schema_version_is_refused(make_ledger: Callable[[], Ledger]):
     written = make_ledger()
-    with written.open_scope(new_scope()) as run:
+    with written.open_partition(new_scope()) as run:
         run.put(Link("p", "o"))
     with written.engine.begin() as conn:
         stored = conn.execute(text("SELECT value FROM contactsync_ledger_meta")).scalar_one()
@@ -579,14 +579,14 @@ def test_newer_schema_version_is_refused(make_ledger: Callable[[], Ledger]):
             text("UPDATE contactsync_ledger_meta SET value = :v"), {"v": str(SCHEMA_VERSION + 1)}
         )
     with pytest.raises(LedgerError, match=rf"schema version {SCHEMA_VERSION + 1}.*Upgrade"):
-        make_ledger().open_scope(new_scope())
+        make_ledger().open_partition(new_scope())
 
 
 def test_reopening_an_existing_ledger_keeps_its_rows(make_ledger: Callable[[], Ledger]):
     scope = new_scope()
-    with make_ledger().open_scope(scope) as run:
+    with make_ledger().open_partition(scope) as run:
         run.put(Link("p", "o"))
-    with make_ledger().open_scope(scope) as run:
+    with make_ledger().open_partition(scope) as run:
         assert run.get(Side.CRM, "p") == Link("p", "o")
 
 
@@ -599,7 +599,7 @@ def test_default_path_is_a_sqlite_file_in_the_working_directory(
 ):
     monkeypatch.chdir(tmp_path)
     with Ledger() as ledger:
-        with ledger.open_scope(new_scope()) as run:
+        with ledger.open_partition(new_scope()) as run:
             run.put(Link("p", "o"))
         assert (tmp_path / DEFAULT_LEDGER_PATH).is_file()
         assert ledger.url == f"sqlite:///{tmp_path / DEFAULT_LEDGER_PATH}"
@@ -612,7 +612,7 @@ def test_default_path_is_a_sqlite_file_in_the_working_directory(
 def test_sqlite_url_and_lock_files_beside_the_database(tmp_path: Path):
     with Ledger(f"sqlite:///{tmp_path}/a/b/ledger.db") as ledger:
         scope = new_scope()
-        with ledger.open_scope(scope, owner="me"):
+        with ledger.open_partition(scope, owner="me"):
             lock_files = list((tmp_path / "a" / "b" / "ledger.db.locks").iterdir())
             assert len(lock_files) == 1 and "owner 'me'" in lock_files[0].read_text()
 
@@ -620,11 +620,11 @@ def test_sqlite_url_and_lock_files_beside_the_database(tmp_path: Path):
 def test_in_memory_sqlite_works_for_one_process():
     with Ledger("sqlite://") as ledger:
         scope = new_scope()
-        with ledger.open_scope(scope) as run:
+        with ledger.open_partition(scope) as run:
             run.put(Link("p", "o"))
             with pytest.raises(LedgerLocked):
-                ledger.open_scope(scope)
-        with ledger.open_scope(scope) as run:
+                ledger.open_partition(scope)
+        with ledger.open_partition(scope) as run:
             assert run.count_links() == 1
 
 
@@ -634,7 +634,7 @@ def test_postgres_urls_use_psycopg3_and_never_show_the_password():
         assert ledger.engine.url.drivername == "postgresql+psycopg"
         assert "s3cret-pw" not in ledger.url and "s3cret-pw" not in repr(ledger)
         with pytest.raises(LedgerError, match="cannot open the ledger") as failed:
-            ledger.open_scope(new_scope())
+            ledger.open_partition(new_scope())
         assert "s3cret-pw" not in str(failed.value)
         ledger.close()
 
@@ -742,7 +742,10 @@ _SCOPE_NAMES = ("user_id", "space_id", "mailbox", "folder_id")
 
 def test_a_schema_1_ledger_is_migrated_without_losing_a_link(ledger_url: str) -> None:
     _schema_1(ledger_url)
-    with Ledger(ledger_url) as ledger, ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+    with (
+        Ledger(ledger_url) as ledger,
+        ledger.open_partition(Partition("u1", "s1", "m1", "f1")) as run,
+    ):
         [link] = list(run.iter_links())
         assert (link.crm_id, link.book_id, dict(link.agreed)) == (
             "p-1",
@@ -756,7 +759,10 @@ def test_a_schema_1_ledger_is_migrated_without_losing_a_link(ledger_url: str) ->
         run.put(link.with_changes(pinned={"job_title": "Short"}))
         assert dict(run.get(Side.CRM, "p-1").pinned) == {"job_title": "Short"}
         assert run.bind_folder("AAMk-folder", "Pipeliner").folder_id == "AAMk-folder"
-    with Ledger(ledger_url) as again, again.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+    with (
+        Ledger(ledger_url) as again,
+        again.open_partition(Partition("u1", "s1", "m1", "f1")) as run,
+    ):
         assert run.folder_binding() is not None  # opened twice: migrated once, then as is
 
 
@@ -925,7 +931,7 @@ def test_a_schema_2_ledger_is_migrated_to_3_without_losing_a_link(ledger_url: st
     for _ in range(2):  # opened twice: migrated once, then as is
         with (
             Ledger(ledger_url) as ledger,
-            ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run,
+            ledger.open_partition(Partition("u1", "s1", "m1", "f1")) as run,
         ):
             links = {link.crm_id: link for link in run.iter_links()}
             assert set(links) == {"p-1", "p-2"}
@@ -961,7 +967,10 @@ def test_a_schema_2_ledger_is_migrated_to_3_without_losing_a_link(ledger_url: st
                 "Bergen",
             )
             assert run.folder_binding().folder_id == "AAMk-f1"
-    with Ledger(ledger_url) as ledger, ledger.open_scope(ScopeKey("u1", "s1", "m1", "f1")) as run:
+    with (
+        Ledger(ledger_url) as ledger,
+        ledger.open_partition(Partition("u1", "s1", "m1", "f1")) as run,
+    ):
         # The renamed columns keep their constraints: one address-book copy, one link.
         with pytest.raises(LedgerConflict):
             run.put(Link("p-3", "o-1"))
@@ -980,7 +989,7 @@ def test_a_schema_2_ledger_is_migrated_to_3_without_losing_a_link(ledger_url: st
     assert version == str(SCHEMA_VERSION) == "3"
 
 
-def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: ScopeLedger) -> None:
+def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: PartitionLedger) -> None:
     first = {"id": "o-9", "version": "v1"}
     for attempt in (1, 2):
         failure = run.record_failure(Side.BOOK, "o-9", first, "422 name", park_after=3)
@@ -993,7 +1002,7 @@ def test_a_record_refused_for_its_data_is_parked_until_it_changes(run: ScopeLedg
     assert (changed.attempts, changed.parked_at) == (1, None)  # a new version: tried afresh
 
 
-def test_lost_values_are_kept_until_restored(run: ScopeLedger) -> None:
+def test_lost_values_are_kept_until_restored(run: PartitionLedger) -> None:
     from contactsync.sync.ledger import LostValue
 
     now = datetime.now(UTC)
@@ -1011,7 +1020,7 @@ def test_lost_values_are_kept_until_restored(run: ScopeLedger) -> None:
     assert run.lost_values() == [] and len(run.lost_values(restored=True)) == 1
 
 
-def test_a_scope_is_bound_to_one_folder_id(run: ScopeLedger) -> None:
+def test_a_scope_is_bound_to_one_folder_id(run: PartitionLedger) -> None:
     assert run.folder_binding() is None
     run.bind_folder("id-1", "Pipeliner")
     renamed = run.bind_folder("id-1", "CRM")

@@ -13,7 +13,7 @@ from singer_sdk.sinks import BatchSink
 
 from contactsync import settings as cs
 from contactsync.sync.engine import Destination, LegSettings, SyncLeg, WriteResult
-from contactsync.sync.ledger import Ledger, ScopeLedger
+from contactsync.sync.ledger import Ledger, PartitionLedger
 from contactsync.sync.link import Side
 from contactsync.sync.merge import ConflictPolicy
 from contactsync.sync.plan import Action, DestRecord, SourceRecord
@@ -89,7 +89,7 @@ class ContactsSink(BatchSink):
         self.import_name = import_source(
             stream_name, key_properties, os.environ, schema.get("properties")
         )
-        target.use_link_scope(self.import_name, stream_name)
+        target.use_link_partition(self.import_name, stream_name)
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -215,7 +215,7 @@ class LegTarget(ContactsyncPlugin, Target):
         except OSError as write_error:
             self.logger.warning("could not write the run report: %s", write_error)
         if "scope_ledger" in self.__dict__:
-            self.scope_ledger.close()
+            self.partition_ledger.close()
 
     def source_record(self, record: Mapping[str, Any]) -> SourceRecord:
         raise NotImplementedError
@@ -228,7 +228,7 @@ class LegTarget(ContactsyncPlugin, Target):
     def dry_run(self) -> bool:
         return bool(self.config.get("dry_run"))
 
-    def use_link_scope(self, source: str | None, stream: str) -> None:
+    def use_link_partition(self, source: str | None, stream: str) -> None:
         """The link scope of this run: the sync's (``source`` None) or that of the import from
         ``source``. One run writes one scope; a stream of the other kind stops the run before
         any of its records is written."""
@@ -252,12 +252,14 @@ class LegTarget(ContactsyncPlugin, Target):
             )
 
     @cached_property
-    def scope_ledger(self) -> ScopeLedger:
+    def partition_ledger(self) -> PartitionLedger:
         source = self.__dict__.get("_link_source", (None, ""))[0]
         scope = (
-            cs.link_scope(self.config) if source is None else cs.import_scope(self.config, source)
+            cs.link_partition(self.config)
+            if source is None
+            else cs.import_partition(self.config, source)
         )
-        return Ledger(self.config.get("ledger_url")).open_scope(
+        return Ledger(self.config.get("ledger_url")).open_partition(
             scope, owner=self.name, read_only=self.dry_run
         )
 
@@ -283,7 +285,7 @@ class LegTarget(ContactsyncPlugin, Target):
             folder_check=cs.folder_check(self.config),
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
-        leg = SyncLeg(self.scope_ledger, destination, settings)
+        leg = SyncLeg(self.partition_ledger, destination, settings)
         leg.retry_failures()
         return leg
 
@@ -321,7 +323,7 @@ class LegTarget(ContactsyncPlugin, Target):
             self._finished = self.leg.finish()
         finally:
             self._write_report(self.leg.report)
-            self.scope_ledger.close()
+            self.partition_ledger.close()
         return self._finished
 
     def _write_report(self, report: RunReport) -> None:

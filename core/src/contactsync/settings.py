@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import contactsync.outlook  # noqa: F401 - names the address-book side (conflict_policy's values)
 from contactsync.http import HttpPolicy
 from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings, ResolvedUser
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 from contactsync.sync.merge import ConflictPolicy, policy_names
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
     from contactsync.outlook.graph_api import Folder, GraphClient, GraphSettings
-    from contactsync.sync.ledger import ScopeLedger
+    from contactsync.sync.ledger import PartitionLedger
 
 Schema = dict[str, Any]
 
@@ -85,7 +85,7 @@ PROGRESS: Mapping[str, Schema] = {
     },
 }
 
-LINK_SCOPE: Mapping[str, Schema] = {
+LINK_PARTITION: Mapping[str, Schema] = {
     "mailbox": _string(
         "Outlook mailbox of the sync (user id, UPN, or 'me'); part of the link scope.",
         default="me",
@@ -262,11 +262,11 @@ def _int_or(value: Any, default: int) -> int:
     return default if value is None or value == "" else int(value)
 
 
-def folder_check(config: Mapping[str, Any]) -> Callable[[ScopeLedger], str | None]:
+def folder_check(config: Mapping[str, Any]) -> Callable[[PartitionLedger], str | None]:
     """The address book's check that the folder read is the one the sync is bound to."""
-    configured = link_scope(config).folder
+    configured = link_partition(config).folder
 
-    def check(ledger: ScopeLedger) -> str | None:
+    def check(ledger: PartitionLedger) -> str | None:
         from contactsync.outlook.folders import folder_changed  # Outlook side: when needed
 
         return folder_changed(ledger, configured)
@@ -274,14 +274,14 @@ def folder_check(config: Mapping[str, Any]) -> Callable[[ScopeLedger], str | Non
     return check
 
 
-def link_scope(config: Mapping[str, Any]) -> ScopeKey:
+def link_partition(config: Mapping[str, Any]) -> Partition:
     """The ledger scope both targets of a user's sync compute alike from their settings."""
     user = config.get("user_id") or (config.get("user_email") or "").lower()
     if not user:
         raise SettingError("set user_id or user_email: whose contacts are synced?")
     if not config.get("space_id"):
         raise SettingError("set space_id: the Pipeliner space is part of the link scope")
-    return ScopeKey(
+    return Partition(
         user=user,
         space=config["space_id"],
         mailbox=config.get("mailbox") or "me",
@@ -293,12 +293,12 @@ def link_scope(config: Mapping[str, Any]) -> ScopeKey:
 IMPORT_MAILBOX = "(import)"
 
 
-def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
+def import_partition(config: Mapping[str, Any], source: str) -> Partition:
     """The ledger scope of records imported from ``source`` (a tap, not the sync): the user's
     and space's, but apart from every folder's sync, so that a sync's complete listing never
     takes an imported contact for one deleted on its side, and never links it by its key."""
-    sync = link_scope(config)
-    return ScopeKey(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
+    sync = link_partition(config)
+    return Partition(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
 
 
 def graph_client(config: Mapping[str, Any]) -> GraphClient:

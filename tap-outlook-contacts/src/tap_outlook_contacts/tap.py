@@ -95,7 +95,7 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
     progress_what = "contacts read"
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.GRAPH_CONNECTION,
         {
             "dry_run": {

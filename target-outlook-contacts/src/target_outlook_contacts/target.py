@@ -50,7 +50,7 @@ class TargetOutlookContacts(LegTarget):
         AUTH_SETTINGS_SCHEMA,
         cs.SYNC_USER,
         {"space_id": cs.PIPELINER_CONNECTION["space_id"]},
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.GRAPH_CONNECTION,
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
@@ -82,7 +82,7 @@ class TargetOutlookContacts(LegTarget):
     def build_destination(self) -> Destination:
         """The folder this sync is bound to (by id: a renamed folder is followed, a deleted
         one stops the run), or on the first run the one the ``folder`` setting names."""
-        folder = bound_folder(self.graph, self.scope_ledger, self.config)
+        folder = bound_folder(self.graph, self.partition_ledger, self.config)
         if folder is None:
             self.logger.info(
                 "dry run: folder %r does not exist yet; a real run creates it (create_folder)",

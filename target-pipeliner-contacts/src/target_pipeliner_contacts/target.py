@@ -31,7 +31,7 @@ class TargetPipelinerContacts(LegTarget):
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
         cs.HTTP_LIMITS,

@@ -38,9 +38,9 @@ from typing import Final
 
 from contactsync.ops.space_secrets import SpaceSecrets
 from contactsync.ops.users import RunRecord, SpaceConfig, UserSync
-from contactsync.settings import link_scope
-from contactsync.sync.ledger import Ledger, LedgerError, LedgerLocked, ScopeLedger
-from contactsync.sync.link import ScopeKey
+from contactsync.settings import link_partition
+from contactsync.sync.ledger import Ledger, LedgerError, LedgerLocked, PartitionLedger
+from contactsync.sync.link import Partition
 from contactsync.sync.report import RunReport
 
 #: Per-plugin environment-variable prefixes (plugin names of meltano.yml), by the API they use.
@@ -391,9 +391,9 @@ def _refused(user: UserSync, started: datetime, reason: str, log_path: Path) -> 
 # --------------------------------------------------------------------------- locks
 
 
-def user_scope(space: SpaceConfig, user: UserSync) -> ScopeKey:
+def user_scope(space: SpaceConfig, user: UserSync) -> Partition:
     """The ledger scope the user's targets lock while they write (as they compute it)."""
-    return link_scope(
+    return link_partition(
         {
             "user_email": user.email,
             "space_id": space.space_id,
@@ -404,7 +404,7 @@ def user_scope(space: SpaceConfig, user: UserSync) -> ScopeKey:
 
 
 class _HeldLock:
-    def __init__(self, ledger: Ledger, scope: ScopeLedger) -> None:
+    def __init__(self, ledger: Ledger, scope: PartitionLedger) -> None:
         self.ledger, self.scope = ledger, scope
 
     def __enter__(self) -> _HeldLock:
@@ -425,11 +425,13 @@ def user_run_lock(setup: RunSetup, space: SpaceConfig, user: UserSync) -> _HeldL
     with the process that holds it. Raises LedgerLocked naming the holder.
     """
     ledger = Ledger(setup.ledger_url)
-    key = ScopeKey(
+    key = Partition(
         user=user.email, space=space.space_id, mailbox=RUN_LOCK_MAILBOX, folder=user.state_suffix
     )
     try:
-        return _HeldLock(ledger, ledger.open_scope(key, owner=f"contactsync run of {user.email}"))
+        return _HeldLock(
+            ledger, ledger.open_partition(key, owner=f"contactsync run of {user.email}")
+        )
     except BaseException:
         ledger.close()
         raise
@@ -447,7 +449,9 @@ def wait_for_scope(
     with Ledger(setup.ledger_url) as ledger:
         while True:
             try:
-                ledger.open_scope(user_scope(space, user), owner="contactsync run (probe)").close()
+                ledger.open_partition(
+                    user_scope(space, user), owner="contactsync run (probe)"
+                ).close()
                 return None
             except LedgerLocked as exc:
                 if time.monotonic() >= deadline:

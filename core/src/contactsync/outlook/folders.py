@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from contactsync.outlook.graph_api import Folder, GraphClient, GraphFolderError
 
 if TYPE_CHECKING:
-    from contactsync.sync.ledger import ScopeLedger
+    from contactsync.sync.ledger import PartitionLedger
 
 log = logging.getLogger("contactsync.outlook.folders")
 
@@ -79,7 +79,7 @@ def follow(graph: GraphClient, folder_id: str, name: str | None, configured: str
 
 
 def bound_folder(
-    graph: GraphClient, ledger: ScopeLedger, config: Mapping[str, Any]
+    graph: GraphClient, ledger: PartitionLedger, config: Mapping[str, Any]
 ) -> Folder | None:
     """The scope's folder: the bound one (by id, renamed or not), else the one the ``folder``
     setting names, which is bound from then on. A dry run binds nothing (it writes nothing),
@@ -100,7 +100,7 @@ def bound_folder(
     return folder
 
 
-def folder_changed(ledger: ScopeLedger, configured: str) -> str | None:
+def folder_changed(ledger: PartitionLedger, configured: str) -> str | None:
     """Why the folder this sync reads may not be the one it is bound to (None: no sign of it):
     the bound folder was renamed, so a folder found by the configured name would be another."""
     binding = ledger.folder_binding()

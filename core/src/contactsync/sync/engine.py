@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from contactsync.sync.fields import align_email_slots
-from contactsync.sync.ledger import LostValue, ScopeLedger
+from contactsync.sync.ledger import LostValue, PartitionLedger
 from contactsync.sync.link import Link, LinkState, Side
 from contactsync.sync.merge import ConflictPolicy
 from contactsync.sync.plan import (
@@ -90,7 +90,7 @@ class LegSettings:
     #: The address book's own check of its folder (given the scope's ledger): why the folder read
     #: may not be the one the sync is bound to, or None. Lets the mass-delete guard tell a folder
     #: that changed from contacts that were deleted.
-    folder_check: Callable[[ScopeLedger], str | None] | None = None
+    folder_check: Callable[[PartitionLedger], str | None] | None = None
 
     @property
     def context(self) -> LegContext:
@@ -173,7 +173,7 @@ class SyncLeg:
 
     def __init__(
         self,
-        ledger: ScopeLedger,
+        ledger: PartitionLedger,
         destination: Destination,
         settings: LegSettings,
         report: RunReport | None = None,

@@ -1,13 +1,14 @@
-"""The link store of DESIGN §4: links, agreed values, versions and pending work, per scope.
+"""The link store of DESIGN §4: links, agreed values, versions and pending work, per partition.
 
 One SQLite file by default; any SQLAlchemy URL (PostgreSQL for shared deployments) otherwise.
-Every row carries its scope (user, the CRM space, mailbox, folder), so one user's runs can
+Every row carries its partition (user, the CRM space, mailbox, folder), so one user's runs can
 neither see nor touch another user's links.
 
 Transactions are short and every write method commits before it returns: a link recorded right
-after a create succeeded survives a crash of the run a millisecond later. A run holds its scope's
-run lock for its whole life (``Ledger.open_scope``); a second run of the same scope fails at once
-with ``LedgerLocked`` instead of interleaving writes, while runs of other scopes never wait on it.
+after a create succeeded survives a crash of the run a millisecond later. A run holds its
+partition's run lock for its whole life (``Ledger.open_partition``); a second run of the same
+partition fails at once with ``LedgerLocked`` instead of interleaving writes, while runs of other
+partitions never wait on it.
 
 How the run lock is held: ``contactsync.sync.locks``; the tables and their schema version:
 ``contactsync.sync.ledger_tables``.
@@ -55,16 +56,16 @@ from contactsync.sync.ledger_tables import (
     _ADDED_COLUMNS,
     _CHUNK,
     _LINK_UPDATABLE,
-    _SCOPE,
+    _PARTITION,
     _UPSERT_LINKS,
     SCHEMA_VERSION,
     LedgerConflict,
     LedgerError,
     _chunks,
     _dumps,
-    _in_scope,
+    _in_partition,
     _now,
-    _scope_values,
+    _partition_values,
     _utc,
     conflicts,
     failures,
@@ -74,7 +75,7 @@ from contactsync.sync.ledger_tables import (
     links,
     metadata,
 )
-from contactsync.sync.link import Link, LinkState, ScopeKey, Side
+from contactsync.sync.link import Link, LinkState, Partition, Side
 from contactsync.sync.locks import LedgerLocked, LockHolder, _lock_class_for, _RunLock
 
 __all__ = [
@@ -89,7 +90,7 @@ __all__ = [
     "LedgerLocked",
     "LockHolder",
     "LostValue",
-    "ScopeLedger",
+    "PartitionLedger",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LEDGER_PATH: Final = Path(".contactsync") / "ledger.sqlite"
 
 
-#: How long a SQLite writer waits for another writer (other scopes' writes take milliseconds).
+#: How long a SQLite writer waits for another writer (other partitions' writes take milliseconds).
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
 _WRITE: Final = "contactsync_write"  # execution option: this transaction will write
@@ -157,7 +158,8 @@ class LostValue:
 
 @dataclass(frozen=True)
 class FolderBinding:
-    """The address-book folder a scope is bound to, by id: a rename keeps the sync, a delete stops
+    """The address-book folder a partition is bound to, by id: a rename keeps the sync, a delete
+    stops
     it."""
 
     folder_id: str
@@ -251,45 +253,46 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close pooled connections. Open ``ScopeLedger`` objects keep their own lock."""
+        """Close pooled connections. Open ``PartitionLedger`` objects keep their own lock."""
         self._engine.dispose()
 
-    def open_scope(
-        self, scope: ScopeKey, *, owner: str | None = None, read_only: bool = False
-    ) -> ScopeLedger:
-        """Take the scope's run lock and return its ledger; use it as a context manager.
+    def open_partition(
+        self, partition: Partition, *, owner: str | None = None, read_only: bool = False
+    ) -> PartitionLedger:
+        """Take the partition's run lock and return its ledger; use it as a context manager.
 
-        Fails at once with ``LedgerLocked`` if another run of the scope holds the lock.
+        Fails at once with ``LedgerLocked`` if another run of the partition holds the lock.
         ``owner`` is a free-text label for that message (e.g. the Meltano job); no secrets.
-        ``read_only`` (a dry run): every write to the scope's links, pending work, conflicts or
+        ``read_only`` (a dry run): every write to the partition's links, pending work, conflicts or
         folder binding raises ``LedgerError``, so a dry run cannot consume what the next real
         run must do. The lock is still taken: a dry run reads no half-written run.
         """
         self._ensure_schema()
         holder = LockHolder(host=socket.gethostname(), pid=os.getpid(), owner=owner, since=_now())
-        lock = self._lock_class.acquire(self, scope, holder)
-        log.info("opened ledger scope %s in %s%s", scope, self.url, " (read-only)" * read_only)
-        return ScopeLedger(_ReadOnlyLedger(self) if read_only else self, scope, lock)
+        lock = self._lock_class.acquire(self, partition, holder)
+        log.info("opened ledger scope %s in %s%s", partition, self.url, " (read-only)" * read_only)
+        return PartitionLedger(_ReadOnlyLedger(self) if read_only else self, partition, lock)
 
-    def scopes(self) -> list[ScopeKey]:
-        """Every scope with links or pending failures, for status commands."""
+    def partitions(self) -> list[Partition]:
+        """Every partition with links or pending failures, for status commands."""
         self._ensure_schema()
-        found: set[ScopeKey] = set()
+        found: set[Partition] = set()
         with self._reading() as conn:
             for table in (links, failures, held_deletes):
-                cols = [table.c[name] for name in _SCOPE]
+                cols = [table.c[name] for name in _PARTITION]
                 for row in conn.execute(select(*cols).distinct()):
-                    found.add(ScopeKey(*row))
+                    found.add(Partition(*row))
         return sorted(found, key=lambda s: (s.user, s.space, s.mailbox, s.folder))
 
-    def folder_bindings(self) -> dict[ScopeKey, FolderBinding]:
-        """Every scope's bound address-book folder (id, name when last seen), for status commands:
-        read without a scope's lock, so that a running sync does not hide it."""
+    def folder_bindings(self) -> dict[Partition, FolderBinding]:
+        """Every partition's bound address-book folder (id, name when last seen), for status
+        commands:
+        read without a partition's lock, so that a running sync does not hide it."""
         self._ensure_schema()
         with self._reading() as conn:
             rows = conn.execute(select(folders)).all()
         return {
-            ScopeKey(*(getattr(row, name) for name in _SCOPE)): FolderBinding(
+            Partition(*(getattr(row, name) for name in _PARTITION)): FolderBinding(
                 row.bound_id, row.display_name, _utc(row.bound_at)
             )
             for row in rows
@@ -364,13 +367,13 @@ class Ledger:
                 conn.execute(update(table).where(table.c[column] == old).values({column: new}))
         held = failures.c.reason == HELD_DELETE_REASON
         scope_and_key = [
-            *(failures.c[name] for name in _SCOPE),
+            *(failures.c[name] for name in _PARTITION),
             failures.c.side,
             failures.c.record_id,
         ]
         conn.execute(
             insert(held_deletes).from_select(
-                [*_SCOPE, "side", "record_id", "payload", "held_at"],
+                [*_PARTITION, "side", "record_id", "payload", "held_at"],
                 select(*scope_and_key, failures.c.payload, failures.c.last_failed_at).where(held),
             )
         )
@@ -438,24 +441,24 @@ class _ReadOnlyLedger(Ledger):
 
 
 # --------------------------------------------------------------------------------------------
-# The scope of one run
+# The partition of one run
 
 
-class ScopeLedger:
-    """The ledger of one scope, held by one run. Every write is committed when it returns."""
+class PartitionLedger:
+    """The ledger of one partition, held by one run. Every write is committed when it returns."""
 
-    def __init__(self, ledger: Ledger, scope: ScopeKey, lock: _RunLock) -> None:
+    def __init__(self, ledger: Ledger, partition: Partition, lock: _RunLock) -> None:
         self._ledger = ledger
-        self._scope = scope
+        self._partition = partition
         self._lock: _RunLock | None = lock
 
     @property
-    def scope(self) -> ScopeKey:
-        return self._scope
+    def partition(self) -> Partition:
+        return self._partition
 
     def __repr__(self) -> str:
         state = "closed" if self._lock is None else "open"
-        return f"ScopeLedger({str(self._scope)!r}, {state})"
+        return f"PartitionLedger({str(self._partition)!r}, {state})"
 
     def __enter__(self) -> Self:
         return self
@@ -473,11 +476,11 @@ class ScopeLedger:
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
-            log.info("closed ledger scope %s", self._scope)
+            log.info("closed ledger scope %s", self._partition)
 
     def _held(self) -> _RunLock:
         if self._lock is None:
-            raise LedgerError(f"the ledger of scope {self._scope} is closed")
+            raise LedgerError(f"the ledger of scope {self._partition} is closed")
         self._lock.check()
         return self._lock
 
@@ -487,7 +490,9 @@ class ScopeLedger:
         self._held()
         with self._ledger._reading() as conn:
             row = conn.execute(
-                select(links).where(_in_scope(links, self._scope), _id_column(side) == record_id)
+                select(links).where(
+                    _in_partition(links, self._partition), _id_column(side) == record_id
+                )
             ).one_or_none()
         return None if row is None else _to_link(row)
 
@@ -500,7 +505,7 @@ class ScopeLedger:
         with self._ledger._reading() as conn:
             for chunk in _chunks(wanted):
                 rows = conn.execute(
-                    select(links).where(_in_scope(links, self._scope), column.in_(chunk))
+                    select(links).where(_in_partition(links, self._partition), column.in_(chunk))
                 )
                 for row in rows:
                     link = _to_link(row)
@@ -510,7 +515,7 @@ class ScopeLedger:
         return found
 
     def iter_links(self, state: LinkState | None = None) -> Iterator[Link]:
-        """Stream the scope's links by ``crm_id``, one short query per page.
+        """Stream the partition's links by ``crm_id``, one short query per page.
 
         Paging on the key (not a cursor held open) keeps memory flat and lets the caller write
         to the ledger while iterating.
@@ -518,7 +523,7 @@ class ScopeLedger:
         self._held()
         after: str | None = None
         while True:
-            query = select(links).where(_in_scope(links, self._scope))
+            query = select(links).where(_in_partition(links, self._partition))
             if state is not None:
                 query = query.where(links.c.state == state.value)
             if after is not None:
@@ -535,7 +540,7 @@ class ScopeLedger:
         self._held()
         with self._ledger._reading() as conn:
             return conn.execute(
-                select(func.count()).select_from(links).where(_in_scope(links, self._scope))
+                select(func.count()).select_from(links).where(_in_partition(links, self._partition))
             ).scalar_one()
 
     def put(self, link: Link) -> None:
@@ -564,7 +569,7 @@ class ScopeLedger:
                 raise LedgerConflict(
                     f"{Side.BOOK.title} contact {link.book_id} cannot be linked to both "
                     f"{Side.CRM.title} "
-                    f"contacts {other} and {link.crm_id} in scope {self._scope}"
+                    f"contacts {other} and {link.crm_id} in scope {self._partition}"
                 )
         now = _now()
         rows = [self._row(link, now) for link in batch.values()]
@@ -574,7 +579,7 @@ class ScopeLedger:
                 self._upsert(conn, rows)
         except IntegrityError as exc:  # a check above missed a case: still never duplicate
             raise LedgerConflict(
-                f"writing {len(rows)} link(s) in scope {self._scope} violates a uniqueness "
+                f"writing {len(rows)} link(s) in scope {self._partition} violates a uniqueness "
                 f"rule of the ledger; nothing was written ({exc.orig})"
             ) from exc
 
@@ -586,7 +591,7 @@ class ScopeLedger:
         for chunk in _chunks(list(claims)):
             holders = conn.execute(
                 select(links.c.crm_id, links.c.book_id).where(
-                    _in_scope(links, self._scope), links.c.book_id.in_(chunk)
+                    _in_partition(links, self._partition), links.c.book_id.in_(chunk)
                 )
             )
             for holder, book_id in holders:
@@ -597,14 +602,14 @@ class ScopeLedger:
                     raise LedgerConflict(
                         f"{Side.BOOK.title} contact {book_id} is already linked to "
                         f"{Side.CRM.title} contact "
-                        f"{holder} in scope {self._scope}; refusing to link it to {claimant} "
+                        f"{holder} in scope {self._partition}; refusing to link it to {claimant} "
                         "as well (remove or relink the first link before)"
                     )
                 moved.append(holder)  # the batch gives that link another address-book id
         for chunk in _chunks(moved):
             conn.execute(
                 update(links)
-                .where(_in_scope(links, self._scope), links.c.crm_id.in_(chunk))
+                .where(_in_partition(links, self._partition), links.c.crm_id.in_(chunk))
                 .values(book_id=None)
             )
 
@@ -612,11 +617,11 @@ class ScopeLedger:
         if conn.dialect.name in ("postgresql", "sqlite"):
             conn.execute(_UPSERT_LINKS, rows)
             return
-        # Portable path: nobody else writes this scope while we hold its run lock.
+        # Portable path: nobody else writes this partition while we hold its run lock.
         for row in rows:
             result = conn.execute(
                 update(links)
-                .where(_in_scope(links, self._scope), links.c.crm_id == row["crm_id"])
+                .where(_in_partition(links, self._partition), links.c.crm_id == row["crm_id"])
                 .values({name: row[name] for name in _LINK_UPDATABLE})
             )
             if result.rowcount == 0:
@@ -624,7 +629,7 @@ class ScopeLedger:
 
     def _row(self, link: Link, now: datetime) -> dict[str, Any]:
         return {
-            **_scope_values(self._scope),
+            **_partition_values(self._partition),
             "crm_id": link.crm_id,
             "book_id": link.book_id,
             "agreed": _dumps(link.agreed),
@@ -641,7 +646,7 @@ class ScopeLedger:
         self._held()
         with self._ledger._writing() as conn:
             conn.execute(
-                delete(links).where(_in_scope(links, self._scope), links.c.crm_id == crm_id)
+                delete(links).where(_in_partition(links, self._partition), links.c.crm_id == crm_id)
             )
 
     # -- pending failures --------------------------------------------------------------------
@@ -666,7 +671,7 @@ class ScopeLedger:
         now = _now()
         body = _dumps(payload)
         where = and_(
-            _in_scope(failures, self._scope),
+            _in_partition(failures, self._partition),
             failures.c.side == side.value,
             failures.c.record_id == record_id,
         )
@@ -693,7 +698,7 @@ class ScopeLedger:
             if row is None:
                 conn.execute(
                     insert(failures).values(
-                        **_scope_values(self._scope),
+                        **_partition_values(self._partition),
                         side=side.value,
                         record_id=record_id,
                         **values,
@@ -704,10 +709,10 @@ class ScopeLedger:
         return Failure(side, record_id, json.loads(body), reason, attempts, first, now, parked)
 
     def failures(self, side: Side | None = None, *, parked: bool | None = False) -> list[Failure]:
-        """Pending failures of the scope (of one side if given), ordered by side and id: those
+        """Pending failures of the partition (of one side if given), ordered by side and id: those
         to retry (``parked=False``, the default), the parked ones (True), or all (None)."""
         self._held()
-        query = select(failures).where(_in_scope(failures, self._scope))
+        query = select(failures).where(_in_partition(failures, self._partition))
         if side is not None:
             query = query.where(failures.c.side == Side(side).value)
         if parked is not None:
@@ -735,7 +740,7 @@ class ScopeLedger:
         with self._ledger._writing() as conn:
             conn.execute(
                 delete(failures).where(
-                    _in_scope(failures, self._scope),
+                    _in_partition(failures, self._partition),
                     failures.c.side == Side(side).value,
                     failures.c.record_id == record_id,
                 )
@@ -746,7 +751,11 @@ class ScopeLedger:
     def hold_delete(self, side: Side, record_id: str, payload: Mapping[str, Any]) -> None:
         """Keep the tombstone of ``record_id`` (a key on ``side``) until the delete is done."""
         self._held()
-        key = {**_scope_values(self._scope), "side": Side(side).value, "record_id": record_id}
+        key = {
+            **_partition_values(self._partition),
+            "side": Side(side).value,
+            "record_id": record_id,
+        }
         with self._ledger._writing() as conn:
             conn.execute(
                 delete(held_deletes).where(*(held_deletes.c[k] == v for k, v in key.items()))
@@ -758,7 +767,7 @@ class ScopeLedger:
     def held_deletes(self, side: Side | None = None) -> list[HeldDelete]:
         """The deletes held by an earlier run that did not reach its end, ordered by side and id."""
         self._held()
-        query = select(held_deletes).where(_in_scope(held_deletes, self._scope))
+        query = select(held_deletes).where(_in_partition(held_deletes, self._partition))
         if side is not None:
             query = query.where(held_deletes.c.side == Side(side).value)
         query = query.order_by(held_deletes.c.side, held_deletes.c.record_id)
@@ -776,7 +785,7 @@ class ScopeLedger:
         with self._ledger._writing() as conn:
             conn.execute(
                 delete(held_deletes).where(
-                    _in_scope(held_deletes, self._scope),
+                    _in_partition(held_deletes, self._partition),
                     held_deletes.c.side == Side(side).value,
                     held_deletes.c.record_id == record_id,
                 )
@@ -794,7 +803,7 @@ class ScopeLedger:
                 insert(conflicts),
                 [
                     {
-                        **_scope_values(self._scope),
+                        **_partition_values(self._partition),
                         "conflict_id": item.conflict_id,
                         "crm_id": item.crm_id,
                         "field": item.field,
@@ -810,9 +819,9 @@ class ScopeLedger:
             )
 
     def lost_values(self, *, restored: bool | None = False) -> list[LostValue]:
-        """The scope's conflicts, newest first: not restored yet (default), restored, or all."""
+        """The partition's conflicts, newest first: not restored yet (default), restored, or all."""
         self._held()
-        query = select(conflicts).where(_in_scope(conflicts, self._scope))
+        query = select(conflicts).where(_in_partition(conflicts, self._partition))
         if restored is not None:
             column = conflicts.c.restored_at
             query = query.where(column.is_not(None) if restored else column.is_(None))
@@ -838,32 +847,37 @@ class ScopeLedger:
         with self._ledger._writing() as conn:
             conn.execute(
                 update(conflicts)
-                .where(_in_scope(conflicts, self._scope), conflicts.c.conflict_id == conflict_id)
+                .where(
+                    _in_partition(conflicts, self._partition),
+                    conflicts.c.conflict_id == conflict_id,
+                )
                 .values(restored_at=_now())
             )
 
     # -- the folder ----------------------------------------------------------------------------
 
     def folder_binding(self) -> FolderBinding | None:
-        """The address-book folder id this scope is bound to, if it was ever resolved."""
+        """The address-book folder id this partition is bound to, if it was ever resolved."""
         self._held()
         with self._ledger._reading() as conn:
-            row = conn.execute(select(folders).where(_in_scope(folders, self._scope))).one_or_none()
+            row = conn.execute(
+                select(folders).where(_in_partition(folders, self._partition))
+            ).one_or_none()
         if row is None:
             return None
         return FolderBinding(row.bound_id, row.display_name, _utc(row.bound_at))
 
     def bind_folder(self, folder_id: str, display_name: str) -> FolderBinding:
-        """Bind the scope to ``folder_id`` (first resolution), or note its current name."""
+        """Bind the partition to ``folder_id`` (first resolution), or note its current name."""
         self._held()
         now = _now()
-        where = _in_scope(folders, self._scope)
+        where = _in_partition(folders, self._partition)
         with self._ledger._writing() as conn:
             row = conn.execute(select(folders).where(where)).one_or_none()
             if row is None:
                 conn.execute(
                     insert(folders).values(
-                        **_scope_values(self._scope),
+                        **_partition_values(self._partition),
                         bound_id=folder_id,
                         display_name=display_name,
                         bound_at=now,
@@ -873,8 +887,8 @@ class ScopeLedger:
                 return FolderBinding(folder_id, display_name, now)
             if row.bound_id != folder_id:
                 raise LedgerError(
-                    f"scope {self._scope} is bound to {Side.BOOK.title} folder {row.bound_id}, not "
-                    f"{folder_id}; a different folder is a different sync"
+                    f"scope {self._partition} is bound to {Side.BOOK.title} folder "
+                    f"{row.bound_id}, not {folder_id}; a different folder is a different sync"
                 )
             conn.execute(
                 update(folders).where(where).values(display_name=display_name, seen_at=now)

@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 
-from contactsync.sync.link import ScopeKey
+from contactsync.sync.link import Partition
 
 #: Version of the table layout below, stored in ``ledger_meta`` so that a later release can
 #: migrate an old file and an old release refuses a file written by a newer one.
@@ -50,7 +50,7 @@ class LedgerError(Exception):
 
 
 class LedgerConflict(LedgerError):
-    """A write would give one address-book contact two CRM partners in the same scope."""
+    """A write would give one address-book contact two CRM partners in the same partition."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,19 +58,19 @@ class LedgerConflict(LedgerError):
 
 #: Address-book ids run to ~150 characters; bounded so that every database can index them.
 _ID = String(512)
-_SCOPE: Final = ("user_id", "space_id", "mailbox", "folder_id")
+_PARTITION: Final = ("user_id", "space_id", "mailbox", "folder_id")
 
 metadata = MetaData()
 
 
-def _scope_columns() -> list[Column[str]]:
-    return [Column(name, _ID, nullable=False) for name in _SCOPE]
+def _partition_columns() -> list[Column[str]]:
+    return [Column(name, _ID, nullable=False) for name in _PARTITION]
 
 
 links = Table(
     "contactsync_links",
     metadata,
-    *_scope_columns(),
+    *_partition_columns(),
     Column("crm_id", _ID, nullable=False),
     Column("book_id", _ID, nullable=True),  # None while the address-book copy is owed a restore
     Column("agreed", Text, nullable=False),  # JSON text, identical on every database
@@ -80,16 +80,16 @@ links = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("pinned", Text, nullable=True),  # JSON text; see Link.pinned (schema 2)
-    PrimaryKeyConstraint(*_SCOPE, "crm_id", name="pk_links"),
+    PrimaryKeyConstraint(*_PARTITION, "crm_id", name="pk_links"),
     # NULLs are distinct in unique constraints on SQLite and PostgreSQL: many links may wait
-    # for a restore at once, but no address-book contact is ever linked twice in a scope.
-    UniqueConstraint(*_SCOPE, "book_id", name="uq_links_book_id"),
+    # for a restore at once, but no address-book contact is ever linked twice in a partition.
+    UniqueConstraint(*_PARTITION, "book_id", name="uq_links_book_id"),
 )
 
 failures = Table(
     "contactsync_failures",
     metadata,
-    *_scope_columns(),
+    *_partition_columns(),
     Column("side", String(16), nullable=False),
     Column("record_id", _ID, nullable=False),
     Column("payload", Text, nullable=False),
@@ -99,7 +99,7 @@ failures = Table(
     Column("last_failed_at", DateTime(timezone=True), nullable=False),
     # Set when the record was refused for its data too often: not retried until it changes.
     Column("parked_at", DateTime(timezone=True), nullable=True),  # schema 2
-    PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_failures"),
+    PrimaryKeyConstraint(*_PARTITION, "side", "record_id", name="pk_failures"),
 )
 
 #: Deletes a run holds until its end for the mass-delete guard (schema 3): durable, since the
@@ -107,12 +107,12 @@ failures = Table(
 held_deletes = Table(
     "contactsync_held_deletes",
     metadata,
-    *_scope_columns(),
+    *_partition_columns(),
     Column("side", String(16), nullable=False),
     Column("record_id", _ID, nullable=False),
     Column("payload", Text, nullable=False),
     Column("held_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint(*_SCOPE, "side", "record_id", name="pk_held_deletes"),
+    PrimaryKeyConstraint(*_PARTITION, "side", "record_id", name="pk_held_deletes"),
 )
 
 #: Columns added to existing tables since schema 1, migrated by ALTER TABLE.
@@ -121,7 +121,7 @@ _ADDED_COLUMNS: Final = (("pinned", links), ("parked_at", failures))
 conflicts = Table(
     "contactsync_conflicts",
     metadata,
-    *_scope_columns(),
+    *_partition_columns(),
     Column("conflict_id", String(36), nullable=False),
     Column("crm_id", _ID, nullable=False),
     Column("field", String(64), nullable=False),
@@ -131,25 +131,25 @@ conflicts = Table(
     Column("policy", String(32), nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("restored_at", DateTime(timezone=True), nullable=True),
-    PrimaryKeyConstraint(*_SCOPE, "conflict_id", name="pk_conflicts"),
+    PrimaryKeyConstraint(*_PARTITION, "conflict_id", name="pk_conflicts"),
 )
 
 folders = Table(
     "contactsync_folders",
     metadata,
-    *_scope_columns(),
+    *_partition_columns(),
     Column("bound_id", _ID, nullable=False),
     Column("display_name", Text, nullable=False),
     Column("bound_at", DateTime(timezone=True), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint(*_SCOPE, name="pk_folders"),
+    PrimaryKeyConstraint(*_PARTITION, name="pk_folders"),
 )
 
 run_locks = Table(
     "contactsync_run_locks",
     metadata,
-    Column("lock_key", String(64), primary_key=True),  # sha256 hex of the scope
-    *_scope_columns(),
+    Column("lock_key", String(64), primary_key=True),  # sha256 hex of the partition
+    *_partition_columns(),
     Column("token", String(36), nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
@@ -180,7 +180,7 @@ _LINK_UPDATABLE: Final = (
 _UPSERT_LINKS: Final = text(
     f"INSERT INTO {links.name} ({', '.join(c.name for c in links.c)}) "
     f"VALUES ({', '.join(':' + c.name for c in links.c)}) "
-    f"ON CONFLICT ({', '.join([*_SCOPE, 'crm_id'])}) DO UPDATE SET "
+    f"ON CONFLICT ({', '.join([*_PARTITION, 'crm_id'])}) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _LINK_UPDATABLE)
 ).bindparams(*(bindparam(c.name, type_=c.type) for c in links.c))
 
@@ -208,20 +208,20 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]
         yield items[start : start + size]
 
 
-def _scope_digest(scope: ScopeKey) -> bytes:
-    # JSON of the four parts, not str(scope): "a@b/c/d" could be split more than one way.
-    parts = [scope.user, scope.space, scope.mailbox, scope.folder]
+def _partition_digest(partition: Partition) -> bytes:
+    # JSON of the four parts, not str(partition): "a@b/c/d" could be split more than one way.
+    parts = [partition.user, partition.space, partition.mailbox, partition.folder]
     return hashlib.sha256(_LOCK_NAMESPACE + json.dumps(parts).encode()).digest()
 
 
-def _scope_values(scope: ScopeKey) -> dict[str, str]:
+def _partition_values(partition: Partition) -> dict[str, str]:
     return {
-        "user_id": scope.user,
-        "space_id": scope.space,
-        "mailbox": scope.mailbox,
-        "folder_id": scope.folder,
+        "user_id": partition.user,
+        "space_id": partition.space,
+        "mailbox": partition.mailbox,
+        "folder_id": partition.folder,
     }
 
 
-def _in_scope(table: Table, scope: ScopeKey) -> ColumnElement[bool]:
-    return and_(*(table.c[name] == value for name, value in _scope_values(scope).items()))
+def _in_partition(table: Table, partition: Partition) -> ColumnElement[bool]:
+    return and_(*(table.c[name] == value for name, value in _partition_values(partition).items()))

@@ -64,11 +64,12 @@ def name_side(side: Side, name: str, title: str) -> None:
 
 
 @dataclass(frozen=True)
-class ScopeKey:
-    """Links are never shared between users, spaces, mailboxes or folders.
+class Partition:
+    """The ledger partition a link lives in: links are never shared between users, spaces,
+    mailboxes or folders (not to be confused with a user's sync scope, the contacts they sync).
 
-    A new folder therefore starts a new link scope, and one user's deactivation
-    cannot touch another user's rows.
+    A new folder therefore starts a new partition, and one user's deactivation cannot touch
+    another user's rows.
     """
 
     user: str
@@ -79,7 +80,7 @@ class ScopeKey:
     def __post_init__(self) -> None:
         for name in ("user", "space", "mailbox", "folder"):
             if not getattr(self, name):
-                raise ValueError(f"ScopeKey.{name} must not be empty")
+                raise ValueError(f"Partition.{name} must not be empty")
 
     def __str__(self) -> str:
         return f"{self.user}@{self.space}/{self.mailbox}/{self.folder}"

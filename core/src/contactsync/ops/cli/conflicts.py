@@ -28,7 +28,7 @@ from contactsync.ops.cli._plugin_config import ConfigError, user_config
 from contactsync.pipeliner.api import PipelinerError
 from contactsync.pipeliner.scope import SyncScope
 from contactsync.sync.engine import Destination
-from contactsync.sync.ledger import Ledger, LedgerError, LostValue, ScopeLedger
+from contactsync.sync.ledger import Ledger, LedgerError, LostValue, PartitionLedger
 from contactsync.sync.link import Side
 from contactsync.sync.plan import Action, Kind
 
@@ -67,7 +67,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         with (
             Ledger(project.db_url) as ledger,
-            ledger.open_scope(cs.link_scope(config), owner="contactsync conflicts") as scope,
+            ledger.open_partition(
+                cs.link_partition(config), owner="contactsync conflicts"
+            ) as scope,
         ):
             if args.restore:
                 return _restore(scope, config, args.restore.strip())
@@ -112,7 +114,7 @@ def _as_dict(item: LostValue) -> dict[str, object]:
     }
 
 
-def _restore(scope: ScopeLedger, config: dict[str, object], conflict_id: str) -> int:
+def _restore(scope: PartitionLedger, config: dict[str, object], conflict_id: str) -> int:
     found = [c for c in scope.lost_values(restored=None) if c.conflict_id == conflict_id]
     if not found:
         return fail("conflicts", f"no conflict {conflict_id!r} for this user (see the list)")

@@ -90,11 +90,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return fail("link", str(exc))
     ours, theirs = from_pipeliner(contact), from_graph(copy)
     agreed = {k: v if v == theirs.get(k) else None for k, v in ours.items()}
-    key = cs.link_scope(config)
+    key = cs.link_partition(config)
     try:
         with (
             Ledger(project.db_url) as ledger,
-            ledger.open_scope(key, owner="contactsync link") as s,
+            ledger.open_partition(key, owner="contactsync link") as s,
         ):
             for side, record_id in ((Side.CRM, pid), (Side.BOOK, oid)):
                 if (existing := s.get(side, record_id)) is not None:
