@@ -24,15 +24,16 @@ Check = Callable[[Any], bool]
 _ANNOTATIONS = frozenset({"description", "title", "format", "examples", "default", "$comment"})
 _KNOWN = _ANNOTATIONS | {"type", "properties", "items", "enum", "required", "additionalProperties"}
 
-_TYPES: Mapping[str, Check] = {
-    "null": lambda v: v is None,
-    "string": lambda v: type(v) is str,
-    "boolean": lambda v: type(v) is bool,
-    # A float may be an integer to jsonschema (1.0): such a value goes to jsonschema.
-    "integer": lambda v: type(v) is int,
-    "number": lambda v: type(v) is int or type(v) is float,
-    "array": lambda v: type(v) is list,
-    "object": lambda v: type(v) is dict,
+#: The Python types of a JSON type that jsonschema certainly accepts (exact types: a bool is no
+#: integer; a float may be an integer to jsonschema, 1.0, and goes to jsonschema).
+_TYPES: Mapping[str, tuple[type, ...]] = {
+    "null": (type(None),),
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "array": (list,),
+    "object": (dict,),
 }
 
 
@@ -52,47 +53,48 @@ def compile_check(schema: Any) -> Check:
         return _never
     if schema.get("additionalProperties", True) is not True:
         return _never
-    checks: list[Check] = []
+    kinds: frozenset[type] | None = None
     declared = schema.get("type")
     if declared is not None:
         names = [declared] if isinstance(declared, str) else list(declared)
         if not names or any(name not in _TYPES for name in names):
             return _never
-        kinds = [_TYPES[name] for name in names]
-        checks.append(kinds[0] if len(kinds) == 1 else (lambda v: any(k(v) for k in kinds)))
+        kinds = frozenset(t for name in names for t in _TYPES[name])
+    allowed: list[Any] | None = None
     if "enum" in schema:
-        allowed = [a for a in schema["enum"] if a is None or type(a) in (str, int, float, bool)]
         # Scalars only: jsonschema's equality of arrays and objects tells 1 from True.
-        checks.append(lambda v: any(type(v) is type(a) and v == a for a in allowed))
-    if "properties" in schema or "required" in schema:
-        fields = {name: compile_check(sub) for name, sub in schema.get("properties", {}).items()}
-        required = tuple(schema.get("required", ()))
+        allowed = [a for a in schema["enum"] if a is None or type(a) in (str, int, float, bool)]
+    fields = {name: compile_check(sub) for name, sub in schema.get("properties", {}).items()}
+    required = tuple(schema.get("required", ()))
+    items = compile_check(schema["items"]) if "items" in schema else None
+    if kinds is not None and allowed is None and not required and items is None:
+        if not fields:
+            return lambda v: type(v) in kinds  # the common case: a field of one or two types
+        if dict not in kinds:
+            return lambda v: type(v) in kinds  # properties apply to objects only
 
-        def check_object(value: Any) -> bool:
-            if type(value) is not dict:
-                return True  # the keywords apply to objects only ("type" checks the rest)
+    def check(value: Any) -> bool:
+        kind = type(value)
+        if kinds is not None and kind not in kinds:
+            return False
+        if allowed is not None and not any(kind is type(a) and value == a for a in allowed):
+            return False
+        if kind is dict:
             for name in required:
                 if name not in value:
                     return False
-            for name, item in value.items():
-                check = fields.get(name)
-                if check is not None and not check(item):
+            if fields:
+                for name, item in value.items():
+                    field = fields.get(name)
+                    if field is not None and not field(item):
+                        return False
+        elif kind is list and items is not None:
+            for item in value:
+                if not items(item):
                     return False
-            return True
+        return True
 
-        checks.append(check_object)
-    if "items" in schema:
-        item_check = compile_check(schema["items"])
-
-        def check_items(value: Any) -> bool:
-            return type(value) is not list or all(item_check(item) for item in value)
-
-        checks.append(check_items)
-    if not checks:
-        return _always
-    if len(checks) == 1:
-        return checks[0]
-    return lambda v: all(check(v) for check in checks)
+    return check
 
 
 class RecordValidator(BaseJSONSchemaValidator):
