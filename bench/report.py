@@ -533,9 +533,9 @@ NOTES_FINDINGS = [
     "500 `$batch` requests pays a TLS handshake and a reload of the CA bundle, which a real "
     "Graph connection kept alive would not; MSAL's token lookup per request), reading each "
     "record onto the field table and building its Graph body (0.29 + 0.26 s, both normalising "
-    "values the mapper had normalised), planning and ledger commits (0.2 s per 3,000 links). Those are core's; reaching 1.5× needs them "
-    "(one SSL context per client, values carried normalised from the mapper to the body, "
-    "commits per several batches).",
+    "values the mapper had normalised), planning and ledger commits (0.2 s per 3,000 links). "
+    "Those are core's; reaching 1.5× needs them (one SSL context per client, values "
+    "carried normalised from the mapper to the body, commits per several batches).",
     "* **Graph's budget, paced.** `contactsync.pacing` grants each request (each inner "
     "request of a batch) against 10,000 per 10 minutes and 4 concurrent requests per mailbox "
     "before it is sent, shared by the mailbox's clients in the process, and cuts a batch to "
