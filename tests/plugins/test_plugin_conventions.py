@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -241,3 +242,26 @@ def test_no_plugin_code_touches_a_singer_sdk_private() -> None:
                     ):
                         touched.append(f"{path.relative_to(root)}:{node.lineno} {name}")
     assert not touched, "singer-sdk privates used:\n" + "\n".join(touched)
+
+
+def test_settings_from_the_environment_are_read_as_their_schema_means_them(tmp_path: Path) -> None:
+    """`--config ENV` (singer-sdk's settings from environment variables): a number given as
+    text is read as a number, as from a config file; a wrong one is refused naming it."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "TARGET_PIPELINER_CONTACTS_SERVICE_URL": "https://127.0.0.1:9",
+        "TARGET_PIPELINER_CONTACTS_SPACE_ID": "space",
+        "TARGET_PIPELINER_CONTACTS_API_USERNAME": "user",
+        "TARGET_PIPELINER_CONTACTS_API_PASSWORD": "secret",
+        "TARGET_PIPELINER_CONTACTS_USER_EMAIL": "alex@contoso.example",
+        "TARGET_PIPELINER_CONTACTS_LEDGER_URL": str(tmp_path / "ledger.sqlite"),
+        "TARGET_PIPELINER_CONTACTS_MAX_DELETE_RATIO": " 0.3 ",
+    }
+    cmd = [str(BIN / "target-pipeliner-contacts"), "--config", "ENV"]
+    ok = subprocess.run(cmd, input="", capture_output=True, text=True, env=env, check=False)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    env["TARGET_PIPELINER_CONTACTS_MAX_DELETE_RATIO"] = "a third"
+    bad = subprocess.run(cmd, input="", capture_output=True, text=True, env=env, check=False)
+    assert bad.returncode == 1
+    assert "settings refused: 'a third' is not of type 'number'" in bad.stderr
+    assert "max_delete_ratio" in bad.stderr

@@ -30,6 +30,7 @@ from singer_sdk import metrics
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import SingerCommand
 from singer_sdk.singerlib import SingerMessageType
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR, extend_validator_with_defaults
 
 from contactsync import settings as cs
 from contactsync.http import RequestEvent, observe_requests
@@ -117,6 +118,26 @@ def read_settings(config: Mapping[str, Any] | PurePath | str | list[PurePath | s
     return settings
 
 
+#: Marks the dict of settings handed to singer-sdk, to check that it keeps that very dict.
+PROBE = "__contactsync_settings__"
+
+
+def validate_settings(plugin: Any, settings: dict, *, raise_errors: bool) -> None:
+    """singer-sdk's validation of the settings (defaults filled in, errors worded as it words
+    them), for settings it took from the environment before they were normalised."""
+    schema = plugin.config_jsonschema
+    plugin.append_builtin_config(schema)
+    validator = extend_validator_with_defaults(DEFAULT_JSONSCHEMA_VALIDATOR)(schema)
+    errors = []
+    for error in validator.iter_errors(settings):
+        where = "][".join(repr(index) for index in error.path)
+        errors.append(error.message + (f" in config[{where}]" if where else ""))
+    if errors and raise_errors:
+        raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
+    if errors:
+        plugin.logger.warning("Config validation failed")
+
+
 def _silence_stdout() -> None:
     """A closed pipe must not add a second traceback when Python flushes stdout at exit."""
     try:
@@ -195,12 +216,21 @@ class ContactsyncPlugin:
         self.listing_versions: dict[str, int] = {}
         settings = read_settings(config)
         cs.normalize_text_settings(settings, self.config_jsonschema)
+        if parse_env_config:
+            settings[PROBE] = True  # not empty: singer-sdk would replace an empty dict
         super().__init__(  # type: ignore[call-arg]
             config=settings,
             parse_env_config=parse_env_config,
-            validate_config=validate_config,
+            # `--config ENV`: singer-sdk adds the environment's settings to `settings` (the dict
+            # it keeps as the config) as text; they are read and validated just below.
+            validate_config=validate_config and not parse_env_config,
             **kwargs,
         )
+        if parse_env_config:
+            if settings.pop(PROBE, None) is None or PROBE in self.config:
+                raise RuntimeError("singer-sdk no longer keeps the config dict it is given")
+            cs.normalize_text_settings(settings, self.config_jsonschema)
+            validate_settings(self, settings, raise_errors=validate_config)
         problems = self.setting_problems()
         if problems and validate_config:
             raise ConfigValidationError("Config validation failed", errors=problems)
