@@ -17,7 +17,7 @@ import pytest
 from contactsync.outlook.projection import pipeliner_stamp
 from tests.e2e.test_meltano_sync import AMERICAS, EUROPE, ROOT, Project, _contact
 from tests.support import access_oracle
-from tests.support.plugins import USERS, sign_in
+from tests.support.plugins import USERS
 
 pytestmark = pytest.mark.skipif(
     not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
@@ -27,18 +27,6 @@ pytestmark = pytest.mark.skipif(
 MEGAN, ALEX = "megan@contoso.example", "alex@contoso.example"
 SALES_REP_NO_DELETE = "b0000000-0000-4000-8000-000000000002"  # Megan's role, hers alone
 CONTOSO = "a0000000-0000-4000-8000-000000000003"  # the root unit
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
-
-
-@pytest.fixture
-def project(sandbox: Any, token_cache: Any, tmp_path: Any) -> Project:
-    proj = Project(sandbox, token_cache, tmp_path)
-    proj.outlook.new_folder(proj.folder)
-    return proj
 
 
 def _state(project: Project) -> dict[str, Any]:

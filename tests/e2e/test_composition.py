@@ -23,7 +23,7 @@ import pytest
 
 from contactsync.sync.ledger import Ledger
 from tests.e2e.test_meltano_sync import ROOT, Project, _contact, agree
-from tests.support.plugins import USERS, sign_in
+from tests.support.plugins import USERS
 
 PG_URL = os.environ.get("CONTACTSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 INSTALLED = ROOT / ".meltano"
@@ -37,18 +37,6 @@ pytestmark = pytest.mark.skipif(
 def _installed(kind: str, name: str) -> None:
     if not (INSTALLED / kind / name).exists():
         pytest.skip(f"{name} is not installed: run `make plugins` (make test does)")
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
-
-
-@pytest.fixture
-def project(sandbox: Any, token_cache: Path, tmp_path: Path) -> Project:
-    proj = Project(sandbox, token_cache, tmp_path)
-    proj.outlook.new_folder(proj.folder)
-    return proj
 
 
 # --- target-postgres --------------------------------------------------------------------------

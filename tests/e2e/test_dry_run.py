@@ -15,17 +15,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_meltano_sync import ROOT, Project, _contact, agree
-from tests.support.plugins import sign_in
 
 pytestmark = pytest.mark.skipif(
     not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
     reason="Meltano plugins are not installed: run `make plugins` (make test does)",
 )
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import pytest
 from contactsync.sync.ledger import Ledger
 from contactsync.sync.link import LinkState, Partition
 from tests.e2e.test_meltano_sync import MELTANO, ROOT, SPACE, Project, _contact, agree
-from tests.support.plugins import sign_in
 
 pytestmark = pytest.mark.skipif(
     not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
@@ -28,11 +27,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 JOB = "two-way-your-contacts"
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
 from contactsync.sync.link import Partition
 from tests.support.meltano_env import meltano_env
-from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
+from tests.support.plugins import USERS, OutlookActor, PipelinerActor
 
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = str(Path(sys.executable).parent / "meltano")
@@ -33,11 +33,6 @@ pytestmark = pytest.mark.skipif(
     not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
     reason="Meltano plugins are not installed: run `make plugins` (make test does)",
 )
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
 
 
 class Project:

@@ -16,24 +16,12 @@ import pytest
 
 from contactsync.outlook.projection import pipeliner_stamp
 from tests.e2e.test_meltano_sync import EUROPE, ROOT, Project, _contact
-from tests.support.plugins import USERS, sign_in
+from tests.support.plugins import USERS
 
 pytestmark = pytest.mark.skipif(
     not (ROOT / ".meltano" / "mappers" / "contactsync-mapper").exists(),
     reason="Meltano plugins are not installed: run `make plugins` (make test does)",
 )
-
-
-@pytest.fixture(scope="module")
-def token_cache(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return sign_in(sandbox, tmp_path_factory.mktemp("auth") / "token-cache.json")
-
-
-@pytest.fixture
-def project(sandbox: Any, token_cache: Any, tmp_path: Any) -> Project:
-    proj = Project(sandbox, token_cache, tmp_path)
-    proj.outlook.new_folder(proj.folder)
-    return proj
 
 
 def _notes(project: Project) -> dict[str, Any]:

@@ -4,7 +4,9 @@ failed run ending on one ERROR line (the traceback only at DEBUG)."""
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -158,3 +160,108 @@ def test_the_outlook_stream_declares_incremental_replication(tmp_path: Path) -> 
     )
     [stream] = json.loads(done.stdout)["streams"]
     assert stream["replication_method"] == "INCREMENTAL"  # Graph delta, not FULL_TABLE
+
+
+#: Our code that runs inside singer-sdk: the shared glue, both taps, both targets, the mapper.
+PLUGIN_SOURCES = [
+    "contactsync-singer/src",
+    "tap-pipeliner-contacts/src",
+    "tap-outlook-contacts/src",
+    "target-pipeliner-contacts/src",
+    "target-outlook-contacts/src",
+    "transforms/src",
+]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def sdk_private_names() -> set[str]:
+    """Every ``_name`` singer-sdk defines: methods, attributes set on ``self``, class names."""
+    import singer_sdk
+
+    found: set[str] = set()
+    for path in Path(singer_sdk.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = node.name
+            elif isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                name = node.id
+            else:
+                continue
+            if _private(name):
+                found.add(name)
+    return found
+
+
+def test_no_plugin_code_touches_a_singer_sdk_private() -> None:
+    """singer-sdk's private methods and attributes change without notice between releases; our
+    plugins use its public hooks only (issue #16): no ``_name`` of singer-sdk is overridden,
+    read, called or named in a string (``getattr``), and no private module is imported."""
+    sdk = sdk_private_names()
+    assert {"_validate_and_parse", "_write_state_message", "_sinks_active"} <= sdk  # the scan works
+    root = Path(__file__).resolve().parents[2]
+    touched = []
+    for folder in PLUGIN_SOURCES:
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            methods = {
+                id(item)
+                for cls in ast.walk(tree)
+                if isinstance(cls, ast.ClassDef)
+                for item in cls.body
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
+            for node in ast.walk(tree):
+                names: list[str] = []
+                if isinstance(node, ast.Attribute):
+                    names = [node.attr]
+                elif id(node) in methods:
+                    names = [node.name]  # type: ignore[attr-defined]
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    names = [node.value]
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "singer_sdk"
+                ):
+                    names = [part for part in node.module.split(".") if _private(part)]
+                    names += [alias.name for alias in node.names if _private(alias.name)]
+                elif isinstance(node, ast.Import):
+                    names = [
+                        part
+                        for alias in node.names
+                        if alias.name.startswith("singer_sdk")
+                        for part in alias.name.split(".")
+                        if _private(part)
+                    ]
+                for name in names:
+                    if name in sdk or (
+                        _private(name) and isinstance(node, ast.Import | ast.ImportFrom)
+                    ):
+                        touched.append(f"{path.relative_to(root)}:{node.lineno} {name}")
+    assert not touched, "singer-sdk privates used:\n" + "\n".join(touched)
+
+
+def test_settings_from_the_environment_are_read_as_their_schema_means_them(tmp_path: Path) -> None:
+    """`--config ENV` (singer-sdk's settings from environment variables): a number given as
+    text is read as a number, as from a config file; a wrong one is refused naming it."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "TARGET_PIPELINER_CONTACTS_SERVICE_URL": "https://127.0.0.1:9",
+        "TARGET_PIPELINER_CONTACTS_SPACE_ID": "space",
+        "TARGET_PIPELINER_CONTACTS_API_USERNAME": "user",
+        "TARGET_PIPELINER_CONTACTS_API_PASSWORD": "secret",
+        "TARGET_PIPELINER_CONTACTS_USER_EMAIL": "alex@contoso.example",
+        "TARGET_PIPELINER_CONTACTS_LEDGER_URL": str(tmp_path / "ledger.sqlite"),
+        "TARGET_PIPELINER_CONTACTS_MAX_DELETE_RATIO": " 0.3 ",
+    }
+    cmd = [str(BIN / "target-pipeliner-contacts"), "--config", "ENV"]
+    ok = subprocess.run(cmd, input="", capture_output=True, text=True, env=env, check=False)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    env["TARGET_PIPELINER_CONTACTS_MAX_DELETE_RATIO"] = "a third"
+    bad = subprocess.run(cmd, input="", capture_output=True, text=True, env=env, check=False)
+    assert bad.returncode == 1
+    assert "settings refused: 'a third' is not of type 'number'" in bad.stderr
+    assert "max_delete_ratio" in bad.stderr

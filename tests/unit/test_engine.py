@@ -243,6 +243,41 @@ def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     assert from_graph(o.records[link.book_id].raw)["city"] == "Oslo"
 
 
+class _Killed(BaseException):
+    """The process dies (SIGKILL): nothing after this point of the run happens."""
+
+
+class _DyingOutlook(Store):
+    """Creates the copies, then the process dies before the engine links them."""
+
+    def apply(self, actions: Sequence[Action]) -> Sequence[WriteResult]:
+        super().apply(actions)
+        raise _Killed
+
+
+def test_a_copy_created_by_a_killed_run_is_removed_when_its_contact_leaves(ledger, stores) -> None:
+    p, o = stores
+    pid = p.user_create(person(1))
+    dying = _DyingOutlook(OL, o.clock, o.faults)
+    with pytest.raises(_Killed):
+        run_leg(ledger, p, dying)
+    assert len(dying.live()) == 1 and ledger.get(PL, pid) is None  # a copy, no link
+    # The tap's state moved on (the target had emitted it); then the contact leaves the scope.
+    cursor = p.seq
+    p.user_set(pid, in_scope=False)
+    o.records = dying.records
+    leg = run_leg(ledger, p, o, cursor=cursor)
+    assert o.live() == {}, "the unlinked copy stayed in the folder out of scope"
+    assert ledger.get(PL, pid) is None and ledger.failures() == []
+    assert leg.report.counts["created"] == 0
+
+
+def test_a_create_in_flight_leaves_no_pending_work_once_linked(ledger, stores) -> None:
+    p, o = stores
+    seed_linked(ledger, p, o, 3)
+    assert ledger.failures() == [] and ledger.count_links() == 3
+
+
 class _RacingOutlook(Store):
     """An Outlook whose user edits a contact between our read and our write, once."""
 

@@ -15,20 +15,22 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import sys
 import warnings
-from dataclasses import replace
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any, ClassVar
 
 import click
 from singer_sdk import metrics
-from singer_sdk.about import AboutInfo
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import SingerCommand
 from singer_sdk.singerlib import SingerMessageType
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR, extend_validator_with_defaults
 
 from contactsync import settings as cs
 from contactsync.http import RequestEvent, observe_requests
@@ -91,8 +93,8 @@ class ContactsyncCommand(SingerCommand):
         plugin = ContactsyncPlugin.running
         if plugin is not None:
             plugin.on_fatal(exc_value)
-        if ContactsyncPlugin._request_metrics is not None:
-            ContactsyncPlugin._request_metrics.close()  # before the final line, not after it
+        if ContactsyncPlugin.request_metrics is not None:
+            ContactsyncPlugin.request_metrics.close()  # before the final line, not after it
         if isinstance(exc_value, BrokenPipeError):
             self.logger.warning(
                 "stopped: the next plugin of the pipeline stopped reading (its own error says why)"
@@ -100,6 +102,40 @@ class ContactsyncCommand(SingerCommand):
             _silence_stdout()
             return
         self.logger.error("%s", final_message(exc_value))
+
+
+def read_settings(config: Mapping[str, Any] | PurePath | str | list[PurePath | str] | None) -> dict:
+    """The settings as one dict of our own: singer-sdk's ``config`` argument (a dict, a JSON
+    file, or several, later files winning), read as singer-sdk reads it."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    paths = [config] if isinstance(config, str | PurePath) else config
+    settings: dict[str, Any] = {}
+    for path in paths:
+        settings.update(json.loads(Path(path).read_text()))
+    return settings
+
+
+#: Marks the dict of settings handed to singer-sdk, to check that it keeps that very dict.
+PROBE = "__contactsync_settings__"
+
+
+def validate_settings(plugin: Any, settings: dict, *, raise_errors: bool) -> None:
+    """singer-sdk's validation of the settings (defaults filled in, errors worded as it words
+    them), for settings it took from the environment before they were normalised."""
+    schema = plugin.config_jsonschema
+    plugin.append_builtin_config(schema)
+    validator = extend_validator_with_defaults(DEFAULT_JSONSCHEMA_VALIDATOR)(schema)
+    errors = []
+    for error in validator.iter_errors(settings):
+        where = "][".join(repr(index) for index in error.path)
+        errors.append(error.message + (f" in config[{where}]" if where else ""))
+    if errors and raise_errors:
+        raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
+    if errors:
+        plugin.logger.warning("Config validation failed")
 
 
 def _silence_stdout() -> None:
@@ -153,52 +189,83 @@ class ContactsyncPlugin:
 
     #: What the progress line counts (None: no progress line).
     progress_what: ClassVar[str | None] = None
-    _request_metrics: ClassVar[RequestMetrics | None] = None
+    request_metrics: ClassVar[RequestMetrics | None] = None
 
     #: The plugin instance of this process, for the failure report of its command.
     running: ClassVar[ContactsyncPlugin | None] = None
     name: str
     config_jsonschema: ClassVar[dict]
-    _config: dict
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        cs.normalize_text_settings(self._config, self.config_jsonschema)
-        errors: list[str] = super()._validate_config(raise_errors=raise_errors)  # type: ignore[misc]
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``--about`` shows the class docstring as one paragraph, so that Markdown renders it
+        as text (singer-sdk reads the description from ``__doc__``)."""
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = " ".join((cls.__doc__ or "").split())
+
+    def __init__(
+        self,
+        *,
+        config: dict | PurePath | str | list[PurePath | str] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """singer-sdk's, with the settings read as their schema means them before it validates
+        them, and then the settings that cannot apply refused (``setting_problems``)."""
+        #: The version of the full listing each stream is under way with (taps; see ``listing``).
+        self.listing_versions: dict[str, int] = {}
+        settings = read_settings(config)
+        cs.normalize_text_settings(settings, self.config_jsonschema)
+        if parse_env_config:
+            settings[PROBE] = True  # not empty: singer-sdk would replace an empty dict
+        super().__init__(  # type: ignore[call-arg]
+            config=settings,
+            parse_env_config=parse_env_config,
+            # `--config ENV`: singer-sdk adds the environment's settings to `settings` (the dict
+            # it keeps as the config) as text; they are read and validated just below.
+            validate_config=validate_config and not parse_env_config,
+            **kwargs,
+        )
+        if parse_env_config:
+            if settings.pop(PROBE, None) is None or PROBE in self.config:
+                raise RuntimeError("singer-sdk no longer keeps the config dict it is given")
+            cs.normalize_text_settings(settings, self.config_jsonschema)
+            validate_settings(self, settings, raise_errors=validate_config)
         problems = self.setting_problems()
-        if problems and raise_errors:
+        if problems and validate_config:
             raise ConfigValidationError("Config validation failed", errors=problems)
         ContactsyncPlugin.running = self
-        if ContactsyncPlugin._request_metrics is None:
-            ContactsyncPlugin._request_metrics = RequestMetrics()
-        return errors + problems
+        if ContactsyncPlugin.request_metrics is None:
+            ContactsyncPlugin.request_metrics = RequestMetrics()
 
     def write_message(self, message: Any) -> None:
-        """A tap's records go out here: they are what its progress line counts."""
+        """A tap's records go out here: they carry the version of a listing under way, and they
+        are what its progress line counts."""
+        if getattr(message, "type", None) == SingerMessageType.RECORD:
+            if self.listing_versions and message.version is None:
+                message.version = self.listing_versions.get(message.stream)
+            super().write_message(message)  # type: ignore[misc]
+            if self.progress_what:
+                self.progress.add()
+            return
         super().write_message(message)  # type: ignore[misc]
-        if self.progress_what and getattr(message, "type", None) == SingerMessageType.RECORD:
-            self.progress.add()
 
     @property
     def progress(self) -> Progress:
         """The progress line of this run (created on first use)."""
         found: Progress | None = self.__dict__.get("_progress")
         if found is None:
-            interval = float(self._config.get("progress_interval_seconds") or 30)
+            interval = float(self.config.get("progress_interval_seconds") or 30)
             what = self.progress_what or "records"
             found = self.__dict__["_progress"] = Progress(self.logger, what, interval)
         return found
 
     def setting_problems(self) -> list[str]:
         """Settings that cannot apply to this plugin as configured (empty: all fine)."""
-        return cs.job_setting_problems(self.name, self._config, os.environ)
+        return cs.job_setting_problems(self.name, self.config, os.environ)
 
     def on_fatal(self, exc: BaseException) -> None:
         """Called once when the run ends on ``exc``, before the final error line."""
-
-    @classmethod
-    def _get_about_info(cls) -> AboutInfo:
-        info: AboutInfo = super()._get_about_info()  # type: ignore[misc]
-        return replace(info, description=" ".join((info.description or "").split()))
 
     @classmethod
     def get_singer_command(cls) -> click.Command:

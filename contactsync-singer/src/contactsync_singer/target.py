@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from singer_sdk import Target
-from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
+from singer_sdk.exceptions import MissingKeyPropertiesError
+from singer_sdk.io_base import SingerMessageType, SingerReader
 from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from contactsync import settings as cs
 from contactsync.sync.engine import Destination, LegSettings, SyncLeg, WriteResult
@@ -20,6 +23,7 @@ from contactsync.sync.plan import Action, DestRecord, SourceRecord
 from contactsync.sync.report import RunReport
 from contactsync_singer.imports import import_source, record_key
 from contactsync_singer.plugin import ContactsyncPlugin
+from contactsync_singer.validation import RecordValidator
 
 
 class LazyDestination:
@@ -82,6 +86,8 @@ class ContactsSink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.owner = target
+        #: Why the record being read does not match the SCHEMA (None: it does).
+        self.invalid_reason: str | None = None
         #: The keys received since the current full listing began (None: no listing under way).
         self.seen: set[str] | None = None
         self.listing_version: int | None = None
@@ -90,32 +96,34 @@ class ContactsSink(BatchSink):
             stream_name, key_properties, os.environ, schema.get("properties")
         )
         target.use_link_partition(self.import_name, stream_name)
+        target.sinks_made += 1
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
         """Always: ``_sdc_deleted_at`` is how a tombstone arrives, and must not be stripped."""
         return True
 
-    def _validate_and_parse(self, record: dict[str, Any]) -> dict[str, Any]:
-        """A record of the wrong shape is one bad record, not a bad run: reject it naming its
-        key and field (never the value: it may be personal data) and write the rest."""
-        if self._validator is not None:
-            try:
-                self._validator.validate(record)
-            except InvalidRecord as exc:
-                cause = exc.__cause__
-                path = ".".join(str(p) for p in getattr(cause, "absolute_path", ()))
-                rule = getattr(cause, "validator", None)
-                expected = getattr(cause, "validator_value", None)
-                what = f"{rule} {expected}" if rule else "the schema"
-                record[INVALID] = f"field {path or '(record)'} does not match {what}"[:300]
-                return record
-        self._parse_timestamps_in_record(
-            record=record, schema=self.schema, treatment=self.datetime_error_treatment
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """A record of the wrong shape is one bad record, not a bad run: the validator sets it
+        aside (``set_aside``) instead of raising, and the rest are written. It checks the types
+        of the SCHEMA compiled once, and asks jsonschema only about a record that fails them
+        (singer-sdk's own check, by jsonschema alone, was most of a target's CPU per record)."""
+        if not self.validate_schema:
+            return None
+        return RecordValidator(
+            self.schema, self.set_aside, validate_formats=self.validate_field_string_format
         )
-        return record
 
-    def _singer_validate_message(self, record: dict[str, Any]) -> None:
+    def set_aside(self, record: dict[str, Any], reason: str) -> None:
+        """Keep only the record's keys (its values go no further: the next steps of singer-sdk
+        would parse them) and its reason, which ``preprocess_record`` puts on the record for
+        ``process_batch`` to reject it naming its key and field."""
+        keep = {"_source_id", "id", *(self.key_properties or ())}
+        for name in [name for name in record if name not in keep]:
+            del record[name]
+        self.invalid_reason = reason
+
+    def preprocess_record(self, record: dict[str, Any], context: dict) -> dict[str, Any]:
         """A record without a property its SCHEMA names as key breaks the Singer spec: the run
         stops (as singer-sdk's targets do), saying which stream and which property."""
         absent = [k for k in self.key_properties or () if k not in record]
@@ -125,6 +133,9 @@ class ContactsSink(BatchSink):
                 f"{', '.join(absent)} (the SCHEMA's key_properties); the records before it were "
                 "written. Give every record its key, or send the right key_properties"
             )
+        if self.invalid_reason is not None:
+            record[INVALID], self.invalid_reason = self.invalid_reason, None
+        return record
 
     def process_batch(self, context: dict[str, Any]) -> None:
         leg = self.owner.leg
@@ -134,7 +145,7 @@ class ContactsSink(BatchSink):
             try:
                 if INVALID in raw:
                     raise ValueError(raw[INVALID])
-                key = self._key(raw)
+                key = self.key_of(raw)
                 if self.import_name is not None or key != (raw.get("_source_id") or raw.get("id")):
                     raw = {**raw, "_source_id": key}
                 records.append(self.owner.source_record(raw))
@@ -149,7 +160,7 @@ class ContactsSink(BatchSink):
         leg.process(records)
         self.owner.progress.add(len(context.get("records", [])))
 
-    def _key(self, raw: Mapping[str, Any]) -> str:
+    def key_of(self, raw: Mapping[str, Any]) -> str:
         stream = self.stream_name if self.import_name is not None else None
         return record_key(raw, self.key_properties, stream)
 
@@ -173,6 +184,31 @@ class ContactsSink(BatchSink):
         super().clean_up()
 
 
+class LegReader(SingerReader):
+    """singer-sdk's reader, letting the target see STATE and SCHEMA messages first."""
+
+    def __init__(self, target: LegTarget) -> None:
+        super().__init__()
+        self.target = target
+
+    def process_lines(
+        self, file_input: Any, callbacks: dict[str, Callable[[dict], None]]
+    ) -> Counter[str]:
+        keep_state = callbacks[SingerMessageType.STATE]
+        read_schema = callbacks[SingerMessageType.SCHEMA]
+
+        def on_state(message: dict) -> None:
+            if self.target.on_state(message):
+                keep_state(message)
+
+        def on_schema(message: dict) -> None:
+            self.target.on_schema(message)
+            read_schema(message)
+
+        ours = {SingerMessageType.STATE: on_state, SingerMessageType.SCHEMA: on_schema}
+        return super().process_lines(file_input, {**callbacks, **ours})
+
+
 class LegTarget(ContactsyncPlugin, Target):
     """A target that is one leg of a sync: subclasses name the sides and the destination."""
 
@@ -180,7 +216,15 @@ class LegTarget(ContactsyncPlugin, Target):
     progress_what = "contact records processed"
     #: The side the records come from.
     source_side: Side
-    _finished: RunReport | None = None
+    finished_report: RunReport | None = None
+    #: Sinks created so far (none: no record arrived, and the leg is finished at the end).
+    sinks_made = 0
+    #: A dry run said once that it withholds STATE.
+    state_withheld = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("message_reader", LegReader(self))
+        super().__init__(**kwargs)
 
     def build_destination(self) -> Destination:
         raise NotImplementedError
@@ -188,13 +232,13 @@ class LegTarget(ContactsyncPlugin, Target):
     def setting_problems(self) -> list[str]:
         """singer-sdk's generic target settings this target cannot honour are refused."""
         problems = super().setting_problems()
-        if self._config.get("load_method") == "overwrite":
+        if self.config.get("load_method") == "overwrite":
             problems.append(
                 "load_method 'overwrite' is not supported: a sync never deletes contacts that "
                 "are not in its input; deletes follow the source (tombstones, or a complete "
                 "listing ending in ACTIVATE_VERSION). Leave load_method unset (or upsert)"
             )
-        if self._config.get("add_record_metadata"):
+        if self.config.get("add_record_metadata"):
             problems.append(
                 "add_record_metadata is not supported: contacts have no place for _sdc_ "
                 "columns; leave it unset"
@@ -203,7 +247,7 @@ class LegTarget(ContactsyncPlugin, Target):
 
     def on_fatal(self, exc: BaseException) -> None:
         """A run that ends on an error still writes its report: the error, the counts so far."""
-        if self._finished is not None:
+        if self.finished_report is not None:
             return
         if "leg" in self.__dict__:
             report = self.leg.report
@@ -211,7 +255,7 @@ class LegTarget(ContactsyncPlugin, Target):
             report = RunReport(str(self.source_side), str(self.source_side.other))
         report.error = report.error or " ".join(str(exc).split()) or type(exc).__name__
         try:
-            self._write_report(report)
+            self.write_report(report)
         except OSError as write_error:
             self.logger.warning("could not write the run report: %s", write_error)
         if "scope_ledger" in self.__dict__:
@@ -263,16 +307,6 @@ class LegTarget(ContactsyncPlugin, Target):
             scope, owner=self.name, read_only=self.dry_run
         )
 
-    def _write_state_message(self, state: dict[str, Any]) -> None:
-        """A dry run emits no STATE: Meltano saves what a target emits, and a saved bookmark
-        (or Graph delta link) would make the next real run skip the changes this run only
-        planned."""
-        if not self.dry_run:
-            super()._write_state_message(state)
-        elif not self.__dict__.get("_state_withheld"):
-            self.__dict__["_state_withheld"] = True
-            self.logger.info("dry run: no state is emitted, the next run reads the same changes")
-
     @cached_property
     def leg(self) -> SyncLeg:
         settings = LegSettings(
@@ -292,41 +326,51 @@ class LegTarget(ContactsyncPlugin, Target):
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         return ContactsSink
 
-    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
-        """tap-outlook-contacts keeps the id of the folder it read in its bookmark: the leg
-        compares it with the folder the sync is bound to before a complete listing deletes."""
-        super()._process_state_message(message_dict)
-        found = listed_folder(message_dict.get("value"))
+    def on_state(self, message: Mapping[str, Any]) -> bool:
+        """A STATE message, before singer-sdk keeps it (returns whether it may).
+
+        tap-outlook-contacts keeps the id of the folder it read in its bookmark: the leg
+        compares it with the folder the sync is bound to before a complete listing deletes.
+        A dry run emits no STATE: Meltano saves what a target emits, and a saved bookmark (or
+        Graph delta link) would make the next real run skip the changes this run only planned.
+        """
+        found = listed_folder(message.get("value"))
         if found is not None:
             self.leg.listed_folder = found
+        if not self.dry_run:
+            return True
+        if not self.state_withheld:
+            self.state_withheld = True
+            self.logger.info("dry run: no state is emitted, the next run reads the same changes")
+        return False
 
-    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
-        if not message_dict.get("schema", {}).get("properties"):
+    def on_schema(self, message: Mapping[str, Any]) -> None:
+        """A SCHEMA message, before singer-sdk reads it: one without properties stops the run."""
+        if not message.get("schema", {}).get("properties"):
             raise ValueError(
-                f"stream {message_dict.get('stream')!r}: its SCHEMA declares no properties; "
+                f"stream {message.get('stream')!r}: its SCHEMA declares no properties; "
                 "send contact records with the fields the matching tap emits"
             )
-        super()._process_schema_message(message_dict)
 
     def process_endofpipe(self) -> None:
         # With no record at all there is no sink to clean up, but earlier failures and
         # restores are still owed: finish the leg here then.
-        if not self._sinks_active and not self._sinks_to_clear:
+        if not self.sinks_made:
             self.finish_leg()
         super().process_endofpipe()
 
     def finish_leg(self) -> RunReport:
         """End of input: restores, held deletes behind the guard, the report, the lock."""
-        if self._finished is not None:
-            return self._finished
+        if self.finished_report is not None:
+            return self.finished_report
         try:
-            self._finished = self.leg.finish()
+            self.finished_report = self.leg.finish()
         finally:
-            self._write_report(self.leg.report)
+            self.write_report(self.leg.report)
             self.partition_ledger.close()
-        return self._finished
+        return self.finished_report
 
-    def _write_report(self, report: RunReport) -> None:
+    def write_report(self, report: RunReport) -> None:
         for line in report.summary().splitlines():
             self.logger.info(line)
         if path := self.config.get("report_path"):

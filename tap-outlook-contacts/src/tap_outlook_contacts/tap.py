@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.listing import ListingStream
 from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
-from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE, REPLICATION_INCREMENTAL
 
 from contactsync import settings as cs
 from contactsync.outlook import folders
@@ -18,7 +18,7 @@ from contactsync.outlook.graph_api import Folder, GraphClient
 from contactsync.outlook.records import CONTACT_SCHEMA, removal_records, tap_record
 
 
-class ContactsStream(Stream):
+class ContactsStream(ListingStream):
     """The folder's contacts: all of them on the first run, then only what changed.
 
     The Singer state holds the folder's delta link; deletions arrive as tombstones
@@ -35,18 +35,27 @@ class ContactsStream(Stream):
     primary_keys = ("id",)
     schema = CONTACT_SCHEMA
 
+    #: True while ``get_records`` reads (see ``replication_method``).
+    reading = False
+
     @property
     def replication_method(self) -> str:
-        """Incremental, though without a replication key: the bookmark is Graph's delta link."""
-        return REPLICATION_INCREMENTAL
-
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Mapping[str, Any] | None = None
-    ) -> None:
-        """No record value is a bookmark here: ``get_records`` keeps the delta link instead."""
+        """INCREMENTAL, as the catalog says (each run reads what changed since the delta link),
+        but without a replication key: the bookmark is Graph's delta link, which
+        ``get_records`` keeps in the stream's state. While records are read singer-sdk is told
+        FULL_TABLE, so that it looks for no record value to keep as a bookmark (it offers no
+        public hook for an incremental stream without a replication key)."""
+        return REPLICATION_FULL_TABLE if self.reading else REPLICATION_INCREMENTAL
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        tap: TapOutlookContacts = self._tap  # type: ignore[assignment]
+        self.reading = True
+        try:
+            yield from self.read_folder(context)
+        finally:
+            self.reading = False
+
+    def read_folder(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        tap: TapOutlookContacts = self.plugin  # type: ignore[assignment]
         state = self.get_context_state(context)
         folder = tap.folder_of(state)
         if folder is None:
@@ -62,7 +71,7 @@ class ContactsStream(Stream):
         version: int | None = None
         for page in tap.graph.iter_delta(folder, delta_link):
             if version is None and (delta_link is None or page.full_resync):
-                version = self._begin_listing()
+                version = self.begin_listing()
             # Graph's delta reports a contact moved to another folder as removed: look each
             # one up in the mailbox before calling it deleted.
             located = tap.graph.locate_contacts(page.removed) if page.removed else {}
@@ -73,19 +82,12 @@ class ContactsStream(Stream):
         if version is not None and last_link:
             # The whole folder was listed: the target now knows that a linked contact missing
             # from it was deleted (a resync reports no deletions).
-            self._write_activate_version_message(version)
+            self.activate_version(version)
         if last_link:
             state["folder_id"] = folder.id
             state["folder_setting"] = tap.configured_folder
             state["delta_link"] = last_link
             self.state_manager.is_flushed = False
-
-    def _begin_listing(self) -> int:
-        """Start a full listing: ACTIVATE_VERSION, and the records that follow carry its version."""
-        version = int(time.time() * 1000)
-        self._stream_version = version
-        self._write_activate_version_message(version)
-        return version
 
 
 class TapOutlookContacts(ContactsyncPlugin, Tap):

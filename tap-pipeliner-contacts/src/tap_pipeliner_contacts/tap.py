@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from contactsync_singer.listing import ListingStream
 from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 
@@ -18,7 +18,7 @@ from contactsync.pipeliner.records import CONTACT_SCHEMA, tap_record
 from contactsync.pipeliner.scope import SyncScope, scope_fingerprint
 
 
-class ContactsStream(Stream):
+class ContactsStream(ListingStream):
     """Contacts changed since the bookmark, deleted ones as tombstones (``_sdc_deleted_at``).
 
     Read in ``modified`` order with the primary account and sharing expanded in the same
@@ -37,7 +37,7 @@ class ContactsStream(Stream):
     schema = CONTACT_SCHEMA
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        tap: TapPipelinerContacts = self._tap  # type: ignore[assignment]
+        tap: TapPipelinerContacts = self.plugin  # type: ignore[assignment]
         since = self.get_starting_timestamp(context)
         state = self.get_context_state(context)
         user = tap.sync_user.sync_user
@@ -57,19 +57,12 @@ class ContactsStream(Stream):
                 state.pop(key, None)  # the bookmark starts over with the full read
         state[full_read.SCOPE_KEY] = tap.sync_scope
         state[full_read.FINGERPRINT_KEY] = scope_fingerprint(user)
-        version = self._begin_listing() if since is None else None
+        version = self.begin_listing() if since is None else None
         for contact in tap.client.iter_contacts(modified_since=since, include_deleted=True):
             yield tap_record(contact, user)
         if version is not None and tap.client.last_read_complete:
-            self._write_activate_version_message(version)  # the listing is complete
+            self.activate_version(version)  # the listing is complete
             state[full_read.LAST_FULL_READ_KEY] = full_read.stamp(now)
-
-    def _begin_listing(self) -> int:
-        """Start a full listing: ACTIVATE_VERSION, and the records that follow carry its version."""
-        version = int(time.time() * 1000)
-        self._stream_version = version
-        self._write_activate_version_message(version)
-        return version
 
 
 class TapPipelinerContacts(ContactsyncPlugin, Tap):

@@ -66,11 +66,11 @@ class TargetOutlookContacts(LegTarget):
 
     def setting_problems(self) -> list[str]:
         problems = super().setting_problems()
-        policy = self._config.get("conflict_policy")
+        policy = self.config.get("conflict_policy")
         if not self.two_way and policy not in (None, "pipeliner_wins"):
             problems.append(
                 f"conflict_policy {policy!r} does not apply to a one-way sync "
-                f"({self._config.get('sync_type')}): Pipeliner's values always win there; "
+                f"({self.config.get('sync_type')}): Pipeliner's values always win there; "
                 "remove conflict_policy (or CONTACTSYNC_CONFLICT_POLICY) for this job"
             )
         return problems

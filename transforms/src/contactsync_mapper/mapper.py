@@ -95,7 +95,7 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
         except ScopeSettingError as exc:
             raise ConfigValidationError("Config validation failed", errors=[str(exc)]) from None
         self.counts: Counter[str] = Counter()
-        self._schema_seen = False
+        self.schema_seen = False
         self.logger.info(
             "mapping %s, scope %s%s",
             self.direction,
@@ -113,7 +113,7 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
         problem = input_schema_problem(self.direction, message_dict.get("schema"))
         if problem:
             raise MapperInputError(f"stream {stream!r}: {problem}")
-        self._schema_seen = True
+        self.schema_seen = True
         yield SchemaMessage(
             stream=stream,
             schema=output_schema(self.direction),
@@ -127,7 +127,7 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
         if message_dict.get("stream") != CONTACTS_STREAM:
             yield Forwarded(message_dict)
             return
-        if not self._schema_seen:
+        if not self.schema_seen:
             # The Singer spec puts SCHEMA first; passing the record on would only move the
             # failure to the target, further from its cause.
             raise MapperInputError(
@@ -138,7 +138,7 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
         try:
             record = map_record(self.direction, message_dict.get("record"), self.scope)
         except RecordError as exc:
-            self._drop(exc)
+            self.drop(exc)
             if exc.key is not None:
                 # Still listed: the target reports it, and a complete listing keeps its copy.
                 yield Forwarded(
@@ -167,7 +167,7 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
 
     # --- reporting -----------------------------------------------------------------------------
 
-    def _drop(self, exc: RecordError) -> None:
+    def drop(self, exc: RecordError) -> None:
         """A bad record is logged and not mapped; the run goes on (the target rejects it)."""
         self.counts["dropped"] += 1
         if self.counts["dropped"] <= MAX_DROP_WARNINGS:

@@ -144,6 +144,11 @@ def _slots_as_agreed(record: _BookRecord, agreed: Mapping[str, Any] | None) -> _
 #: A record refused for its data this many times is parked until it changes.
 PARK_AFTER = 3
 
+#: Why a record sits in the ledger's pending work while its copy is being created: a run stopped
+#: after the create and before the link replays it next time, and the copy is found by its stamp
+#: (instead of staying in the folder unlinked, and unremoved when the contact later leaves).
+IN_FLIGHT = "created in a run that stopped before linking it: looked up by its stamp next run"
+
 #: Why a tombstone sits in the ledger's pending work until the leg ends.
 
 _COUNTER = {
@@ -404,11 +409,16 @@ class SyncLeg:
             if action.kind is Kind.DELETE and action.link_state is LinkState.LEAVING:
                 link = links[action.source_id]
                 self.ledger.put(link.with_changes(state=LinkState.LEAVING))
+        creating = [r for a, r in writes if a.kind is Kind.CREATE]
+        self.ledger.hold_in_flight(
+            self.src, [(r.id, record_to_payload(r)) for r in creating], IN_FLIGHT
+        )
         results = self.dest.apply([a for a, _ in writes])
         if len(results) != len(writes):
             raise RuntimeError("destination returned a result count that differs from the writes")
         new_links: list[Link] = []
         replan: list[SourceRecord] = []
+        settled = {r.id for r in creating} - self._failed_before
         for (action, record), result in zip(writes, results, strict=True):
             if result.stale and record.id not in self._replanned:
                 self._replanned.add(record.id)
@@ -424,9 +434,11 @@ class SyncLeg:
                 self._keep_lost_values(action, self._crm_id(action, result))
                 self._cleared(record.id)
             else:
+                settled.discard(record.id)  # its row stays, as a failure
                 self._failed(action, record, result.error or "write failed", result.permanent)
         if new_links:
             self.ledger.put_many(new_links)
+        self.ledger.clear_failures(self.src, sorted(settled))
         if replan:
             log.info("%d copies changed while we wrote them: reading them again", len(replan))
             self.process(replan)

@@ -734,6 +734,60 @@ class PartitionLedger:
                 for row in conn.execute(query)
             ]
 
+    def hold_in_flight(
+        self, side: Side, records: Sequence[tuple[str, Mapping[str, Any]]], reason: str
+    ) -> None:
+        """Before creating copies: keep each record as pending work, in one transaction, so that
+        a run stopped between the create and its link replays the record next time (and finds
+        the copy by its stamp) instead of forgetting it. A record already pending keeps its
+        row and attempts."""
+        if not records:
+            return
+        self._held()
+        side = Side(side)
+        now = _now()
+        with self._ledger._writing() as conn:
+            held = set(
+                conn.scalars(
+                    select(failures.c.record_id).where(
+                        _in_partition(failures, self._partition),
+                        failures.c.side == side.value,
+                        failures.c.record_id.in_([i for i, _ in records]),
+                    )
+                )
+            )
+            rows = [
+                {
+                    **_partition_values(self._partition),
+                    "side": side.value,
+                    "record_id": record_id,
+                    "payload": _dumps(payload),
+                    "reason": reason,
+                    "attempts": 0,  # not a failure (yet): a refusal counts from 1
+                    "first_failed_at": now,
+                    "last_failed_at": now,
+                    "parked_at": None,
+                }
+                for record_id, payload in dict(records).items()
+                if record_id not in held
+            ]
+            if rows:
+                conn.execute(insert(failures), rows)
+
+    def clear_failures(self, side: Side, record_ids: Sequence[str]) -> None:
+        """Records written after all: drop their pending rows (if any), in one transaction."""
+        if not record_ids:
+            return
+        self._held()
+        with self._ledger._writing() as conn:
+            conn.execute(
+                delete(failures).where(
+                    _in_partition(failures, self._partition),
+                    failures.c.side == Side(side).value,
+                    failures.c.record_id.in_(list(record_ids)),
+                )
+            )
+
     def clear_failure(self, side: Side, record_id: str) -> None:
         """The record was written after all: drop its pending failure (if any)."""
         self._held()
