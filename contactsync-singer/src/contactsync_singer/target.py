@@ -258,7 +258,7 @@ class LegTarget(ContactsyncPlugin, Target):
             self.write_report(report)
         except OSError as write_error:
             self.logger.warning("could not write the run report: %s", write_error)
-        if "scope_ledger" in self.__dict__:
+        if "partition_ledger" in self.__dict__:
             self.partition_ledger.close()
 
     def source_record(self, record: Mapping[str, Any]) -> SourceRecord:
