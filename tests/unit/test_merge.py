@@ -305,3 +305,24 @@ def test_unknown_keys_are_never_written_nor_conflicts(agreed, source, dest, unkn
     full = merge(agreed, {**dest, **partial}, dest, source_side=side, policy=policy)
     for key in set(KEYS) - unknown:
         assert result.values[key] == full.values[key]
+
+
+# --- the registry of resolvers ------------------------------------------------------------------
+
+
+def test_the_policies_are_the_registry_and_the_setting_offers_them_by_service_name():
+    from contactsync import settings as cs
+    from contactsync.sync.merge import RESOLVERS, policy_names
+
+    assert {p.value for p in ConflictPolicy} == set(RESOLVERS)
+    assert policy_names() == ["pipeliner_wins", "outlook_wins", "newest_wins"]
+    assert cs.SYNC_WRITES["conflict_policy"]["enum"] == policy_names()
+    assert cs.SYNC_WRITES["conflict_policy"]["default"] == "pipeliner_wins"
+    for name in policy_names():  # what a user writes, and the role's own name, both parse
+        policy = ConflictPolicy.parse(name)
+        assert str(policy) == name and ConflictPolicy.parse(policy.value) is policy
+    assert [ConflictPolicy(n).resolve(Side.BOOK, None, None) for n in RESOLVERS] == [
+        Side.CRM,
+        Side.BOOK,
+        Side.CRM,  # newest_wins without times: the CRM
+    ]
