@@ -315,10 +315,7 @@ def run_user(
         lock = user_run_lock(setup, space, user)
     except LedgerError as exc:
         return _refused(user, started, f"not started: {exc}", new_log_path(setup, user, started))
-    env = {**base_env(setup, environ), **user_env(setup, space, secrets, user)}
-    fingerprint = checks.settings_fingerprint(
-        user.job, {"environment": setup.environment}, env, setup.project_dir
-    )
+    env, fingerprint = _run_env(setup, space, secrets, user, environ)
     with lock:
         busy = wait_for_scope(setup, space, user, setup.lock_wait)
         if busy is not None:
@@ -378,6 +375,34 @@ def run_user(
         log_path=log_path,
         ran_because=decision.reason if decision is not None else None,
     )
+
+
+def _run_env(
+    setup: RunSetup,
+    space: SpaceConfig,
+    secrets: SpaceSecrets,
+    user: UserSync,
+    environ: Mapping[str, str],
+) -> tuple[dict[str, str], str]:
+    """The environment of the user's `meltano run`, and the fingerprint of its settings."""
+    env = {**base_env(setup, environ), **user_env(setup, space, secrets, user)}
+    fingerprint = checks.settings_fingerprint(
+        user.job, {"environment": setup.environment}, env, setup.project_dir
+    )
+    return env, fingerprint
+
+
+def precheck_decision(
+    setup: RunSetup,
+    space: SpaceConfig,
+    secrets: SpaceSecrets,
+    user: UserSync,
+    environ: Mapping[str, str] = os.environ,
+) -> checks.Decision:
+    """What `run_user`'s pre-check would decide now, running nothing (tests, benchmarks)."""
+    env, fingerprint = _run_env(setup, space, secrets, user, environ)
+    with user_run_lock(setup, space, user):
+        return precheck_user(setup, space, user, env, fingerprint)
 
 
 def precheck_user(

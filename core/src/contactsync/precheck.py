@@ -38,7 +38,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -236,6 +236,23 @@ def pipeliner_changes(
     return changed
 
 
+def after_bookmark(contacts: Iterable[Mapping[str, Any]], since: datetime) -> list[Any]:
+    """The contacts modified after the bookmark. The tap reads ``modified >= bookmark`` and its
+    bookmark is the newest ``modified`` it read, so a contact at the bookmark exactly is the one
+    (or those) the last real run read as it is now; one without a readable ``modified`` counts."""
+    from contactsync.pipeliner_api import parse_timestamp
+
+    newer = []
+    for contact in contacts:
+        try:
+            if parse_timestamp(contact["modified"]) <= since:
+                continue
+        except (KeyError, TypeError, ValueError):
+            pass
+        newer.append(contact)
+    return newer
+
+
 def outlook_changes(
     contacts: Iterable[Mapping[str, Any]],
     removed: Iterable[str],
@@ -345,6 +362,8 @@ def read_bookmarks(uri: str, ids: Mapping[str, str]) -> tuple[dict[str, Any], st
     """The ``contacts`` bookmark per extractor from Meltano's ``state`` table, and why it cannot
     be trusted (a partial state: an unfinished run), if so."""
     found: dict[str, Any] = {tap: None for tap in ids}
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        return found, None  # no state yet (and connecting would create the file)
     wanted = {state_id: tap for tap, state_id in ids.items()}
     with state_engine(uri).connect() as conn:
         rows = conn.execute(
@@ -414,7 +433,9 @@ def check_pipeliner(
         if since is None and not client.last_read_complete:
             return run_because("no Pipeliner bookmark, and the listing did not complete")
     ids = [str(c.get("id")) for c in contacts]
-    links = ledger.get_many(Side.PIPELINER, ids)
+    if since is not None:
+        contacts = after_bookmark(contacts, since)
+    links = ledger.get_many(Side.PIPELINER, [str(c.get("id")) for c in contacts])
     changed = pipeliner_changes(
         contacts, links, lambda c: scope.includes(relation(ContactSharing.from_api(c), user))
     )
@@ -485,16 +506,22 @@ def check(request: Request, store: Store, ledger: Any, now: datetime | None = No
         environment = request.environment or default_environment(request.project_dir)
         if not environment:
             return run_because("no Meltano environment: cannot find the state")
-        ids = state_ids(environment, request.job, request.state_suffix)
-        bookmarks, problem = read_bookmarks(request.state_db_uri, ids)
+        last = store.get(request.email)
         facts = LocalFacts(
             now=now,
-            last=store.get(request.email),
+            last=last,
             fingerprint=request.fingerprint,
             max_interval=request.max_interval,
-            states=bookmarks,
-            waiting=waiting_work(ledger),
-            state_problem=problem,
+            states={},
+            waiting=Waiting(digest=last.waiting if last else ""),
+        )
+        decided = local_decision(facts)  # the store alone: nothing else to read
+        if decided is not None:
+            return decided
+        ids = state_ids(environment, request.job, request.state_suffix)
+        bookmarks, problem = read_bookmarks(request.state_db_uri, ids)
+        facts = replace(
+            facts, states=bookmarks, waiting=waiting_work(ledger), state_problem=problem
         )
         decided = local_decision(facts)
         if decided is not None:
