@@ -61,12 +61,33 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
             f"| mapper + target CPU per contact vs the SDK floor (`bench/floor.py`), "
             f"N = {cpu['n']:,} | {ratio:.2f}× | ≤ 1.5× | {_ok(ratio <= 1.5)} | " + WHY["cpu"] + " |"
         )
+    many = data.get("many_users") or {}
+    checked = many.get("precheck_best")
     if two := data.get("two_way"):
         quiet = _quiet_cpu(two[0])
         rows.append(
             f"| CPU seconds of a quiet two-way `meltano run` for one user (whole process tree, "
             f"Meltano included; median of {len(two[0]['quiet'])}, N = {two[0]['n']:,}) "
             f"| {quiet:.1f} | ≤ 3 | {_ok(quiet <= 3)} | " + WHY["quiet"] + " |"
+        )
+    if checked:
+        single = many.get("single_user_precheck") or []
+        one = statistics.median(r["cpu_s"] for r in single) if single else None
+        rows.append(
+            f"| CPU seconds of a user's quiet sync through `contactsync run` (the pre-check "
+            f"skips `meltano run`; whole process tree): in `run --all --parallel "
+            f"{checked['parallel']}` ({checked['users']} users, {checked['skipped']} skipped)"
+            + (
+                f"; as one `contactsync run --user` process (the Dagster path, median of "
+                f"{len(single)})"
+                if one is not None
+                else ""
+            )
+            + f" | {checked['cpu_per_user_s']:.2f}"
+            + (f"; {one:.2f}" if one is not None else "")
+            + f" | ≤ 3 | {_ok(max(checked['cpu_per_user_s'], one or 0) <= 3)} | "
+            + WHY["precheck"]
+            + " |"
         )
     if t := data.get("throttled"):
         share, refused = t.get("budget_share"), t["graph_429"] / t["n"]
@@ -82,7 +103,7 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
             f"| inner 429s under throttling, share of the writes | {t['graph_429']:,} "
             f"({refused:.2%}) | ≤ 1% | {_ok(refused <= 0.01)} | " + WHY["refused"] + " |"
         )
-    if many := data.get("many_users"):
+    if many:
         best = many["best"]
         fits = best["users_per_minute"] * 15
         cores = data["machine"]["cores"]
@@ -95,6 +116,20 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
             f"user) | {fits:.0f} measured ({share:.2f} of {cores} cores were ours, load "
             f"{best['load_before'][0]:g}); {idle:.0f} with both cores | ≥ 500 | "
             f"{_ok(fits >= 500)} | " + WHY["users"] + " |"
+        )
+    if checked:
+        fits = checked["users_per_minute"] * 15
+        idle = cores * 900 / checked["cpu_per_user_s"]
+        share = checked["cpu_s"] / checked["wall_s"]
+        rows.append(
+            f"| the same with the pre-check (`contactsync run --all --parallel "
+            f"{checked['parallel']}`, the default: {checked['skipped']} of {checked['users']} "
+            f"users skipped, {checked['users_per_minute']:.0f} users/min, "
+            f"{checked['cpu_per_user_s']:.2f} CPU s per user) | {fits:,.0f} measured "
+            f"({share:.2f} of {cores} cores were ours, load {checked['load_before'][0]:g}); "
+            f"{idle:,.0f} with both cores | ≥ 500 | {_ok(fits >= 500)} | "
+            + WHY["users_precheck"]
+            + " |"
         )
     return rows
 
@@ -112,6 +147,17 @@ WHY = {
         "import most of it. Fixed: shipped catalogs (no discovery process per tap), compiled "
         "bytecode in the plugin virtualenvs, lazy imports; what is left is Meltano's and the "
         "SDK's start-up"
+    ),
+    "precheck": (
+        "a user with nothing to do costs what the taps' quiet run asks (Pipeliner: user, role, "
+        "units, one page of changes; Graph: the folder, one delta page), asked in-process by "
+        "`contactsync run` (contactsync.precheck); a user with changes, or in doubt, runs "
+        "`meltano run` as before (row above), and at least every `--full-check-every` (60 min)"
+    ),
+    "users_precheck": (
+        "quiet users are skipped in-process; the users that run are those with changes, in "
+        "doubt, or due for their hourly full check (one in four at a 15-minute schedule): "
+        "see docs/scale.md for the mix"
     ),
     "budget": (
         "contactsync.pacing grants each request against the documented budget before it is "
@@ -165,7 +211,12 @@ def render(path: Path) -> None:
         "",
         f"Run {data['generated']}, {data['duration_s'] // 60} min. Machine: {m['cpu']}, "
         f"{m['cores']} cores, {m['memory_gb']} GB, {m['os']}; Python {m['python']}, Meltano "
-        f"{m['meltano']}, singer-sdk {m['singer-sdk']}; commit {m['commit']}.",
+        f"{m['meltano']}, singer-sdk {m['singer-sdk']}; commit {m['commit']}."
+        + "".join(
+            f" Scenario `{name}` measured again {later['generated']} (commit {later['commit']}, "
+            f"`bench.run --only {name} --merge`)."
+            for name, later in data.get("merged", {}).items()
+        ),
         "",
         *NOTES_METHOD,
         "",
