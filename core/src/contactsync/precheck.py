@@ -454,13 +454,12 @@ def check_outlook(
 ) -> Decision | None:
     """What tap-outlook-contacts' quiet run asks, and whether its answer has work."""
     from contactsync import folders
-    from contactsync import settings as cs
 
     folder_id, link = bookmark.get("folder_id"), bookmark.get("delta_link")
     configured = str(config.get("folder") or "")
     if not (folder_id and link) or bookmark.get("folder_setting", configured) != configured:
         return run_because("no Outlook delta link for this folder yet")
-    graph = cs.graph_client(config)
+    graph = _graph_client(config)
     try:
         folder = folders.follow(graph, folder_id, None, configured)
         contacts: list[Mapping[str, Any]] = []
@@ -478,6 +477,25 @@ def check_outlook(
     if changed:
         return run_because(f"{len(changed)} contact(s) changed in Outlook")
     return None
+
+
+_providers: dict[Any, Any] = {}
+
+
+def _graph_client(config: Mapping[str, Any]) -> Any:
+    """The Graph client the tap would build; app-only, one token provider (one token) for
+    every mailbox the process checks, where each plugin process gets its own."""
+    from contactsync import settings as cs
+    from contactsync.auth import AuthSettings, TokenProvider
+    from contactsync.graph_api import GraphClient
+
+    auth = AuthSettings.from_config(config)
+    if not auth.app_only:
+        return cs.graph_client(config)
+    key = (auth.authority, auth.client_id, auth.client_secret, auth.ca_bundle)
+    with _engines_guard:
+        provider = _providers.setdefault(key, TokenProvider(auth))
+    return GraphClient(cs.graph_settings(config), provider)
 
 
 @dataclass(frozen=True)
