@@ -75,6 +75,8 @@ _CHECK_LIMITS: Final = {"max_attempts": 2, "request_budget_seconds": 30}
 #: Without a Pipeliner bookmark (no contact in the space when the tap last read it) the tap
 #: lists the whole space; the check does too, up to this many contacts, else it runs the job.
 NO_BOOKMARK_LISTING: Final = 200
+#: Contacts weighed at once (a page of the API): a busy space stops at the first with work.
+PAGE: Final = 100
 
 
 @dataclass(frozen=True)
@@ -425,25 +427,35 @@ def check_pipeliner(
             return run_because(f"Pipeliner: {reason}")
         scope = SyncScope.parse(sync_type, sync_option)
         since = parse_timestamp(since_text) if since_text else None
-        contacts = []
+
+        def changes(batch: list[Any]) -> list[str]:
+            newer = after_bookmark(batch, since) if since is not None else batch
+            links = ledger.get_many(Side.PIPELINER, [str(c.get("id")) for c in newer])
+            return pipeliner_changes(
+                newer, links, lambda c: scope.includes(relation(ContactSharing.from_api(c), user))
+            )
+
+        listed: set[str] = set()
+        batch: list[Any] = []
+        changed: list[str] = []
         for contact in client.iter_contacts(modified_since=since, include_deleted=True):
-            contacts.append(contact)
-            if since is None and len(contacts) > NO_BOOKMARK_LISTING:
+            listed.add(str(contact.get("id")))
+            batch.append(contact)
+            if since is None and len(listed) > NO_BOOKMARK_LISTING:
                 return run_because("no Pipeliner bookmark, and the space has contacts")
-        if since is None and not client.last_read_complete:
-            return run_because("no Pipeliner bookmark, and the listing did not complete")
-    ids = [str(c.get("id")) for c in contacts]
-    if since is not None:
-        contacts = after_bookmark(contacts, since)
-    links = ledger.get_many(Side.PIPELINER, [str(c.get("id")) for c in contacts])
-    changed = pipeliner_changes(
-        contacts, links, lambda c: scope.includes(relation(ContactSharing.from_api(c), user))
-    )
-    if since is None:
+            if len(batch) >= PAGE:  # a busy space: stop at the first page with work
+                changed = changes(batch)
+                if changed:
+                    break
+                batch = []
+        else:
+            changed = changes(batch)
+            if since is None and not client.last_read_complete:
+                return run_because("no Pipeliner bookmark, and the listing did not complete")
+    if since is None and not changed:
         # Without a bookmark the tap lists everything, and a linked contact the listing lacks
         # is taken for deleted: that too is work.
-        listed = set(ids)
-        changed += [lk.pipeliner_id for lk in ledger.iter_links() if lk.pipeliner_id not in listed]
+        changed = [lk.pipeliner_id for lk in ledger.iter_links() if lk.pipeliner_id not in listed]
     if changed:
         return run_because(f"{len(changed)} contact(s) changed in Pipeliner")
     return None
