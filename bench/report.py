@@ -444,7 +444,8 @@ NOTES_METHOD = [
     "plot) and pyinstrument (profiles), are pinned in `requirements-bench.txt` and installed by "
     "`make bench` only: neither the product nor `make test` needs them, and matplotlib brings "
     "numpy and pillow along. `python -m bench.many_users --users 20 --parallel 2`: the "
-    "many-users row alone.",
+    "many-users rows alone (printed); `python -m bench.run --only many_users --users 100 "
+    "--merge`: the same into `benchmarks.json`, keeping the other scenarios.",
 ]
 
 NOTES_FINDINGS = [
