@@ -4,9 +4,13 @@
 Starts a sandbox seeded with N extra Pipeliner users (Sales Reps of one unit, no contacts) and
 their mailboxes, enables the deployment app-only (client secret: no sign-in per user), activates
 every user two-way into a new folder, runs everyone once (the initial runs), then measures
-``--rounds`` quiet rounds: wall time, and CPU of the whole `contactsync run` process tree
-(every `meltano run` and plugin, reaped: RUSAGE_CHILDREN) and of the sandbox apart. Prints one
-JSON object; ``bench.run --only many_users`` keeps it in benchmarks.json. Loopback only.
+``--rounds`` quiet rounds of each kind: with ``--no-precheck`` (every user's `meltano run`)
+and with the pre-check (`contactsync run`'s default: a user with nothing to do is skipped):
+wall time, and CPU of the whole `contactsync run` process tree (every `meltano run` and
+plugin, reaped: RUSAGE_CHILDREN) and of the sandbox apart. Then a few single-user runs
+(`contactsync run --user`, one process per user as the Dagster deployment starts them),
+skipped. Prints one JSON object; ``bench.run --only many_users`` keeps it in
+benchmarks.json. Loopback only.
 
     python -m bench.many_users [--users 20] [--parallel 2] [--rounds 1]
 """
@@ -145,12 +149,12 @@ class Deployment:
         stat = _stat(self.sandbox.pid)
         return stat[1] if stat else 0.0
 
-    def run_all(self, parallel: int) -> dict[str, Any]:
+    def run_all(self, parallel: int, *extra: str) -> dict[str, Any]:
         """One `contactsync run --all --parallel K`: wall, CPU of its tree, the sandbox's CPU."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         sandbox_before, load_before = self.sandbox_cpu(), os.getloadavg()
         started = time.perf_counter()
-        self.cs("run", "--all", "--parallel", str(parallel))
+        out = self.cs("run", "--all", "--parallel", str(parallel), *extra).stdout
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -164,6 +168,22 @@ class Deployment:
             "users_per_minute": round(n / wall * 60, 1),
             "sandbox_cpu_s": round(self.sandbox_cpu() - sandbox_before, 1),
             "load_before": [round(x, 2) for x in load_before],
+            "skipped": out.count(": skipped: nothing changed"),
+        }
+
+    def run_one(self, email: str) -> dict[str, Any]:
+        """`contactsync run --user EMAIL` as its own process (as a Dagster run starts it)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        out = self.cs("run", "--user", email).stdout
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "cpu_s": round(
+                (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), 2
+            ),
+            "wall_s": round(wall, 2),
+            "skipped": "skipped: nothing changed" in out,
         }
 
     def close(self) -> None:
@@ -181,11 +201,20 @@ def measure(users: int, parallel: int, rounds: int) -> dict[str, Any]:
         try:
             deployment.set_up()
             initial = deployment.run_all(parallel)
-            quiet = [deployment.run_all(parallel) for _ in range(rounds)]
+            quiet = [deployment.run_all(parallel, "--no-precheck") for _ in range(rounds)]
+            checked = [deployment.run_all(parallel) for _ in range(rounds)]
+            single = [deployment.run_one(email) for email in deployment.users[:5]]
         finally:
             deployment.close()
     best = min(quiet, key=lambda r: r["cpu_s"])
-    return {"initial": initial, "quiet": quiet, "best": best}
+    return {
+        "initial": initial,
+        "quiet": quiet,  # --no-precheck: every user's meltano run
+        "best": best,
+        "precheck": checked,  # the default: skipped when nothing changed
+        "precheck_best": min(checked, key=lambda r: r["cpu_s"]),
+        "single_user_precheck": single,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

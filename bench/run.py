@@ -558,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--users", type=int, default=20, help="users of the many_users scenario")
     parser.add_argument("--parallel", type=int, default=2, help="its `run --all --parallel`")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other scenarios of --out and replace only those run (the report then "
+        "says which rows were measured later, and at which commit)",
+    )
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     scenarios = args.only.split(",")
@@ -573,6 +579,12 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             **bench.results,
         }
+        if args.merge and out.exists():
+            base = json.loads(out.read_text())
+            later = base.get("merged", {})
+            for name in bench.results:
+                later[name] = {"generated": results["generated"], **results["machine"]}
+            results = {**base, **bench.results, "merged": later}
         out.write_text(json.dumps(results, indent=1) + "\n")
         log(f"wrote {out}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -21,11 +22,14 @@ from typing import Any
 
 import pytest
 
+from contactsync.ops import space_secrets
 from contactsync.ops.cli import main
+from contactsync.ops.meltano_runs import RunSetup, precheck_decision
+from contactsync.ops.users import Registry
 from contactsync.outlook.projection import from_graph
 from contactsync.pipeliner.projection import from_pipeliner
 from contactsync.sync.ledger import Ledger
-from contactsync.sync.link import Partition
+from contactsync.sync.link import Partition, Side
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, approving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -432,3 +436,66 @@ def test_status_shows_the_folder_by_its_current_name_after_a_rename(
     assert cli.status(capsys)[ALEX]["folder_current_name"] == renamed
     code, out, _ = cli("status", capsys=capsys)
     assert code == 0 and f"{renamed} (renamed from {name})" in out
+
+
+def test_a_quiet_run_is_skipped_and_any_change_runs_it(
+    cli: Cli, sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #15: after a real run, the next `contactsync run` asks Pipeliner and Outlook what
+    the taps would and skips `meltano run` (recorded as such); an edit on either side, or a
+    parked record, makes the job run again, and the run syncs the edits."""
+    space = Space(sandbox)
+    assert cli(*cli.enable_args, capsys=capsys)[0] == 0
+    with cli.approving(ALEX):
+        args = ("--create-folder", space.folders[ALEX], "--sync-type", "two_way_your_contacts")
+        assert cli("activate", "--user", ALEX, *args, capsys=capsys)[0] == 0
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0 and "(ran: no earlier run on record)" in out, out + err
+
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0 and f"{ALEX}: skipped: nothing changed" in out, out + err
+    assert "1 skipped: nothing changed" in out
+    assert cli.status(capsys)[ALEX]["last_run"]["status"] == "skipped"
+    code, out, _ = cli("status", capsys=capsys)
+    assert "skipped: nothing changed" in out
+
+    with Registry(str(cli.db)) as registry:
+        space_config, alex = registry.require_space(), registry.require(ALEX)
+    secrets = space_secrets.resolve(space_config.secrets_file, os.environ, app_only=False)
+    setup = RunSetup(
+        project_dir=ROOT,
+        data_dir=cli.workdir / "data",
+        ledger_url=str(cli.db),
+        state_db_uri=f"sqlite:///{cli.workdir / 'meltano.db'}",
+    )
+
+    def decision() -> str:
+        found = precheck_decision(setup, space_config, secrets, alex)
+        return found.reason if found.run else "skip"
+
+    outlook = space.outlook(ALEX)
+    copy = next(
+        c
+        for c in outlook.contacts(space.folder_id(ALEX))
+        if c["emailAddresses"][0]["address"] == "p1.alex@client.example"
+    )
+    outlook.edit(copy["id"], jobTitle="Head of purchasing")  # through Graph, as Outlook does
+    assert decision() == "1 contact(s) changed in Outlook"
+    pid = space.pid("p2.alex@client.example")
+    space.pipeliner.edit("alex", pid, position="Chief buyer")  # through the REST API
+    assert decision() == "1 contact(s) changed in Pipeliner"
+
+    code, out, err = cli("run", "--user", ALEX, capsys=capsys)
+    assert code == 0 and "(ran: 1 contact(s) changed in Pipeliner)" in out, out + err
+    assert space.pipeliner.raw(space.pid("p1.alex@client.example"))["position"] == (
+        "Head of purchasing"
+    )
+    edited = next(c for c in outlook.contacts(space.folder_id(ALEX)) if c["id"] != copy["id"])
+    assert edited["jobTitle"] == "Chief buyer"
+    space.converged(ALEX, cli.db)
+
+    # A record parked since the last run is a reason to run.
+    scope = Partition(ALEX, SPACE, ALEX, space.folder_id(ALEX))
+    with Ledger(str(cli.db)) as ledger, ledger.open_partition(scope) as s:
+        s.record_failure(Side.BOOK, "AAMk-parked", {"id": "x"}, "needs a name", park_after=1)
+    assert decision() == "parked records or moved contacts changed since the last run"

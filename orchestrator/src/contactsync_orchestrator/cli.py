@@ -22,7 +22,7 @@ from typing import Any
 TAIL_LINES = 40
 #: `contactsync run`'s progress line when a user's run ends ("[1/1] EMAIL: done in ...").
 _DONE = re.compile(
-    r"^\[\d+/\d+\] (?P<email>\S+): (?P<what>done in .*|FAILED after .*|REFUSED: .*)$"
+    r"^\[\d+/\d+\] (?P<email>\S+): (?P<what>done in .*|skipped: .*|FAILED after .*|REFUSED: .*)$"
 )
 #: Its counts: "to Outlook: 3 created, 1 updated; to Pipeliner: no change".
 _LEG = re.compile(r"(?P<leg>to \w+): (?P<counts>[^;]*)")
@@ -52,7 +52,8 @@ class UserRun:
     email: str
     returncode: int
     output_tail: str
-    summary: str = ""  # "done in 4.2 s; …", "FAILED after ...: why" or "REFUSED: why"
+    summary: str = ""  # "done in 4.2 s; …", "skipped: nothing changed …", "FAILED after ...: why"
+    # or "REFUSED: why"
 
     @property
     def ok(self) -> bool:

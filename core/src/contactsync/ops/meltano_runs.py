@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from contactsync.ops import precheck as checks
+from contactsync.ops.precheck import DEFAULT_MAX_INTERVAL_SECONDS
 from contactsync.ops.space_secrets import SpaceSecrets
 from contactsync.ops.users import RunRecord, SpaceConfig, UserSync
 from contactsync.settings import link_partition
@@ -91,6 +93,8 @@ class RunSetup:
     meltano: str = field(default_factory=lambda: default_meltano())
     timeout: float = 3600.0  # seconds one user's run may take
     lock_wait: float = 60.0  # seconds to wait for a killed run's last plugin to let go
+    precheck: bool = True  # skip the run of a user with provably nothing to do (precheck.py)
+    full_check_every: float = DEFAULT_MAX_INTERVAL_SECONDS  # a real run at least this often
 
 
 def default_meltano() -> str:
@@ -110,12 +114,21 @@ class RunResult:
     returncode: int
     counts: dict[str, dict[str, int]]  # per leg ("pipeliner->outlook"): non-zero counters
     error: str | None
-    log_path: Path
+    log_path: Path | None  # None for a skipped run (no process, no log)
     refused: bool = False  # not started: another run of the user is alive
+    skipped: str | None = None  # not started: the pre-check found nothing to do (why)
+    ran_because: str | None = None  # why the pre-check ran the job (None: no pre-check)
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and self.error is None
+
+    @property
+    def status(self) -> str:
+        """ok, skipped, refused or failed (as the registry keeps it)."""
+        if self.skipped:
+            return "skipped"
+        return "ok" if self.ok else "refused" if self.refused else "failed"
 
     @property
     def seconds(self) -> float:
@@ -125,7 +138,7 @@ class RunResult:
         return RunRecord(
             started_at=self.started_at,
             finished_at=self.finished_at,
-            status="ok" if self.ok else "refused" if self.refused else "failed",
+            status=self.status,
             counts=self.counts,
             error=self.error,
         )
@@ -296,13 +309,13 @@ def run_user(
     ``--force`` instead of waiting minutes for Meltano to give that record up.
     """
     started = datetime.now(UTC)
-    log_path = new_log_path(setup, user, started)
     reports = report_dir(setup, user)
     reports.mkdir(parents=True, exist_ok=True)
     try:
         lock = user_run_lock(setup, space, user)
     except LedgerError as exc:
-        return _refused(user, started, f"not started: {exc}", log_path)
+        return _refused(user, started, f"not started: {exc}", new_log_path(setup, user, started))
+    env, fingerprint = _run_env(setup, space, secrets, user, environ)
     with lock:
         busy = wait_for_scope(setup, space, user, setup.lock_wait)
         if busy is not None:
@@ -310,14 +323,35 @@ def run_user(
                 user,
                 started,
                 f"not started: a plugin of an earlier run is still working: {busy}",
-                log_path,
+                new_log_path(setup, user, started),
             )
+        decision = None
+        if setup.precheck:
+            decision = precheck_user(setup, space, user, env, fingerprint)
+            if not decision.run:
+                return RunResult(
+                    email=user.email,
+                    job=user.job,
+                    started_at=started,
+                    finished_at=datetime.now(UTC),
+                    returncode=0,
+                    counts={},
+                    error=None,
+                    log_path=None,
+                    skipped=decision.reason,
+                )
+        log_path = new_log_path(setup, user, started)
+        if decision is not None:
+            log_path.write_text(f"pre-check: run, {decision.reason}\n", encoding="utf-8")
+        # Until this run has succeeded, the next pre-check must not skip (even if we are killed).
+        remember_run(setup, space, user, fingerprint, ok=False)
         for name in set(REPORTS.values()):
             (reports / name).unlink(missing_ok=True)  # never read a previous run's report
-        code, error = _meltano_run(setup, space, secrets, user, environ, log_path)
+        code, error = _meltano_run(setup, user, env, log_path)
         if code != 0:  # a plugin of a killed run may still be finishing: let it write first
             wait_for_scope(setup, space, user, setup.lock_wait)
-    counts, report_error = read_reports(reports)
+        counts, report_error = read_reports(reports)
+        remember_run(setup, space, user, fingerprint, ok=code == 0 and not report_error)
     if code != 0 and error is None:
         error = (
             report_error
@@ -339,20 +373,96 @@ def run_user(
         counts=counts,
         error=error,
         log_path=log_path,
+        ran_because=decision.reason if decision is not None else None,
     )
 
 
-def _meltano_run(
+def _run_env(
     setup: RunSetup,
     space: SpaceConfig,
     secrets: SpaceSecrets,
     user: UserSync,
     environ: Mapping[str, str],
-    log_path: Path,
-) -> tuple[int, str | None]:
+) -> tuple[dict[str, str], str]:
+    """The environment of the user's `meltano run`, and the fingerprint of its settings."""
     env = {**base_env(setup, environ), **user_env(setup, space, secrets, user)}
+    fingerprint = checks.settings_fingerprint(
+        user.job, {"environment": setup.environment}, env, setup.project_dir
+    )
+    return env, fingerprint
+
+
+def precheck_decision(
+    setup: RunSetup,
+    space: SpaceConfig,
+    secrets: SpaceSecrets,
+    user: UserSync,
+    environ: Mapping[str, str] = os.environ,
+) -> checks.Decision:
+    """What `run_user`'s pre-check would decide now, running nothing (tests, benchmarks)."""
+    env, fingerprint = _run_env(setup, space, secrets, user, environ)
+    with user_run_lock(setup, space, user):
+        return precheck_user(setup, space, user, env, fingerprint)
+
+
+def precheck_user(
+    setup: RunSetup, space: SpaceConfig, user: UserSync, env: Mapping[str, str], fingerprint: str
+) -> checks.Decision:
+    """The pre-check of a user whose run lock is held and ledger scope free (precheck.py)."""
+    taps = [tap for tap, _ in checks.JOB_TASKS[user.job]]
+    request = checks.Request(
+        email=user.email,
+        job=user.job,
+        sync_type=user.sync_type,
+        sync_option=user.sync_option,
+        state_suffix=user.state_suffix,
+        environment=setup.environment,
+        state_db_uri=setup.state_db_uri,
+        pipeliner=checks.plugin_settings(env, taps[0]),
+        outlook=checks.plugin_settings(env, "tap-outlook-contacts"),
+        fingerprint=fingerprint,
+        max_interval=setup.full_check_every,
+        project_dir=setup.project_dir,
+    )
+    try:
+        with (
+            Ledger(setup.ledger_url) as ledger,
+            ledger.open_partition(
+                user_scope(space, user), owner="contactsync run (pre-check)", read_only=True
+            ) as scope,
+        ):
+            return checks.check(request, checks.Store(ledger.engine), scope)
+    except Exception as exc:  # in doubt, run
+        return checks.run_because(f"the pre-check could not read the ledger: {exc}"[:300])
+
+
+def remember_run(
+    setup: RunSetup, space: SpaceConfig, user: UserSync, fingerprint: str, *, ok: bool
+) -> None:
+    """Keep what the next pre-check compares with: when this real run ended, whether it
+    succeeded, the settings it ran with, the ledger's parked records and moved links."""
+    try:
+        with (
+            Ledger(setup.ledger_url) as ledger,
+            ledger.open_partition(
+                user_scope(space, user), owner="contactsync run (after the run)", read_only=True
+            ) as scope,
+        ):
+            waiting = checks.waiting_work(scope)
+            last = checks.LastRun(datetime.now(UTC), ok, fingerprint, waiting.digest)
+            checks.Store(ledger.engine).put(user.email, last)
+    except Exception as exc:  # the next run is then simply not skipped
+        print(
+            f"contactsync run: could not record the run for the pre-check: {exc}", file=sys.stderr
+        )
+
+
+def _meltano_run(
+    setup: RunSetup, user: UserSync, environ: Mapping[str, str], log_path: Path
+) -> tuple[int, str | None]:
+    env = dict(environ)
     cmd = [setup.meltano, "run", "--force", f"--state-id-suffix={user.state_suffix}", user.job]
-    with WorkingCopies(setup).acquire() as slot, log_path.open("w", encoding="utf-8") as log:
+    with WorkingCopies(setup).acquire() as slot, log_path.open("a", encoding="utf-8") as log:
         env["MELTANO_SYS_DIR_ROOT"] = str(slot / ".meltano")  # this worker's own run/
         log.write(f"$ {' '.join(cmd)}  (in {slot})\n")
         log.flush()

@@ -19,6 +19,7 @@ from contactsync.ops.cli._common import (
     table,
 )
 from contactsync.ops.meltano_runs import RunResult, RunSetup, run_users
+from contactsync.ops.precheck import DEFAULT_MAX_INTERVAL_SECONDS
 from contactsync.ops.users import RegistryError, UserSync, normalize_email
 
 
@@ -33,7 +34,10 @@ def add(commands: Commands) -> None:
             "environment variables. Each run uses its own working copy of the project (so runs "
             "can go in parallel), all sharing one Meltano system database (the state) and the "
             "ledger. Progress is printed as runs start and end, then a summary table; each "
-            "user's last run, counts and error are kept for `contactsync status`."
+            "user's last run, counts and error are kept for `contactsync status`. Before "
+            "starting a user's run, a pre-check asks Pipeliner and Outlook what the taps would "
+            "(from the bookmarks in Meltano's state) and skips the run when provably nothing "
+            "changed: recorded as `skipped: nothing changed`."
         ),
         epilog="Exit codes: 0 every run succeeded, 1 some failed (see the table), 2 bad arguments.",
     )
@@ -72,6 +76,22 @@ def add(commands: Commands) -> None:
         metavar="SECONDS",
         help="stop a user's run after this long (default 3600)",
     )
+    parser.add_argument(
+        "--full-check-every",
+        type=float,
+        default=float(
+            env_default("CONTACTSYNC_FULL_CHECK_EVERY") or DEFAULT_MAX_INTERVAL_SECONDS / 60
+        ),
+        metavar="MINUTES",
+        help="run a user's job at least this often even when the pre-check finds nothing to do "
+        "(env CONTACTSYNC_FULL_CHECK_EVERY; default 60; 0 turns the pre-check off)",
+    )
+    parser.add_argument(
+        "--no-precheck",
+        action="store_true",
+        default=(env_default("CONTACTSYNC_PRECHECK") or "").lower() in ("0", "false", "no", "off"),
+        help="always run the job, without asking the APIs first (env CONTACTSYNC_PRECHECK=false)",
+    )
     add_project_options(parser)
     parser.set_defaults(run=run, command_parser=parser)
 
@@ -81,6 +101,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("choose --user EMAIL or --all")
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
+    if args.full_check_every < 0:
+        parser.error("--full-check-every must be 0 or more minutes")
     project = project_of(args, parser)
     try:
         wanted = [normalize_email(u) for u in args.user or ()]
@@ -115,6 +137,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         state_db_uri=state_db,
         environment=args.environment,
         timeout=args.timeout,
+        precheck=not args.no_precheck and args.full_check_every > 0,
+        full_check_every=args.full_check_every * 60,
     )
     total, finished = len(users), 0
     printing = threading.Lock()
@@ -126,8 +150,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"[{finished}/{total}] {user.email}: {user.job} started", flush=True)
                 return
             finished += 1
-            if result.ok:
+            if result.skipped:
+                what = f"{result.skipped} (checked in {result.seconds:.1f} s)"
+            elif result.ok:
                 what = f"done in {result.seconds:.1f} s; {describe_counts(result.counts)}"
+                if result.ran_because:
+                    what += f" (ran: {result.ran_because})"
             elif result.refused:
                 what = f"REFUSED: {result.error}"
             else:
@@ -150,9 +178,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         [
             r.email,
             r.job,
-            "ok" if r.ok else "REFUSED" if r.refused else "FAILED",
+            r.status if r.ok else r.status.upper(),
             f"{r.seconds:.1f}",
-            describe_counts(r.counts),
+            "nothing changed" if r.skipped else describe_counts(r.counts),
             _short(r.error),
         ]
         for r in results
@@ -160,9 +188,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(table(("user", "job", "result", "seconds", "counts", "error"), rows))
     failed = sum(not r.ok for r in results)
     refused = sum(r.refused for r in results)
+    skipped = sum(bool(r.skipped) for r in results)
     print(
         f"{total - failed} succeeded, {failed} failed"
         + (f" ({refused} refused)" if refused else "")
+        + (f"; {skipped} skipped: nothing changed" if skipped else "")
     )
     for r in results:
         if not r.ok and not r.refused:

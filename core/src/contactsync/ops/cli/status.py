@@ -22,6 +22,7 @@ from contactsync.ops.cli._common import (
     table,
 )
 from contactsync.ops.meltano_runs import REPORTS, user_scope
+from contactsync.ops.precheck import SKIPPED
 from contactsync.ops.users import RegistryError, SpaceConfig, UserSync, normalize_email
 from contactsync.sync.ledger import Ledger, LedgerError
 
@@ -81,6 +82,10 @@ def current_folder_names(
     return names
 
 
+def _status(status: str) -> str:
+    return SKIPPED if status == "skipped" else status
+
+
 def row(user: UserSync, current: str | None = None) -> list[str]:
     last = user.last_run
     return [
@@ -89,7 +94,7 @@ def row(user: UserSync, current: str | None = None) -> list[str]:
         user.sync_type,
         user.sync_option or "-",
         folder_label(user, current),
-        f"{_when(last.finished_at)} {last.status}" if last else "never",
+        f"{_when(last.finished_at)} {_status(last.status)}" if last else "never",
         describe_counts(last.counts) if last else "-",
         (last.error or "") if last else "",
     ]
