@@ -73,7 +73,7 @@ def contact_sync(
 ) -> dg.MaterializeResult:
     email = context.partition_key
     try:
-        outcome = contactsync.ops.cli().run_user(email, log=context.log.info)
+        outcome = contactsync.cli().run_user(email, log=context.log.info)
     except ContactsyncError as exc:
         raise dg.Failure(description=str(exc)) from exc
     metadata: dict[str, Any] = {"user": email, "summary": outcome.summary, **outcome.counts()}
@@ -106,7 +106,7 @@ def contactsync_registry(
     context: dg.SensorEvaluationContext, contactsync: ContactsyncResource
 ) -> dg.SensorResult:
     try:
-        users = contactsync.ops.cli().users()
+        users = contactsync.cli().users()
     except ContactsyncError as exc:  # e.g. not enabled yet: nothing to do, say why
         return dg.SensorResult(skip_reason=str(exc))
     active = {u.email: u for u in users if u.active}
