@@ -147,10 +147,10 @@ WHY = {
         "(RFC 9112 §9.3); it used to close every one, so each of the 500 `$batch` requests paid "
         "a TLS handshake and a reload of the CA bundle: the Graph client's batch thread went "
         "from about 2.2 to 1.0 CPU s, the target from 4.1-5.0 to 3.3-3.5 CPU s (ratio "
-        "1.93-2.27× before, 1.57-1.78× after, four interleaved runs each). What is left over "
-        "the floor is in core (profile: `python -m bench.profile`): the batch thread's 1.0 s "
-        "(requests/urllib3, TLS, JSON both ways, MSAL's token lookup per request), reading "
-        "each record onto the field table and building its Graph body (0.29 + 0.26 s, both "
+        "1.93-2.27× in four runs before, 1.55-1.78× in five after, interleaved). What is left "
+        "over the floor is in core (profile: `python -m bench.profile`): the batch thread's "
+        "1.0 s (requests/urllib3, TLS, JSON both ways, MSAL's token lookup per request), "
+        "reading each record onto the field table and building its Graph body (0.29 + 0.26 s, both "
         "normalising values the mapper had normalised), planning and ledger commits"
     ),
     "quiet": (
@@ -558,10 +558,10 @@ NOTES_FINDINGS = [
     "hooks only, issue #16) | 2.34× (target 5.2 CPU s) | 1.93× (target 4.1) | the targets "
     "validate records with the SCHEMA's types compiled once "
     "(`contactsync_singer.validation`), jsonschema only for a record that fails them |",
-    "| the same, `bench.run --only cpu` four times each, interleaved (load 3-6) | 1.93-2.27× "
-    "(target 4.05-4.96 CPU s, of which the batch thread 2.2) | 1.57-1.78× (target 3.28-3.52, "
-    "batch thread 1.0) | the sandbox keeps connections alive (`contactsync_sandbox.server`): "
-    "one TLS handshake per connection, not per request |",
+    "| the same, `bench.run --only cpu` interleaved, 4 runs before and 5 after (load 3-6) | "
+    "1.93-2.27× (target 4.05-4.96 CPU s, of which the batch thread 2.2) | 1.55-1.78× (target "
+    "3.28-3.52, batch thread 1.0) | the sandbox keeps connections alive "
+    "(`contactsync_sandbox.server`): one TLS handshake per connection, not per request |",
     "| under Graph's budget (documented `$batch` model, client paced at the same budget): "
     "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | `contactsync.pacing` |",
     "",
