@@ -512,7 +512,9 @@ class _RequestHandler(WSGIRequestHandler):
                     self.wfile.write(data)
             self.wfile.flush()
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):  # noqa: ANN202
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             nonlocal status_set, headers_set
             if exc_info and sent:
                 raise exc_info[1].with_traceback(exc_info[2])
