@@ -143,12 +143,15 @@ WHY = {
         "the floor target discards records; ours plans against the ledger, normalises, builds "
         "Graph bodies, sends them and commits links. Record validation now checks the SCHEMA's "
         "types compiled once (0.03 CPU s per 10,000 records; jsonschema, which the floor pays, "
-        "0.8 s). What is left over the floor is in core (profile: `python -m bench.profile`): "
-        "the Graph client's batch thread, about 1.7 CPU s (the emulator closes every connection, "
-        "so each `$batch` pays a TLS handshake and reloads the CA bundle; MSAL looks the token "
-        "up per request), reading each record onto the field table and building its Graph body "
-        "(0.29 + 0.26 s, both normalising values the mapper had normalised), planning and "
-        "ledger commits"
+        "0.8 s). The sandbox now keeps HTTP/1.1 connections alive, as Graph and Pipeliner do "
+        "(RFC 9112 §9.3); it used to close every one, so each of the 500 `$batch` requests paid "
+        "a TLS handshake and a reload of the CA bundle: the Graph client's batch thread went "
+        "from about 2.2 to 1.0 CPU s, the target from 4.1-5.0 to 3.3-3.5 CPU s (ratio "
+        "1.93-2.27× in four runs before, 1.55-1.78× in five after, interleaved). What is left "
+        "over the floor is in core (profile: `python -m bench.profile`): the batch thread's "
+        "1.0 s (requests/urllib3, TLS, JSON both ways, MSAL's token lookup per request), "
+        "reading each record onto the field table and building its Graph body (0.29 + 0.26 s, both "
+        "normalising values the mapper had normalised), planning and ledger commits"
     ),
     "quiet": (
         "six plugin processes and Meltano start for a run that has nothing to do: Meltano alone "
@@ -516,7 +519,8 @@ NOTES_FINDINGS = [
     "requests (token refresh aside: folder, its parent's children, the folder's listing for "
     "matching) are paid once per run, hence 1.10× the floor at 1,000 contacts and about 1.01× "
     "from 10,000.",
-    "* **CPU: about 1.9× singer-sdk's floor per contact** (3–4× before issue #15, below). None "
+    "* **CPU: about 1.6-1.8× singer-sdk's floor per contact** (3–4× before issue #15, below). "
+    "None "
     "of it limits the sync: the real Graph budget allows 17 writes/s, the target does about a "
     "thousand per CPU second.",
     "* **Wall time of a quiet run against the empty run.** The quiet run makes the same "
@@ -554,6 +558,10 @@ NOTES_FINDINGS = [
     "hooks only, issue #16) | 2.34× (target 5.2 CPU s) | 1.93× (target 4.1) | the targets "
     "validate records with the SCHEMA's types compiled once "
     "(`contactsync_singer.validation`), jsonschema only for a record that fails them |",
+    "| the same, `bench.run --only cpu` interleaved, 4 runs before and 5 after (load 3-6) | "
+    "1.93-2.27× (target 4.05-4.96 CPU s, of which the batch thread 2.2) | 1.55-1.78× (target "
+    "3.28-3.52, batch thread 1.0) | the sandbox keeps connections alive "
+    "(`contactsync_sandbox.server`): one TLS handshake per connection, not per request |",
     "| under Graph's budget (documented `$batch` model, client paced at the same budget): "
     "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | "
     "`contactsync.outlook.pacing` |",

@@ -323,6 +323,14 @@ class Bench:
             runs.append(result)
         self.results["one_way"] = runs
 
+    def cpu(self) -> None:
+        """6 alone: the one-way run at the CPU size and the floor, keeping the other rows of
+        one_way (``--only cpu --merge`` re-measures the per-contact CPU row only)."""
+        n = self._cpu_size()
+        with self.fresh(n, f"one-way-{n}") as project:
+            result = project.run("one-way-your-contacts", f"one-way-{n}", n)
+            self.results["cpu"] = self.cpu_floor(n, result)
+
     def _cpu_size(self) -> int:
         return 10_000 if 10_000 in self.sizes else max(self.sizes)
 
@@ -554,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="one_way,throttled,two_way,many_users",
-        help="scenarios to run (comma-separated)",
+        help="scenarios to run (comma-separated; `cpu` is one_way's CPU row alone)",
     )
     parser.add_argument("--users", type=int, default=20, help="users of the many_users scenario")
     parser.add_argument("--parallel", type=int, default=2, help="its `run --all --parallel`")
@@ -600,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             steps: dict[str, Callable[[], None]] = {
                 "one_way": bench.one_way,
+                "cpu": bench.cpu,
                 "throttled": bench.throttled,
                 "two_way": bench.two_way,
                 "many_users": bench.many_users,

@@ -7,6 +7,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import ssl
 import stat
 import subprocess
@@ -14,7 +15,9 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection, HTTPSConnection
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 import requests
@@ -95,6 +98,79 @@ def test_tls_verifies_with_the_sandbox_ca_only(sb, http, url, capfd):
     # A failed handshake costs the server nothing, and prints nothing.
     assert http.get(f"{url}/echo/items", timeout=5).status_code == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+# --------------------------------------------------------------------------- persistent connections
+
+
+def _exchange(conn: HTTPConnection, method: str, path: str, body: bytes = b"") -> tuple:
+    conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.getheader("Connection"), response.read()
+
+
+def test_a_connection_is_kept_alive_across_requests_of_every_kind(sb, url):
+    """Graph and Pipeliner keep HTTP/1.1 connections open (RFC 9112 §9.3): one TLS handshake
+    serves many requests, whatever their method, body or status."""
+    tls = ssl.create_default_context(cafile=str(sb.ca_path))
+    conn = HTTPSConnection(url.removeprefix("https://"), context=tls, timeout=5)
+    try:
+        assert _exchange(conn, "GET", "/echo/items")[:2] == (200, None)
+        sock = conn.sock
+        assert _exchange(conn, "PUT", "/echo/items/7", b'{"n": 7}')[:2] == (201, None)
+        assert _exchange(conn, "PUT", "/echo/items/7", b"{not json")[0] == 400
+        assert _exchange(conn, "POST", "/echo/items")[0] == 405
+        assert _exchange(conn, "DELETE", "/echo/items/7")[:2] == (204, None)
+        assert _exchange(conn, "GET", "/echo/items/7")[0] == 404
+        assert _exchange(conn, "GET", "/_sandbox/counters")[0] == 200
+        assert conn.sock is sock  # never reconnected
+    finally:
+        conn.close()
+
+
+def test_requests_sent_back_to_back_are_all_answered():
+    """The next request may already wait behind a body on the connection: nothing may read
+    past the body it belongs to (werkzeug's drain after a response would swallow it)."""
+    with ServerThread(EchoEmulator()) as server, socket.create_connection(server.address) as sock:
+        put = b'PUT /echo/items/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{"n": 5}'
+        get = b"GET /echo/items/5 HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(put + get)
+        sock.settimeout(5)
+        replies = sock.makefile("rb")
+        assert _read_reply(replies) == (201, {"id": "5", "n": 5})
+        assert _read_reply(replies) == (200, {"id": "5", "n": 5})
+
+
+def _read_reply(stream: BinaryIO) -> tuple[int, Any]:
+    """One response with a Content-Length off a raw stream: (status, JSON body)."""
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, json.loads(stream.read(int(headers["content-length"])))
+
+
+def test_a_client_that_asks_to_close_is_answered_and_closed():
+    with ServerThread(EchoEmulator()) as server, socket.create_connection(server.address) as sock:
+        sock.sendall(b"GET /echo/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.settimeout(5)
+        reply = sock.makefile("rb").read()  # to end of stream: the server closed
+    assert reply.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in reply
+
+
+def test_stopping_a_server_ends_its_kept_alive_connections():
+    """A stopped sandbox answers nothing, even on a connection a client kept open."""
+    server = ServerThread(EchoEmulator()).start()
+    conn = HTTPConnection(*server.address, timeout=5)
+    try:
+        assert _exchange(conn, "GET", "/echo/items")[0] == 200
+        server.stop()
+        conn.sock.settimeout(5)
+        assert conn.sock.recv(1) == b""
+    finally:
+        conn.close()
+        server.stop()
 
 
 def test_ca_is_created_once_and_reused(tmp_path):

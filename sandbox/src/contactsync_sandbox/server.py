@@ -9,6 +9,7 @@ their state.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import logging
@@ -22,9 +23,9 @@ from contextlib import suppress
 from typing import Any, ClassVar, NoReturn
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, connection_dropped_errors
 from werkzeug.wrappers import Request, Response
 
 from .counters import DROPPED, UNMATCHED, RequestCounters
@@ -403,14 +404,33 @@ class Emulator:
 
 
 class _RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler, with the TLS handshake off the accept loop and quiet logging."""
+    """Werkzeug's handler, with HTTP/1.1 persistent connections, the TLS handshake off the
+    accept loop, and quiet logging.
 
-    #: Seconds a client may stay silent (handshake, request line) before its socket times out.
+    Graph and Pipeliner keep a client's connection open between requests (RFC 9112 §9.3), so a
+    client pays one TLS handshake per connection, not per request. Werkzeug's `run_wsgi` closes
+    every connection instead (it cannot tell where an unread request body ends, so after each
+    response it drains the socket, which would swallow the next request of a kept-alive
+    connection). `run_wsgi` here reads a request body of known length whole before the app
+    runs, so the stream is at the next request line when the response is sent; requests it
+    cannot frame that way (chunked, `Expect: 100-continue`, over `MAX_BODY_BYTES`) go to
+    werkzeug's own `run_wsgi` and end their connection as before.
+    """
+
+    protocol_version = "HTTP/1.1"
+    #: The status line and headers go out in one write and the body in another; with Nagle's
+    #: algorithm the second waits for the client's delayed ACK (~40 ms) on a kept-alive
+    #: connection.
+    disable_nagle_algorithm = True
+    #: Seconds a client may stay silent (handshake, request line, between requests of a
+    #: kept-alive connection) before the sandbox closes its connection.
     timeout = 60
     _handshake_failed = False
+    server: _Server
 
     def setup(self) -> None:
         super().setup()
+        self.server.track(self.connection)
         if isinstance(self.connection, ssl.SSLSocket):
             try:
                 self.connection.do_handshake()
@@ -421,6 +441,116 @@ class _RequestHandler(WSGIRequestHandler):
     def handle(self) -> None:
         if not self._handshake_failed:
             super().handle()
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
+
+    def _framed_body(self) -> bytes | None:
+        """The request body read whole, or None for a request werkzeug must handle (and close)."""
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Expect"):
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return b""  # no Content-Length, no Transfer-Encoding: no body (RFC 9112 §6.3)
+        if len(set(lengths)) != 1 or not lengths[0].strip().isdigit():
+            return None
+        length = int(lengths[0])
+        if length > MAX_BODY_BYTES:
+            return None  # werkzeug answers 413 and drains what it can
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise ConnectionResetError("the client closed the connection inside a request body")
+        return body
+
+    def run_wsgi(self) -> None:
+        try:
+            body = self._framed_body()
+        except connection_dropped_errors as exc:
+            self.connection_dropped(exc)
+            return
+        if body is None:
+            super().run_wsgi()
+            self.close_connection = True  # werkzeug sent `Connection: close`; say so here too
+            return
+        self.environ = environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        sent = False
+        chunked = False
+        status_set: str | None = None
+        headers_set: list[tuple[str, str]] = []
+
+        def write(data: bytes) -> None:
+            nonlocal sent, chunked
+            if status_set is None:
+                raise AssertionError("write() before start_response")
+            if not sent:
+                sent = True
+                code_text, _, reason = status_set.partition(" ")
+                code = int(code_text)
+                self.send_response(code, reason)
+                keys = set()
+                for key, value in headers_set:
+                    self.send_header(key, value)
+                    keys.add(key.lower())
+                if not (
+                    "content-length" in keys
+                    or environ["REQUEST_METHOD"] == "HEAD"
+                    or 100 <= code < 200
+                    or code in (204, 304)
+                ):
+                    chunked = True
+                    self.send_header("Transfer-Encoding", "chunked")
+                if self.close_connection:  # the client asked for it, or spoke HTTP/1.0
+                    self.send_header("Connection", "close")
+                self.end_headers()
+            if data:
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                else:
+                    self.wfile.write(data)
+            self.wfile.flush()
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            nonlocal status_set, headers_set
+            if exc_info and sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+            status_set, headers_set = status, headers
+            return write
+
+        try:
+            chunks = self.server.app(environ, start_response)
+            try:
+                for data in chunks:
+                    write(data)
+                if not sent:
+                    write(b"")
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+        except connection_dropped_errors as exc:
+            self.connection_dropped(exc, environ)
+        except Exception as exc:
+            self.close_connection = True  # a response cut short cannot be framed any more
+            log.error(
+                "%s: error on %s %s",
+                getattr(self.server.app, "name", "?"),
+                self.command,
+                self.path,
+                exc_info=exc,
+            )
+            if not sent:
+                with suppress(Exception):
+                    status_set, headers_set = None, []
+                    error = InternalServerError()
+                    for data in error(environ, start_response):
+                        write(data)
 
     def connection_dropped(
         self,
@@ -447,7 +577,30 @@ class _RequestHandler(WSGIRequestHandler):
 
 
 class _Server(ThreadedWSGIServer):
-    """Werkzeug's threaded server, logging through our logger instead of printing."""
+    """Werkzeug's threaded server, logging through our logger instead of printing, that knows
+    its open connections so that stopping it also ends the kept-alive ones (a stopped sandbox
+    answers nothing, as a stopped service would)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def track(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(connection)
+
+    def close_connections(self) -> None:
+        """End every open connection; their threads see end-of-stream and finish."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         log.log(logging.ERROR if type == "error" else logging.DEBUG, message, *args)
@@ -546,6 +699,7 @@ class ServerThread:
         server.shutdown()
         if thread is not None:
             thread.join(timeout)
+        server.close_connections()
         server.server_close()
         self._server = self._thread = None
 
