@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contactsync.fieldmap import to_graph
-from contactsync.graph_api import GraphClient, GraphSettings
 from contactsync.http import HttpPolicy
+from contactsync.outlook.graph_api import GraphClient, GraphSettings
+from contactsync.outlook.projection import to_graph
 from contactsync_sandbox import tokens
 from contactsync_sandbox.client import SandboxControl
 from contactsync_sandbox.runner import Sandbox

@@ -1,7 +1,7 @@
 """singer-sdk's own floor: a minimal SDK tap piped into a minimal SDK target that discards.
 
 ``python -m bench.floor tap --count N`` emits N contact-shaped records (the fields of
-``contactsync.pipeliner_records.CONTACT_SCHEMA``, filled like a generated sandbox contact);
+``contactsync.pipeliner.records.CONTACT_SCHEMA``, filled like a generated sandbox contact);
 ``python -m bench.floor target`` reads them through the SDK's batch sink and drops them. What
 they cost per record is what any SDK tap and target pay before doing any work of their own.
 """
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from singer_sdk import Stream, Tap, Target
 from singer_sdk.sinks import BatchSink
 
-from contactsync.pipeliner_records import CONTACT_SCHEMA
+from contactsync.pipeliner.records import CONTACT_SCHEMA
 
 CONFIG: dict[str, Any] = {"type": "object", "properties": {"count": {"type": ["integer"]}}}
 

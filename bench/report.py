@@ -164,7 +164,7 @@ WHY = {
     "precheck": (
         "a user with nothing to do costs what the taps' quiet run asks (Pipeliner: user, role, "
         "units, one page of changes; Graph: the folder, one delta page), asked in-process by "
-        "`contactsync run` (contactsync.precheck); a user with changes, or in doubt, runs "
+        "`contactsync run` (contactsync.ops.precheck); a user with changes, or in doubt, runs "
         "`meltano run` as before (row above), and at least every `--full-check-every` (60 min)"
     ),
     "users_precheck": (
@@ -174,7 +174,7 @@ WHY = {
         "which the goal still holds"
     ),
     "budget": (
-        "contactsync.pacing grants each request against the documented budget before it is "
+        "contactsync.outlook.pacing grants each request against the documented budget before it is "
         "sent, counting a unit until a window after its answer, and cuts a batch to the "
         "window's remainder; the emulator's budget is the same"
     ),
@@ -481,7 +481,7 @@ NOTES_FINDINGS = [
     "API has no multi-id read, so that was a request per contact. In two-way, a record still "
     "equal to the agreed values is a SKIP whatever the copy holds (the copy's own changes "
     "travel on the other leg), so the plan now says which records need their copy "
-    "(`contactsync.plan.needs_copy`) and the engine reads only those. The same rule removed "
+    "(`contactsync.sync.plan.needs_copy`) and the engine reads only those. The same rule removed "
     "the read of the contact a Pipeliner bookmark re-reads on every run.",
     "* **A quiet run resolved the user and the folder for nothing.** Each target resolved its "
     "destination (Pipeliner: the user, the role, the units; Graph: the folder) at start-up. The "
@@ -563,7 +563,8 @@ NOTES_FINDINGS = [
     "3.28-3.52, batch thread 1.0) | the sandbox keeps connections alive "
     "(`contactsync_sandbox.server`): one TLS handshake per connection, not per request |",
     "| under Graph's budget (documented `$batch` model, client paced at the same budget): "
-    "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | `contactsync.pacing` |",
+    "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | "
+    "`contactsync.outlook.pacing` |",
     "",
     "* **Every plugin process compiled singer-sdk from source.** uv builds the plugin "
     "virtualenvs without bytecode, and with `PYTHONDONTWRITEBYTECODE` set (this machine, many "
@@ -583,8 +584,8 @@ NOTES_FINDINGS = [
     "lookups of the job's 8 plugins) and six interpreters importing singer-sdk (0.3 s each at "
     "best). The goal of 3 CPU s is below what Meltano and six singer-sdk processes cost, so "
     "a quiet user no longer starts them: `contactsync run` asks first (below).",
-    "* **A pre-check skips the quiet users** (`contactsync.precheck`). Before a user's `meltano "
-    "run`, `contactsync run` asks, in its own process, what the taps' quiet run would ask "
+    "* **A pre-check skips the quiet users** (`contactsync.ops.precheck`). Before a user's "
+    "`meltano run`, `contactsync run` asks, in its own process, what the taps' quiet run would ask "
     "(Pipeliner: user, role, units and the contacts modified since the bookmark; Graph: the "
     "folder and one delta page from the stored link), from the bookmarks in Meltano's state, "
     "and keeps nothing it learns. When provably nothing changed the run is skipped and "
@@ -615,7 +616,7 @@ NOTES_FINDINGS = [
     "values the mapper had normalised), planning and ledger commits (0.2 s per 3,000 links). "
     "Those are core's; reaching 1.5× needs them (one SSL context per client, values "
     "carried normalised from the mapper to the body, commits per several batches).",
-    "* **Graph's budget, paced.** `contactsync.pacing` grants each request (each inner "
+    "* **Graph's budget, paced.** `contactsync.outlook.pacing` grants each request (each inner "
     "request of a batch) against 10,000 per 10 minutes and 4 concurrent requests per mailbox "
     "before it is sent, shared by the mailbox's clients in the process, and cuts a batch to "
     "the window's remainder. Settings `graph_requests_per_window` (0: off) and "

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import TreeSampler, _stat
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,15 +173,18 @@ class Project:
         self.pace(0, 600.0)
 
     def pace(self, requests: int, window: float) -> None:
-        """The Outlook plugins' client-side Graph budget (contactsync.pacing)."""
+        """The Outlook plugins' client-side Graph budget (contactsync.outlook.pacing)."""
         for plugin in OUTLOOK_PLUGINS:
             self.env[f"{plugin}_GRAPH_REQUESTS_PER_WINDOW"] = str(requests)
             self.env[f"{plugin}_GRAPH_WINDOW_SECONDS"] = str(window)
 
     def links(self) -> list[tuple[str, str]]:
-        scope = ScopeKey(ALEX, SPACE, "me", self.folder)
-        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return sorted((lk.pipeliner_id, lk.outlook_id or "") for lk in s.iter_links())
+        scope = Partition(ALEX, SPACE, "me", self.folder)
+        with (
+            Ledger(str(self.workdir / "ledger.sqlite")) as ledger,
+            ledger.open_partition(scope) as s,
+        ):
+            return sorted((lk.crm_id, lk.book_id or "") for lk in s.iter_links())
 
     def run(self, job: str, label: str, n: int, timeout: float = 3600) -> dict[str, Any]:
         """One measured `meltano run`: wall, requests per API, each process's peak RSS and CPU."""
@@ -338,7 +341,7 @@ class Bench:
         with self.fresh(n, f"throttled-{n}") as project:
             # Graph's documented model (issue #13): 4 concurrent requests per mailbox, an
             # unordered batch's requests 4 at a time, each taking request_seconds; the budget
-            # scaled. The client paces itself at the same budget (contactsync.pacing).
+            # scaled. The client paces itself at the same budget (contactsync.outlook.pacing).
             self.main.graph(
                 "POST",
                 "/throttle",

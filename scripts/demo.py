@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contactsync.auth import AuthSettings, TokenProvider
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
-from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings
-from contactsync.report import describe
+from contactsync.outlook.auth import AuthSettings, TokenProvider
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition
+from contactsync.sync.report import describe
 from contactsync_sandbox.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,9 +142,9 @@ def edit_both_sides(pipeliner: SandboxControl, graph: SandboxControl) -> None:
 
 
 def _links() -> dict[str, str]:
-    scope = ScopeKey(USER, "5a5a5a5a-0000-4000-8000-000000000001", "me", "Pipeliner")
-    with Ledger(str(STATE / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as links:
-        return {lk.pipeliner_id: lk.outlook_id for lk in links.iter_links() if lk.outlook_id}
+    scope = Partition(USER, "5a5a5a5a-0000-4000-8000-000000000001", "me", "Pipeliner")
+    with Ledger(str(STATE / "ledger.sqlite")) as ledger, ledger.open_partition(scope) as links:
+        return {lk.crm_id: lk.book_id for lk in links.iter_links() if lk.book_id}
 
 
 def check_agreement(info: dict[str, Any], graph: SandboxControl) -> None:

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import pytest
 
+# The services name the kernel's sides (Side.CRM "Pipeliner", Side.BOOK "Outlook") on import; a
+# test of the kernel alone reads its messages as the plugins write them.
+import contactsync.outlook
+import contactsync.pipeliner  # noqa: F401
+
 #: Directories of tests/ by the time their tests take, longest first; the rest come after.
 _LONGEST_FIRST = ("property", "e2e", "reliability", "plugins", "sandbox", "contract", "unit")
 

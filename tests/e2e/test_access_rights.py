@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import pipeliner_stamp
+from contactsync.outlook.projection import pipeliner_stamp
 from tests.e2e.test_meltano_sync import AMERICAS, EUROPE, ROOT, Project, _contact
 from tests.support import access_oracle
 from tests.support.plugins import USERS

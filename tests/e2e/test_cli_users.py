@@ -2,7 +2,7 @@
 administrator enables the sync, users activate, configure and deactivate their own, and
 `contactsync run` runs their Meltano jobs (in parallel, in isolated working copies).
 
-The commands run in-process (`contactsync.cli.main`, exactly what the console script calls), so
+The commands run in-process (`contactsync.ops.cli.main`, exactly what the console script calls), so
 device-code sign-ins can be approved from a thread; `run` starts real `meltano run` processes.
 Needs the Meltano plugins installed (`make plugins`, which `make test` runs first).
 """
@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 
-from contactsync import space_secrets
-from contactsync.cli import main
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey, Side
-from contactsync.meltano_runs import RunSetup, precheck_decision
-from contactsync.users import Registry
+from contactsync.ops import space_secrets
+from contactsync.ops.cli import main
+from contactsync.ops.meltano_runs import RunSetup, precheck_decision
+from contactsync.ops.users import Registry
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition, Side
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, approving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +128,7 @@ def test_activation_before_enable_is_refused_and_every_command_has_help(
         assert code == 0 and "usage: contactsync " + command in out
     # The console script and `python -m` are the same entry point.
     done = subprocess.run(
-        [sys.executable, "-m", "contactsync.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "contactsync.ops.cli", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0
     assert all(c in done.stdout for c in ("enable", "activate", "deactivate", "run"))
@@ -207,9 +208,9 @@ class Space:
 
     def converged(self, email: str, db: Path) -> None:
         """Every link joins equal contacts; the folder holds exactly the linked contacts."""
-        scope = ScopeKey(email, SPACE, email, self.folder_id(email))
-        with Ledger(str(db)) as ledger, ledger.open_scope(scope) as s:
-            links = {lk.pipeliner_id: lk.outlook_id for lk in s.iter_links()}
+        scope = Partition(email, SPACE, email, self.folder_id(email))
+        with Ledger(str(db)) as ledger, ledger.open_partition(scope) as s:
+            links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
         pipeliner = {c["id"]: c for c in self.pipeliner.contacts()}
         outlook = {c["id"]: c for c in self.outlook(email).contacts(self.folder_id(email))}
         assert set(outlook) == set(links.values()), email
@@ -494,7 +495,7 @@ def test_a_quiet_run_is_skipped_and_any_change_runs_it(
     space.converged(ALEX, cli.db)
 
     # A record parked since the last run is a reason to run.
-    scope = ScopeKey(ALEX, SPACE, ALEX, space.folder_id(ALEX))
-    with Ledger(str(cli.db)) as ledger, ledger.open_scope(scope) as s:
-        s.record_failure(Side.OUTLOOK, "AAMk-parked", {"id": "x"}, "needs a name", park_after=1)
+    scope = Partition(ALEX, SPACE, ALEX, space.folder_id(ALEX))
+    with Ledger(str(cli.db)) as ledger, ledger.open_partition(scope) as s:
+        s.record_failure(Side.BOOK, "AAMk-parked", {"id": "x"}, "needs a name", park_after=1)
     assert decision() == "parked records or moved contacts changed since the last run"

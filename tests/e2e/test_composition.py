@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from contactsync.ledger import Ledger
+from contactsync.sync.ledger import Ledger
 from tests.e2e.test_meltano_sync import ROOT, Project, _contact, agree
 from tests.support.plugins import USERS
 
@@ -161,7 +161,7 @@ def test_an_imported_csv_is_never_deleted_or_copied_twice_by_the_sync(project: P
     assert len(imported) == 3
     assert {c["owner_id"] for c in imported.values()} == {USERS["alex"]}
     ledger = Ledger(str(project.workdir / "ledger.sqlite"))
-    [scope] = ledger.scopes()
+    [scope] = ledger.partitions()
     assert (scope.mailbox, scope.folder) == ("(import)", "tap-spreadsheets")
 
     # A full two-way run (everything listed on both sides): the imported contacts are the

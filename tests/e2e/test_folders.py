@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from contactsync.ledger import Ledger
-from contactsync.link import LinkState, ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import LinkState, Partition
 from tests.e2e.test_meltano_sync import MELTANO, ROOT, SPACE, Project, _contact, agree
 
 pytestmark = pytest.mark.skipif(
@@ -49,9 +49,12 @@ def _fails(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _states(project: Project) -> dict[str, LinkState]:
-    scope = ScopeKey(project.user, SPACE, "me", project.folder)
-    with Ledger(str(project.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-        return {lk.pipeliner_id: lk.state for lk in s.iter_links()}
+    scope = Partition(project.user, SPACE, "me", project.folder)
+    with (
+        Ledger(str(project.workdir / "ledger.sqlite")) as ledger,
+        ledger.open_partition(scope) as s,
+    ):
+        return {lk.crm_id: lk.state for lk in s.iter_links()}
 
 
 def _live(project: Project) -> dict[str, dict[str, Any]]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition
 from tests.support.meltano_env import meltano_env
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor
 
@@ -95,9 +96,12 @@ class Project:
             self.env[f"{plugin}_USER_EMAIL"] = email
 
     def links(self) -> dict[str, str]:
-        scope = ScopeKey(self.user, SPACE, "me", self.folder)
-        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
+        scope = Partition(self.user, SPACE, "me", self.folder)
+        with (
+            Ledger(str(self.workdir / "ledger.sqlite")) as ledger,
+            ledger.open_partition(scope) as s,
+        ):
+            return {lk.crm_id: lk.book_id or "" for lk in s.iter_links()}
 
     def outlook_contacts(self) -> dict[str, dict[str, Any]]:
         return {c["id"]: c for c in self.outlook.contacts(self.folder)}

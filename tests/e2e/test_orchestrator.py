@@ -33,10 +33,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from contactsync.cli import main
-from contactsync.fieldmap import from_graph, from_pipeliner
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.ops.cli import main
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition
 from contactsync_sandbox.seed import default_seed
 from tests.support.plugins import PIPELINER, OutlookActor, PipelinerActor
 
@@ -410,9 +411,9 @@ def _check_folder(
     folder = next(f for f in outlook.folders() if f["displayName"] == user.folder)
     contacts = {c["id"]: c for c in outlook.contacts(folder["id"])}
     scope = _scope(pipeliner, user)
-    key = ScopeKey(user.email, PIPELINER["space_id"], user.email, folder["id"])
-    with Ledger(dbs.registry) as ledger, ledger.open_scope(key) as s:
-        links = {lk.pipeliner_id: lk.outlook_id for lk in s.iter_links()}
+    key = Partition(user.email, PIPELINER["space_id"], user.email, folder["id"])
+    with Ledger(dbs.registry) as ledger, ledger.open_partition(key) as s:
+        links = {lk.crm_id: lk.book_id for lk in s.iter_links()}
     assert set(links) == set(scope), user.email  # every scope contact linked, nothing else
     assert set(links.values()) == set(contacts), user.email  # the folder holds only linked ones
     for pid, oid in links.items():

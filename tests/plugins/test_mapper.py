@@ -28,19 +28,19 @@ from contactsync_mapper.mapping import (
 )
 from singer_sdk.sinks.core import JSONSchemaValidator
 
-from contactsync import outlook_records, pipeliner_records
-from contactsync.fieldmap import (
-    FIELDS,
+from contactsync.outlook import records as outlook_records
+from contactsync.outlook.projection import (
+    GRAPH,
     GRAPH_PROPERTY,
-    KEYS,
     OTHER_PHONE_PROPERTY_ID,
     PIPELINER_ID_PROPERTY_ID,
-    Field,
-    empty_values,
-    normalize,
 )
-from contactsync.plan import DeleteReason, SourceRecord
-from contactsync.scope import Relation, ScopeSettingError, SyncScope
+from contactsync.pipeliner import records as pipeliner_records
+from contactsync.pipeliner.projection import FIELD_NAMES
+from contactsync.pipeliner.scope import Relation, ScopeSettingError, SyncScope
+from contactsync.sync.fields import FIELDS, KEYS, Field, empty_values, normalize
+from contactsync.sync.plan import DeleteReason, SourceRecord
+from contactsync.sync.record import SOURCE_PROPERTIES
 from tests.support.plugins import BIN, run_plugin
 
 MAPPER = "contactsync-mapper"
@@ -85,16 +85,17 @@ def outlook_record(**fields: Any) -> dict[str, Any]:
     }
 
 
-# The Outlook column of the table ("businessPhones[0]", "emailAddresses[1].address",
-# "businessAddress.city", "singleValueExtendedProperties[…]"), read independently of fieldmap.
+# The Outlook location of each key ("businessPhones[0]", "emailAddresses[1].address",
+# "businessAddress.city", "singleValueExtendedProperties[…]"), read independently of the
+# projection's readers and writers.
 _LOCATION = re.compile(r"(?P<name>\w+)(?:\[(?P<index>\d+)\])?(?:\.(?P<part>\w+))?")
 
 
 def _location(field: Field) -> tuple[str, int | None, str | None]:
-    if field.graph.startswith("singleValueExtendedProperties"):
+    if GRAPH[field.key].location.startswith("singleValueExtendedProperties"):
         return "other_phone", None, None  # flattened, as tap-outlook-contacts emits it
-    match = _LOCATION.fullmatch(field.graph)
-    assert match, field.graph
+    match = _LOCATION.fullmatch(GRAPH[field.key].location)
+    assert match, GRAPH[field.key].location
     index = match["index"]
     return match["name"], None if index is None else int(index), match["part"]
 
@@ -131,7 +132,7 @@ def table(**values: str | None) -> dict[str, str | None]:
 
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.key)
 def test_pipeliner_row_lands_in_its_graph_place(field: Field) -> None:
-    record = pipeliner_record(**{field.pipeliner: messy(field)})
+    record = pipeliner_record(**{FIELD_NAMES[field.key]: messy(field)})
     out = pipeliner_to_outlook(record, OWNER)
     expected = normalize(messy(field), multiline=field.multiline)
 
@@ -243,10 +244,10 @@ def test_graph_row_lands_in_its_pipeliner_field(field: Field) -> None:
     out = outlook_to_pipeliner(record)
     expected = normalize(messy(field), multiline=field.multiline)
 
-    assert out[field.pipeliner] == expected
+    assert out[FIELD_NAMES[field.key]] == expected
     for other in FIELDS:
         if other is not field:
-            assert out[other.pipeliner] == "", other.key
+            assert out[FIELD_NAMES[other.key]] == "", other.key
     assert out["_source_id"] == "AAMk-1"
     assert out["_source_version"] == "EQAAAB"
     assert out["_source_modified"] == GRAPH_MODIFIED
@@ -320,13 +321,13 @@ def test_other_phone_from_the_extended_property_too() -> None:
 
 def test_both_legs_compose_without_losing_a_value() -> None:
     """Pipeliner → Outlook, then the written copy read back Outlook → Pipeliner."""
-    original = {f.pipeliner: messy(f) for f in FIELDS}
+    original = {FIELD_NAMES[f.key]: messy(f) for f in FIELDS}
     graph = pipeliner_to_outlook(pipeliner_record(**original), OWNER)
     as_read = outlook_record(**{k: v for k, v in graph.items() if not k.startswith("_")})
     back = outlook_to_pipeliner({**as_read, "pipeliner_id": graph["_source_id"]})
     assert back["id"] == "c-17"
-    assert {f.pipeliner: back[f.pipeliner] for f in FIELDS} == {
-        f.pipeliner: normalize(messy(f), multiline=f.multiline) for f in FIELDS
+    assert {FIELD_NAMES[f.key]: back[FIELD_NAMES[f.key]] for f in FIELDS} == {
+        FIELD_NAMES[f.key]: normalize(messy(f), multiline=f.multiline) for f in FIELDS
     }
 
 
@@ -476,7 +477,7 @@ def test_settings_defaults_and_refusals() -> None:
 
 
 def _sample_outputs() -> dict[Direction, list[dict[str, Any]]]:
-    full_p = pipeliner_record(**{f.pipeliner: messy(f) for f in FIELDS})
+    full_p = pipeliner_record(**{FIELD_NAMES[f.key]: messy(f) for f in FIELDS})
     graph = pipeliner_to_outlook(full_p, OWNER)
     full_o = outlook_record(**{k: v for k, v in graph.items() if not k.startswith("_")})
     return {
@@ -505,7 +506,7 @@ def test_every_output_record_fits_the_output_schema(direction: Direction) -> Non
 
 
 def test_output_schemas_speak_the_targets_vocabulary() -> None:
-    source = set(pipeliner_records.SOURCE_PROPERTIES)
+    source = set(SOURCE_PROPERTIES)
     graph = set(outlook_records.CONTACT_SCHEMA["properties"])
     pipeliner = set(pipeliner_records.CONTACT_SCHEMA["properties"])
     assert set(outlook_schema()["properties"]) <= graph | source
@@ -515,7 +516,7 @@ def test_output_schemas_speak_the_targets_vocabulary() -> None:
     ) & set(pipeliner_schema()["properties"])
     # One Graph property per table location, nothing outside the table.
     assert set(GRAPH_TABLE_PROPERTIES) == {_location(f)[0] for f in FIELDS}
-    assert set(pipeliner_schema()["properties"]) >= {f.pipeliner for f in FIELDS} | {"id"}
+    assert set(pipeliner_schema()["properties"]) >= {FIELD_NAMES[f.key] for f in FIELDS} | {"id"}
     assert len(KEYS) == len(FIELDS)
     # Fresh copies: a caller mutating one cannot change the next.
     outlook_schema()["properties"].clear()

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from contactsync.outlook_records import CONTACT_SCHEMA
-from contactsync.pipeliner_records import SOURCE_PROPERTIES
+from contactsync.outlook.records import CONTACT_SCHEMA
+from contactsync.sync.record import SOURCE_PROPERTIES
 from tests.plugins import test_target_outlook
 from tests.plugins.test_target_outlook import pipeliner_record, target_config
 from tests.support.plugins import (

@@ -12,7 +12,7 @@ from singer_sdk.testing import get_tap_test_class
 from singer_sdk.testing.runners import TapTestRunner
 from tap_outlook_contacts.tap import TapOutlookContacts
 
-from contactsync.fieldmap import OTHER_PHONE_PROPERTY_ID
+from contactsync.outlook.projection import OTHER_PHONE_PROPERTY_ID
 from tests.support.plugins import OutlookActor, run_plugin, sign_in
 
 TAP = "tap-outlook-contacts"

@@ -15,9 +15,9 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.runners import TargetTestRunner
 from target_outlook_contacts.target import TargetOutlookContacts
 
-from contactsync.fieldmap import OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID
-from contactsync.outlook_records import CONTACT_SCHEMA
-from contactsync.pipeliner_records import SOURCE_PROPERTIES
+from contactsync.outlook.projection import OTHER_PHONE_PROPERTY_ID, PIPELINER_ID_PROPERTY_ID
+from contactsync.outlook.records import CONTACT_SCHEMA
+from contactsync.sync.record import SOURCE_PROPERTIES
 from contactsync_sandbox.client import SandboxControlError
 from tests.support.plugins import (
     OutlookActor,

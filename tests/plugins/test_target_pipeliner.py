@@ -14,9 +14,10 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.runners import TargetTestRunner
 from target_pipeliner_contacts.target import TargetPipelinerContacts
 
-from contactsync.ledger import Ledger
-from contactsync.link import LinkState
-from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
+from contactsync.pipeliner.records import CONTACT_SCHEMA
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import LinkState
+from contactsync.sync.record import SOURCE_PROPERTIES
 from tests.support.plugins import (
     ACCOUNTS,
     USERS,
@@ -293,10 +294,10 @@ def test_delete_without_rights_is_rejected_and_owed_back(pipeliner, sandbox, tmp
     assert result["issues"][0]["outcome"] == "rejected"
     assert "may not delete" in result["issues"][0]["reason"]
     with Ledger(config["ledger_url"]) as ledger:
-        [scope] = ledger.scopes()
-        with ledger.open_scope(scope) as links:
+        [scope] = ledger.partitions()
+        with ledger.open_partition(scope) as links:
             [link] = list(links.iter_links())
-    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+    assert link.state is LinkState.RESTORE_BOOK and link.book_id is None
 
 
 def test_dry_run_plans_and_reports_but_writes_nothing(pipeliner, sandbox, tmp_path) -> None:
@@ -354,10 +355,10 @@ def test_an_import_is_keyed_by_its_key_properties_in_a_scope_of_its_own(
     # The links are the import's (user, space, "(import)", "singer"), keyed stream:ext_id;
     # the folder's sync scope has none of them.
     ledger = Ledger(config["ledger_url"])
-    scopes = ledger.scopes()
+    scopes = ledger.partitions()
     assert [(s.mailbox, s.folder) for s in scopes] == [("(import)", "singer")]
-    with ledger.open_scope(scopes[0]) as scope:
-        assert sorted(link.outlook_id for link in scope.iter_links()) == [
+    with ledger.open_partition(scopes[0]) as scope:
+        assert sorted(link.book_id for link in scope.iter_links()) == [
             "people:x0",
             "people:x1",
             "people:x2",

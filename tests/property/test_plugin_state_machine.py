@@ -30,8 +30,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from contactsync.fieldmap import BY_KEY, from_graph, from_pipeliner, normalize
-from contactsync.link import Side
+from contactsync.outlook.projection import from_graph
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.fields import BY_KEY, normalize
+from contactsync.sync.link import Side
 from contactsync_sandbox.client import SandboxControl
 from tests.support.pipeline import Leg, Sync
 from tests.support.plugins import USERS, OutlookActor, PipelinerActor, sign_in
@@ -153,7 +155,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
         self.pipeliner.edit(
             self._owner_name(contact), contact["id"], **{PIPELINER_FIELD[key]: value or ""}
         )
-        self._log(contact["last_name"], Side.PIPELINER, key, value)
+        self._log(contact["last_name"], Side.CRM, key, value)
 
     @rule(pick=PICK)
     def p_delete(self, pick: int) -> None:
@@ -197,7 +199,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
     def o_create(self, key: str, value: str | None) -> None:
         token = next(self.tokens)
         self.outlook.create(self.folder, givenName="Olga", surname=token, **graph_patch(key, value))
-        self._log(token, Side.OUTLOOK, key, value)
+        self._log(token, Side.BOOK, key, value)
 
     @rule(pick=PICK, key=KEYS, value=VALUES)
     def o_edit(self, pick: int, key: str, value: str | None) -> None:
@@ -206,7 +208,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
             return
         contact = _pick(live, pick)
         self.outlook.edit(contact["id"], **graph_patch(key, value))
-        self._log(contact["surname"], Side.OUTLOOK, key, value)
+        self._log(contact["surname"], Side.BOOK, key, value)
 
     @rule(pick=PICK)
     def o_delete(self, pick: int) -> None:

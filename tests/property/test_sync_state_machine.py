@@ -29,12 +29,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from contactsync.engine import LegSettings, SyncLeg
-from contactsync.fieldmap import BY_KEY, KEYS, from_graph, from_pipeliner, normalize, to_graph
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey, Side
-from contactsync.match import emails, name_key
-from contactsync.merge import ConflictPolicy
+from contactsync.outlook.projection import from_graph, to_graph
+from contactsync.pipeliner.projection import FIELD_NAMES, from_pipeliner
+from contactsync.sync.engine import LegSettings, SyncLeg
+from contactsync.sync.fields import BY_KEY, KEYS, normalize
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition, Side
+from contactsync.sync.match import emails, name_key
+from contactsync.sync.merge import ConflictPolicy
 from tests.support.memory_stores import Clock, Faults, Store, apply_graph_patch, stamp_of
 
 FIRST = ["Ann", "Bo", "Chloé", "Dan"]
@@ -62,10 +64,10 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
-        self.scope = ScopeKey("u1", "space", "mbx", f"folder-{uuid.uuid4().hex}")
+        self.scope = Partition("u1", "space", "mbx", f"folder-{uuid.uuid4().hex}")
         self.round = 0
         self.clean_rounds: list[int] = []
-        self.cursor = {Side.PIPELINER: 0, Side.OUTLOOK: 0}
+        self.cursor = {Side.CRM: 0, Side.BOOK: 0}
         # (side, id) -> key -> edits; tainted ids were deleted or changed scope/rights.
         self.edits: dict[tuple[Side, str], dict[str, list[Edit]]] = defaultdict(
             lambda: defaultdict(list)
@@ -78,8 +80,8 @@ class SyncMachine(RuleBasedStateMachine):
     def setup(self, policy: ConflictPolicy, seed: int) -> None:
         self.policy = policy
         faults = Faults(random.Random(seed))
-        self.p = Store(Side.PIPELINER, self.clock, faults)
-        self.o = Store(Side.OUTLOOK, self.clock, Faults(random.Random(seed + 1)))
+        self.p = Store(Side.CRM, self.clock, faults)
+        self.o = Store(Side.BOOK, self.clock, Faults(random.Random(seed + 1)))
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -97,16 +99,16 @@ class SyncMachine(RuleBasedStateMachine):
         return False
 
     def _edit_keeps_evidence(self, side: Side, record_id: str, key: str, value: str | None) -> bool:
-        store = self.p if side is Side.PIPELINER else self.o
+        store = self.p if side is Side.CRM else self.o
         values = {**store.values(record_id), key: normalize(value, multiline=BY_KEY[key].multiline)}
         return not self._evidence_taken(values, self._linked_twin(side, record_id))
 
     def _linked_twin(self, side: Side, record_id: str) -> set[tuple[Side, str]]:
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             link = led.get(side, record_id)
         if link is None:
             return {(side, record_id)}
-        return {(Side.PIPELINER, link.pipeliner_id), (Side.OUTLOOK, link.outlook_id or "")}
+        return {(Side.CRM, link.crm_id), (Side.BOOK, link.book_id or "")}
 
     def _log(self, side: Side, record_id: str, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -145,16 +147,16 @@ class SyncMachine(RuleBasedStateMachine):
             "email4": "keep@x.example",
         }
         record_id = self.p.user_create(raw)
-        self._log(Side.PIPELINER, record_id, values)
+        self._log(Side.CRM, record_id, values)
 
     @precondition(lambda self: self.p.live())
     @rule(data=st.data(), key=EDIT_KEYS, value=TEXT)
     def p_edit(self, data: st.DataObject, key: str, value: str | None) -> None:
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
-        if not self._edit_keeps_evidence(Side.PIPELINER, record_id, key, value):
+        if not self._edit_keeps_evidence(Side.CRM, record_id, key, value):
             return
-        self.p.user_patch(record_id, {BY_KEY[key].pipeliner: value})
-        self._log(Side.PIPELINER, record_id, {key: value})
+        self.p.user_patch(record_id, {FIELD_NAMES[key]: value})
+        self._log(Side.CRM, record_id, {key: value})
 
     @precondition(lambda self: self.p.live())
     @rule(data=st.data(), name=PIPELINER_UNMAPPED)
@@ -167,7 +169,7 @@ class SyncMachine(RuleBasedStateMachine):
     def p_delete(self, data: st.DataObject) -> None:
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
         self.p.user_delete(record_id)
-        self.tainted |= self._linked_twin(Side.PIPELINER, record_id)
+        self.tainted |= self._linked_twin(Side.CRM, record_id)
 
     @precondition(lambda self: self.p.live())
     @rule(data=st.data())
@@ -175,7 +177,7 @@ class SyncMachine(RuleBasedStateMachine):
         """Owner changed or editor right removed/given: the contact leaves or enters the scope."""
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
         rec = self.p.records[record_id]
-        self.tainted |= self._linked_twin(Side.PIPELINER, record_id)
+        self.tainted |= self._linked_twin(Side.CRM, record_id)
         self.p.user_set(record_id, in_scope=not rec.in_scope)
 
     @precondition(lambda self: self.p.live())
@@ -213,36 +215,36 @@ class SyncMachine(RuleBasedStateMachine):
         }
         apply_graph_patch(raw, to_graph(values, raw, values.keys()))
         record_id = self.o.user_create(raw)
-        self._log(Side.OUTLOOK, record_id, values)
+        self._log(Side.BOOK, record_id, values)
 
     @precondition(lambda self: self.p.live())
     @rule(data=st.data())
     def o_create_twin(self, data: st.DataObject) -> None:
         """The user types into Outlook a contact that already exists, unsynced, in Pipeliner."""
         record_id = data.draw(st.sampled_from(sorted(self.p.live())))
-        with self.ledger.open_scope(self.scope) as led:
-            if led.get(Side.PIPELINER, record_id) is not None:
+        with self.ledger.open_partition(self.scope) as led:
+            if led.get(Side.CRM, record_id) is not None:
                 return
         values = self.p.values(record_id)
         if not self.p.records[record_id].in_scope or self._evidence_taken(
-            values, {(Side.PIPELINER, record_id)}
+            values, {(Side.CRM, record_id)}
         ):
             return
         twin = {k: values[k] for k in ("first_name", "last_name", "company", "email1")}
         raw: dict[str, Any] = {}
         apply_graph_patch(raw, to_graph(twin, raw, twin.keys()))
         new_id = self.o.user_create(raw)
-        self._log(Side.OUTLOOK, new_id, twin)
+        self._log(Side.BOOK, new_id, twin)
 
     @precondition(lambda self: self.o.live())
     @rule(data=st.data(), key=EDIT_KEYS, value=TEXT)
     def o_edit(self, data: st.DataObject, key: str, value: str | None) -> None:
         record_id = data.draw(st.sampled_from(sorted(self.o.live())))
-        if not self._edit_keeps_evidence(Side.OUTLOOK, record_id, key, value):
+        if not self._edit_keeps_evidence(Side.BOOK, record_id, key, value):
             return
         raw = self.o.records[record_id].raw
         self.o.user_patch(record_id, to_graph({key: value}, raw, [key]))
-        self._log(Side.OUTLOOK, record_id, {key: value})
+        self._log(Side.BOOK, record_id, {key: value})
 
     @precondition(lambda self: self.o.live())
     @rule(data=st.data(), name=GRAPH_UNMAPPED)
@@ -255,7 +257,7 @@ class SyncMachine(RuleBasedStateMachine):
     def o_delete(self, data: st.DataObject) -> None:
         record_id = data.draw(st.sampled_from(sorted(self.o.live())))
         self.o.user_delete(record_id)
-        self.tainted |= self._linked_twin(Side.OUTLOOK, record_id)
+        self.tainted |= self._linked_twin(Side.BOOK, record_id)
 
     # -- sync -----------------------------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class SyncMachine(RuleBasedStateMachine):
             writes_before = dest.writes
             records = source.changes_since(self.cursor[source.side])
             settings_ = LegSettings(source.side, self.policy, two_way=True, allow_mass_delete=True)
-            with self.ledger.open_scope(self.scope) as led:
+            with self.ledger.open_partition(self.scope) as led:
                 leg = SyncLeg(led, dest, settings_)
                 leg.retry_failures()
                 for start in range(0, len(records), 3):  # small batches: cross-batch paths too
@@ -294,9 +296,9 @@ class SyncMachine(RuleBasedStateMachine):
     def ledger_links_are_unique(self) -> None:
         if not hasattr(self, "p"):
             return
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             links = list(led.iter_links())
-        outlook_ids = [lk.outlook_id for lk in links if lk.outlook_id]
+        outlook_ids = [lk.book_id for lk in links if lk.book_id]
         assert len(outlook_ids) == len(set(outlook_ids))
 
     def teardown(self) -> None:
@@ -311,24 +313,24 @@ class SyncMachine(RuleBasedStateMachine):
         assert dict(third) == {"outlook": 0, "pipeliner": 0}, f"a quiet third round wrote {third}"
 
     def check_converged(self) -> None:
-        with self.ledger.open_scope(self.scope) as led:
-            links = {lk.pipeliner_id: lk for lk in led.iter_links()}
+        with self.ledger.open_partition(self.scope) as led:
+            links = {lk.crm_id: lk for lk in led.iter_links()}
         live_o = self.o.live()
         in_scope = {i for i, r in self.p.live().items() if r.in_scope}
         for pid in in_scope:
             link = links.get(pid)
-            assert link is not None and link.outlook_id in live_o, f"{pid} has no Outlook copy"
+            assert link is not None and link.book_id in live_o, f"{pid} has no Outlook copy"
             p_values = from_pipeliner(self.p.records[pid].raw)
-            o_values = from_graph(live_o[link.outlook_id].raw)
-            assert p_values == o_values, f"{pid} and {link.outlook_id} disagree"
-            assert stamp_of(live_o[link.outlook_id].raw) in (pid, None)
-        linked_o = {lk.outlook_id for pid, lk in links.items() if pid in in_scope}
+            o_values = from_graph(live_o[link.book_id].raw)
+            assert p_values == o_values, f"{pid} and {link.book_id} disagree"
+            assert stamp_of(live_o[link.book_id].raw) in (pid, None)
+        linked_o = {lk.book_id for pid, lk in links.items() if pid in in_scope}
         orphans = set(live_o) - linked_o
         assert not orphans, f"Outlook contacts with no in-scope Pipeliner contact: {orphans}"
         for pid, rec in self.p.live().items():
             if not rec.in_scope:
                 link = links.get(pid)
-                assert link is None or link.outlook_id not in live_o, f"{pid} out of scope kept"
+                assert link is None or link.book_id not in live_o, f"{pid} out of scope kept"
 
     def check_no_duplicates(self) -> None:
         for store in (self.p, self.o):
@@ -339,13 +341,13 @@ class SyncMachine(RuleBasedStateMachine):
     def check_no_lost_edit(self) -> None:
         """A key edited on one side only, or on both sides with a clean round between the two
         sides' edits, ends with the last edit's value."""
-        with self.ledger.open_scope(self.scope) as led:
+        with self.ledger.open_partition(self.scope) as led:
             links = list(led.iter_links())
         for link in links:
-            pair = {(Side.PIPELINER, link.pipeliner_id), (Side.OUTLOOK, link.outlook_id or "")}
-            if pair & self.tainted or link.outlook_id not in self.o.live():
+            pair = {(Side.CRM, link.crm_id), (Side.BOOK, link.book_id or "")}
+            if pair & self.tainted or link.book_id not in self.o.live():
                 continue
-            final = from_pipeliner(self.p.records[link.pipeliner_id].raw)
+            final = from_pipeliner(self.p.records[link.crm_id].raw)
             for key in KEYS:
                 history = sorted(
                     (e for side_id in pair for e in self.edits[side_id][key]),
@@ -354,7 +356,7 @@ class SyncMachine(RuleBasedStateMachine):
                 if not history or not self._settled(history):
                     continue
                 assert final[key] == history[-1].value, (
-                    f"lost edit of {key} on {link.pipeliner_id}/{link.outlook_id}: "
+                    f"lost edit of {key} on {link.crm_id}/{link.book_id}: "
                     f"{history[-1]} but final {final[key]!r}"
                 )
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import from_graph, from_pipeliner, pipeliner_stamp
+from contactsync.outlook.projection import from_graph, pipeliner_stamp
+from contactsync.pipeliner.projection import from_pipeliner
 from tests.support.pipeline import Sync
 from tests.support.plugins import USERS, sign_in
 

@@ -6,7 +6,7 @@
 * Properties: one_way_all_contacts follows unit moves, role changes and unit-tree changes (0
   leaked, 0 missing after the next run), and a two-way sync never writes a Pipeliner contact the
   user may not edit at that moment. The oracle is tests/support/access_oracle.py, written from
-  docs/access-rules.md, not from ``contactsync.scope``.
+  docs/access-rules.md, not from ``contactsync.pipeliner.scope``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import pipeliner_stamp
+from contactsync.outlook.projection import pipeliner_stamp
 from tests.reliability.conftest import AMERICAS, EUROPE, Sync, contact
 from tests.support import access_oracle
 from tests.support.plugins import USERS

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from contactsync.outlook_records import CONTACT_SCHEMA as OUTLOOK_SCHEMA
-from contactsync.pipeliner_records import CONTACT_SCHEMA as PIPELINER_SCHEMA
-from contactsync.pipeliner_records import SOURCE_PROPERTIES
+from contactsync.outlook.records import CONTACT_SCHEMA as OUTLOOK_SCHEMA
+from contactsync.pipeliner.records import CONTACT_SCHEMA as PIPELINER_SCHEMA
+from contactsync.sync.record import SOURCE_PROPERTIES
 from tests.reliability.conftest import Sync, contact
 from tests.support.plugins import BIN
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import from_graph, pipeliner_stamp
-from contactsync.meltano_runs import RunSetup, user_run_lock
-from contactsync.users import Registry, state_suffix_for
+from contactsync.ops.meltano_runs import RunSetup, user_run_lock
+from contactsync.ops.users import Registry, state_suffix_for
+from contactsync.outlook.projection import from_graph, pipeliner_stamp
 from tests.e2e import test_cli_users, test_orchestrator
 from tests.e2e.test_cli_users import ALEX, MEGAN, NESTOR, ROOT, Cli, Space
 from tests.e2e.test_orchestrator import Databases

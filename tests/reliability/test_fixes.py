@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from contactsync_mapper.mapping import Direction, RecordError, map_record
 
-from contactsync.auth import AuthUnavailable, IdentitySession, _TokenRetry
-from contactsync.fieldmap import from_graph, normalize
-from contactsync.outlook_records import source_record as outlook_source_record
-from contactsync.pipeliner_records import UNMAPPABLE
-from contactsync.pipeliner_records import source_record as pipeliner_source_record
-from contactsync.scope import SyncScope
+from contactsync.outlook.auth import AuthUnavailable, IdentitySession, _TokenRetry
+from contactsync.outlook.projection import from_graph
+from contactsync.outlook.records import source_record as outlook_source_record
+from contactsync.pipeliner.records import source_record as pipeliner_source_record
+from contactsync.pipeliner.scope import SyncScope
+from contactsync.sync.fields import normalize
+from contactsync.sync.record import UNMAPPABLE
 
 
 def test_a_fractional_retry_after_is_seconds_for_token_requests() -> None:

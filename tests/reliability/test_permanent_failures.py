@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contactsync.engine import PARK_AFTER
-from contactsync.fieldmap import pipeliner_stamp
+from contactsync.outlook.projection import pipeliner_stamp
+from contactsync.sync.engine import PARK_AFTER
 from tests.reliability.conftest import Sync, contact
 
 RUNS = 10  # "after 10 runs" in docs/reliability.md

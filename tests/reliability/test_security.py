@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import pipeliner_stamp
+from contactsync.outlook.projection import pipeliner_stamp
 from contactsync_sandbox import tokens
 from contactsync_sandbox.runner import Sandbox
 from tests.reliability.conftest import AMERICAS, EUROPE, Sync, contact, person

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contactsync.fieldmap import from_graph
+from contactsync.outlook.projection import from_graph
 from tests.reliability.conftest import contact
 from tests.support.pipeline import Sync
 from tests.support.plugins import ACCOUNTS

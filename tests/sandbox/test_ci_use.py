@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from contactsync.auth import AuthSettings, BearerAuth, TokenProvider
+from contactsync.outlook.auth import AuthSettings, BearerAuth, TokenProvider
 from contactsync_sandbox import connect, instance
 from contactsync_sandbox.handle import SandboxHandle, UnknownUser
 from contactsync_sandbox.instance import SandboxNotRunning
@@ -100,8 +100,8 @@ def test_serve_seed_then_env_and_export_from_other_processes(tmp_path):
 
 
 def _delegated_token_works(handle: SandboxHandle, env: dict[str, str]) -> None:
-    """The plugins' own sign-in code (contactsync.auth) gets a token from the cache and Graph
-    accepts it for the user's mailbox."""
+    """The plugins' own sign-in code (contactsync.outlook.auth) gets a token from the cache and
+    Graph accepts it for the user's mailbox."""
     settings = AuthSettings(
         authority=env["TAP_OUTLOOK_CONTACTS_AUTHORITY"],
         client_id=env["TAP_OUTLOOK_CONTACTS_CLIENT_ID"],

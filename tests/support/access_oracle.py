@@ -1,4 +1,5 @@
-"""An oracle of docs/access-rules.md, written from the cases, not from ``contactsync.scope``.
+"""An oracle of docs/access-rules.md, written from the cases, not from
+``contactsync.pipeliner.scope``.
 
 It reads the sandbox's Pipeliner state (users, roles, units, contacts with their sharing rows) the
 way an administrator would look at the space, and answers for one user: which contacts they can

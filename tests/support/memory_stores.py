@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contactsync.engine import WriteResult
-from contactsync.fieldmap import (
+from contactsync.outlook.projection import (
     PIPELINER_ID_PROPERTY_ID,
     from_graph,
-    from_pipeliner,
     pipeliner_stamp,
     to_graph,
-    to_pipeliner,
 )
-from contactsync.link import Side
-from contactsync.plan import Action, DeleteReason, DestRecord, Kind, SourceRecord
+from contactsync.pipeliner.projection import from_pipeliner, to_pipeliner
+from contactsync.sync.engine import WriteResult
+from contactsync.sync.link import Side
+from contactsync.sync.plan import Action, DeleteReason, DestRecord, Kind, SourceRecord
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -119,7 +118,7 @@ class Store:
 
     def values(self, record_id: str) -> dict[str, str | None]:
         raw = self.records[record_id].raw
-        return from_pipeliner(raw) if self.side is Side.PIPELINER else from_graph(raw)
+        return from_pipeliner(raw) if self.side is Side.CRM else from_graph(raw)
 
     # -- the tap's incremental read ----------------------------------------------------------
 
@@ -130,7 +129,7 @@ class Store:
             rec = self.records[record_id]
             if rec.deleted:
                 out.append(SourceRecord.tombstone(record_id))
-            elif self.side is Side.PIPELINER and not rec.in_scope:
+            elif self.side is Side.CRM and not rec.in_scope:
                 out.append(SourceRecord.tombstone(record_id, DeleteReason.OUT_OF_SCOPE))
             else:
                 out.append(
@@ -139,7 +138,7 @@ class Store:
                         self.values(record_id),
                         modified=rec.modified,
                         version=str(rec.version),
-                        stamp=pipeliner_stamp(rec.raw) if self.side is Side.OUTLOOK else None,
+                        stamp=pipeliner_stamp(rec.raw) if self.side is Side.BOOK else None,
                     )
                 )
         return out
@@ -154,7 +153,7 @@ class Store:
             modified=rec.modified,
             version=str(rec.version),
             can_delete=rec.can_delete,
-            stamp=pipeliner_stamp(rec.raw) if self.side is Side.OUTLOOK else None,
+            stamp=pipeliner_stamp(rec.raw) if self.side is Side.BOOK else None,
         )
 
     def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
@@ -171,18 +170,18 @@ class Store:
         if self.faults.fail():
             return WriteResult(action.source_id, False, error="injected failure (HTTP 503)")
         self.writes += 1
-        stamp = action.source_id if self.side is Side.OUTLOOK else None
+        stamp = action.source_id if self.side is Side.BOOK else None
         if action.kind is Kind.DELETE:
             self.user_delete(action.dest_id or "")
             return WriteResult(action.source_id, True, action.dest_id)
         target = action.dest_id
-        if action.kind is Kind.RESTORE and self.side is Side.PIPELINER and target in self.records:
+        if action.kind is Kind.RESTORE and self.side is Side.CRM and target in self.records:
             self.records[target].deleted = False  # batch-restore keeps the id
         elif action.kind in (Kind.CREATE, Kind.RESTORE):
             target = self.user_create({}, created_from=action.source_id)
         assert target is not None
         rec = self.records[target]
-        if self.side is Side.PIPELINER:
+        if self.side is Side.CRM:
             rec.raw.update(to_pipeliner(action.fields, action.fields.keys()))
         else:
             body = to_graph(action.fields, rec.raw, action.fields.keys(), stamp=stamp)

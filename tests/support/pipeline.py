@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contactsync.ledger import Ledger
-from contactsync.link import ScopeKey
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Partition
 from tests.support.plugins import BIN, USERS, OutlookActor, PipelinerActor, pipeliner_connection
 
 # --------------------------------------------------------------------------- processes
@@ -287,9 +287,12 @@ class Sync:
     # -- the two sides --------------------------------------------------------------------
 
     def links(self) -> dict[str, str]:
-        scope = ScopeKey(self.email, self.info["pipeliner_space_id"], self.mailbox, self.folder)
-        with Ledger(str(self.workdir / "ledger.sqlite")) as ledger, ledger.open_scope(scope) as s:
-            return {lk.pipeliner_id: lk.outlook_id or "" for lk in s.iter_links()}
+        scope = Partition(self.email, self.info["pipeliner_space_id"], self.mailbox, self.folder)
+        with (
+            Ledger(str(self.workdir / "ledger.sqlite")) as ledger,
+            ledger.open_partition(scope) as s,
+        ):
+            return {lk.crm_id: lk.book_id or "" for lk in s.iter_links()}
 
     def outlook_contacts(self) -> list[dict[str, Any]]:
         return self.outlook.contacts(self.folder)

@@ -1,4 +1,5 @@
-"""docs/access-rules.md, row by row: the table of cases is the specification of contactsync.scope.
+"""docs/access-rules.md, row by row: the table of cases is the specification of
+contactsync.pipeliner.scope.
 
 The rows are read from the document, so a row changed there without the code (or the other way
 round) fails here, and a table that lost its rows fails too.
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from contactsync.scope import (
+from contactsync.pipeliner.scope import (
     AccessLevel,
     ContactSharing,
-    Direction,
     Relation,
     ShareMode,
     SharingRole,
     SyncUser,
+    UnitReach,
     UnitTree,
     UserRole,
     can_create,
@@ -37,7 +38,7 @@ UNITS = {
 }
 TREE = UnitTree({"u-parent": None, "u-own": "u-parent", "u-child": "u-own", "u-x": None})
 LEVELS = {level.name.replace("_", "").lower(): level for level in AccessLevel}
-DIRECTIONS = {d.name.replace("_", "").lower(): d for d in Direction}
+DIRECTIONS = {d.name.replace("_", "").lower(): d for d in UnitReach}
 MODES = {"standard": 0, "private": 1, "all view": 2, "all edit": 3}
 YES_NO = {"yes": True, "no": False}
 
@@ -133,7 +134,7 @@ def test_each_case(row: list[str]) -> None:
     ],
 )
 def test_creating_needs_write_access(level: AccessLevel, expected: bool) -> None:
-    user = SyncUser(ME, UserRole(True, level, Direction.OWNED), units=TREE)
+    user = SyncUser(ME, UserRole(True, level, UnitReach.OWNED), units=TREE)
     assert can_create(user) is expected
-    no_module = SyncUser(ME, UserRole(False, level, Direction.OWNED), units=TREE)
+    no_module = SyncUser(ME, UserRole(False, level, UnitReach.OWNED), units=TREE)
     assert can_create(no_module) is False

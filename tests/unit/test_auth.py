@@ -1,5 +1,6 @@
-"""contactsync.auth: MSAL, unmodified, obtains tokens from the identity-provider emulator over TLS
-in all three flows (device code, silent refresh from the cache file, client credentials)."""
+"""contactsync.outlook.auth: MSAL, unmodified, obtains tokens from the identity-provider emulator
+over TLS in all three flows (device code, silent refresh from the cache file, client
+credentials)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from contactsync.auth import (
+from contactsync.outlook.auth import (
     AUTH_SETTINGS_SCHEMA,
     GRAPH_SCOPES_APP,
     GRAPH_SCOPES_DELEGATED,
@@ -179,7 +180,7 @@ def test_contactsync_login_as_a_subprocess_then_silent_sign_in(idp, tmp_path):
         [
             sys.executable,
             "-m",
-            "contactsync.cli",
+            "contactsync.ops.cli",
             "login",
             "--ca-bundle",
             idp.ca,
@@ -210,7 +211,7 @@ def test_contactsync_cli_arguments(tmp_path):
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "contactsync.cli", *args],
+            [sys.executable, "-m", "contactsync.ops.cli", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -230,7 +231,7 @@ def test_contactsync_cli_arguments(tmp_path):
     assert run().returncode == 2
     assert run("nonsense").returncode == 2
     scripts = tomllib.loads((REPO / "core" / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["contactsync"] == "contactsync.cli:main"
+    assert scripts["contactsync"] == "contactsync.ops.cli:main"
 
 
 def test_device_flow_declined_and_timed_out(idp, tmp_path):

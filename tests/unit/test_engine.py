@@ -8,7 +8,9 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from contactsync.engine import (
+from contactsync.outlook.projection import from_graph, pipeliner_stamp
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.sync.engine import (
     FolderChanged,
     LegSettings,
     SyncLeg,
@@ -16,20 +18,19 @@ from contactsync.engine import (
     record_from_payload,
     record_to_payload,
 )
-from contactsync.fieldmap import from_graph, from_pipeliner, pipeliner_stamp
-from contactsync.ledger import Ledger, ScopeLedger
-from contactsync.link import LinkState, ScopeKey, Side
-from contactsync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
+from contactsync.sync.ledger import Ledger, PartitionLedger
+from contactsync.sync.link import LinkState, Partition, Side
+from contactsync.sync.plan import Action, DeleteReason, MassDeleteRefused, SourceRecord
 from tests.support.memory_stores import Clock, Faults, Store
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Iterator[ScopeLedger]:
+def ledger(tmp_path) -> Iterator[PartitionLedger]:
     with (
         Ledger(str(tmp_path / "ledger.sqlite")) as led,
-        led.open_scope(ScopeKey("u1", "space", "mbx", "folder")) as scope,
+        led.open_partition(Partition("u1", "space", "mbx", "folder")) as scope,
     ):
         yield scope
 
@@ -47,7 +48,7 @@ def person(n: int) -> dict:
     return {"first_name": f"Ann{n}", "last_name": "Lee", "email1": f"ann{n}@corp.example"}
 
 
-def run_leg(ledger: ScopeLedger, source: Store, dest: Store, cursor: int = 0, **kw) -> SyncLeg:
+def run_leg(ledger: PartitionLedger, source: Store, dest: Store, cursor: int = 0, **kw) -> SyncLeg:
     leg = SyncLeg(ledger, dest, LegSettings(source.side, two_way=True, **kw))
     leg.retry_failures()
     leg.process(source.changes_since(cursor))
@@ -55,7 +56,7 @@ def run_leg(ledger: ScopeLedger, source: Store, dest: Store, cursor: int = 0, **
     return leg
 
 
-def seed_linked(ledger: ScopeLedger, p: Store, o: Store, n: int) -> list[str]:
+def seed_linked(ledger: PartitionLedger, p: Store, o: Store, n: int) -> list[str]:
     ids = [p.user_create(person(i)) for i in range(n)]
     run_leg(ledger, p, o)
     return ids
@@ -66,11 +67,11 @@ def test_create_records_the_link_versions_and_stamp(ledger, stores) -> None:
     pid = p.user_create({**person(1), "phone3": "fax"})
     leg = run_leg(ledger, p, o)
     link = ledger.get(PL, pid)
-    assert link is not None and link.outlook_id in o.live()
-    assert link.pipeliner_version == str(p.records[pid].version)
-    assert link.outlook_version == str(o.records[link.outlook_id].version)
+    assert link is not None and link.book_id in o.live()
+    assert link.crm_version == str(p.records[pid].version)
+    assert link.book_version == str(o.records[link.book_id].version)
     assert dict(link.agreed) == from_pipeliner(p.records[pid].raw)
-    assert pipeliner_stamp(o.records[link.outlook_id].raw) == pid
+    assert pipeliner_stamp(o.records[link.book_id].raw) == pid
     assert leg.report.counts["created"] == 1 and leg.report.counts["read"] == 1
 
 
@@ -129,7 +130,7 @@ def test_dry_run_writes_nothing_and_records_nothing(ledger, stores) -> None:
 def test_scope_exit_marks_the_link_leaving_before_the_delete(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     cursor = p.seq
     p.user_set(pid, in_scope=False)
     o.faults.rate = 1.0  # the Outlook delete fails: the run dies between intent and deed
@@ -147,7 +148,7 @@ def test_scope_exit_marks_the_link_leaving_before_the_delete(ledger, stores) -> 
 def test_delete_without_rights_restores_the_outlook_copy(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     p.records[pid].can_delete = False
     o_cursor, p_cursor = o.seq, p.seq
     o.user_delete(oid)
@@ -157,13 +158,13 @@ def test_delete_without_rights_restores_the_outlook_copy(ledger, stores) -> None
     assert (leg.report.counts["restored"], leg.report.counts["rejected"]) == (1, 0)
     assert "may not delete" in leg.report.issues[0].reason
     link = ledger.get(PL, pid)
-    assert link.state is LinkState.RESTORE_OUTLOOK and link.outlook_id is None
+    assert link.state is LinkState.RESTORE_BOOK and link.book_id is None
     assert ledger.failures() == []  # settled by the restore, not retried as a failure
     # The next Pipeliner -> Outlook leg brings the copy back, though Pipeliner did not change.
     leg = run_leg(ledger, p, o, cursor=p_cursor)
     link = ledger.get(PL, pid)
-    assert link.state is LinkState.ACTIVE and link.outlook_id in o.live()
-    assert from_graph(o.records[link.outlook_id].raw) == from_pipeliner(p.records[pid].raw)
+    assert link.state is LinkState.ACTIVE and link.book_id in o.live()
+    assert from_graph(o.records[link.book_id].raw) == from_pipeliner(p.records[pid].raw)
     assert leg.report.counts["restored"] == 1
 
 
@@ -213,6 +214,19 @@ def test_a_delete_held_for_the_guard_survives_a_crash_before_the_end(ledger, sto
     assert leg.report.counts["deleted"] == 1
 
 
+def test_a_held_delete_is_kept_as_such_not_as_a_failure(ledger, stores) -> None:
+    p, o = stores
+    [pid] = seed_linked(ledger, p, o, 1)
+    cursor = p.seq
+    p.user_delete(pid)
+    leg = SyncLeg(ledger, o, LegSettings(PL, two_way=True))
+    leg.process(p.changes_since(cursor))
+    assert ledger.failures(parked=None) == []
+    assert [h.record_id for h in ledger.held_deletes()] == [pid]
+    leg.finish()
+    assert ledger.held_deletes() == [] and o.live() == {}
+
+
 def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     p, o = stores
     [pid] = seed_linked(ledger, p, o, 1)
@@ -225,8 +239,8 @@ def test_a_newer_record_cancels_a_held_delete(ledger, stores) -> None:
     leg.process(p.changes_since(cursor))
     leg.finish()
     link = ledger.get(PL, pid)
-    assert link.outlook_id in o.live() and ledger.failures() == []
-    assert from_graph(o.records[link.outlook_id].raw)["city"] == "Oslo"
+    assert link.book_id in o.live() and ledger.failures() == []
+    assert from_graph(o.records[link.book_id].raw)["city"] == "Oslo"
 
 
 class _Killed(BaseException):
@@ -288,7 +302,7 @@ def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> Non
     cursor = p.seq
     p.user_patch(pid, {"city": "Oslo"})
     leg = run_leg(ledger, p, o, cursor=cursor)
-    oid = ledger.get(PL, pid).outlook_id
+    oid = ledger.get(PL, pid).book_id
     values = from_graph(o.records[oid].raw)
     assert values["city"] == "Oslo" and values["job_title"] == "Changed meanwhile"
     assert leg.report.counts["updated"] == 1 and leg.report.counts["failed"] == 0
@@ -298,7 +312,7 @@ def test_a_copy_changed_during_the_write_is_read_again_and_merged(ledger) -> Non
 def test_a_complete_listing_reveals_deletes_no_tombstone_reported(ledger, stores) -> None:
     p, o = stores
     ids = seed_linked(ledger, p, o, 3)
-    gone = ledger.get(PL, ids[0]).outlook_id
+    gone = ledger.get(PL, ids[0]).book_id
     o.records[gone].deleted = True  # deleted while Graph's delta link had expired: no tombstone
     listing = [r for r in o.changes_since(0) if r.values is not None]
     leg = SyncLeg(ledger, p, LegSettings(OL, two_way=True))

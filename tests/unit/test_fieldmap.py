@@ -1,4 +1,5 @@
-"""contactsync.fieldmap: every row of the field table (DESIGN §2) in both directions.
+"""contactsync.sync.fields and the two projections: every row of the field table (DESIGN §2)
+in both directions.
 
 The Graph and Pipeliner locations are spelled out here independently of the module, and Graph
 PATCH bodies are applied the way Graph applies them (top-level properties replace whole values,
@@ -17,25 +18,30 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from contactsync import fieldmap
-from contactsync.fieldmap import (
+from contactsync.outlook.projection import (
     EMPTY_SLOT_PROPERTY_ID,
-    FIELDS,
-    KEYS,
     OTHER_PHONE_PROPERTY_ID,
     PIPELINER_ID_PROPERTY_ID,
-    PIPELINER_NEVER_WRITTEN,
-    align_email_slots,
-    display_name,
     extended_property,
     from_graph,
-    from_pipeliner,
-    normalize,
-    normalize_values,
-    pipeliner_job_title_field,
     pipeliner_stamp,
     to_graph,
+)
+from contactsync.pipeliner.projection import (
+    FIELD_NAMES,
+    from_pipeliner,
+    pipeliner_job_title_field,
     to_pipeliner,
+)
+from contactsync.pipeliner.projection import NEVER_WRITTEN as PIPELINER_NEVER_WRITTEN
+from contactsync.sync import fields as fieldmap
+from contactsync.sync.fields import (
+    FIELDS,
+    KEYS,
+    align_email_slots,
+    display_name,
+    normalize,
+    normalize_values,
 )
 
 # --- the table, as DESIGN §2 states it ---------------------------------------------------------
@@ -398,7 +404,7 @@ def expected_display_name(values: Mapping[str, str | None]) -> str:
 
 def test_table_has_exactly_the_design_rows_in_order():
     assert tuple(ALL_KEYS) == KEYS
-    assert [(f.key, f.pipeliner) for f in FIELDS] == list(PIPELINER_FIELD.items())
+    assert [(f.key, FIELD_NAMES[f.key]) for f in FIELDS] == list(PIPELINER_FIELD.items())
     assert [f.key for f in FIELDS if f.multiline] == ["notes"]
 
 
@@ -1215,7 +1221,8 @@ def test_control_character_between_letter_and_combining_mark(raw, expected):
 
 
 def test_a_record_without_a_field_reads_as_unknown_only_when_partial():
-    from contactsync.fieldmap import from_graph, from_pipeliner, to_graph, to_pipeliner
+    from contactsync.outlook.projection import from_graph, to_graph
+    from contactsync.pipeliner.projection import from_pipeliner, to_pipeliner
 
     tap_record = {"first_name": "Ada", "last_name": None, "quick_account_name": "Acme"}
     partial = from_pipeliner(tap_record, partial=True)

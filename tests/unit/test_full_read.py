@@ -1,4 +1,5 @@
-"""contactsync.full_read: when the Pipeliner tap reads the whole scope again, case by case."""
+"""contactsync.pipeliner.full_read: when the Pipeliner tap reads the whole scope again, case by
+case."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contactsync.full_read import (
+from contactsync.pipeliner.full_read import (
     DEFAULT_INTERVAL_SECONDS,
     FINGERPRINT_KEY,
     LAST_FULL_READ_KEY,

@@ -1,4 +1,4 @@
-"""contactsync.graph_api: settings offline, the client against the Graph emulator.
+"""contactsync.outlook.graph_api: settings offline, the client against the Graph emulator.
 
 Tokens come straight from the sandbox token registry (the identity emulator's back end) through
 a tiny fake token provider, so these tests exercise the Graph client alone.
@@ -13,16 +13,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from contactsync.fieldmap import (
-    EMPTY_SLOT_PROPERTY_ID,
-    OTHER_PHONE_PROPERTY_ID,
-    PIPELINER_ID_PROPERTY_ID,
-    extended_property,
-    from_graph,
-    pipeliner_stamp,
-    to_graph,
-)
-from contactsync.graph_api import (
+from contactsync.http import HttpClient, HttpPolicy
+from contactsync.outlook.graph_api import (
     DEFAULT_FOLDER_NAME,
     EXPANDED_PROPERTIES,
     Folder,
@@ -35,8 +27,16 @@ from contactsync.graph_api import (
     SyncStateExpired,
     normalize_graph_url,
 )
-from contactsync.http import HttpClient, HttpPolicy
-from contactsync.pacing import MailboxPacer
+from contactsync.outlook.pacing import MailboxPacer
+from contactsync.outlook.projection import (
+    EMPTY_SLOT_PROPERTY_ID,
+    OTHER_PHONE_PROPERTY_ID,
+    PIPELINER_ID_PROPERTY_ID,
+    extended_property,
+    from_graph,
+    pipeliner_stamp,
+    to_graph,
+)
 from contactsync_sandbox import tokens
 from tests.contract.specs import validate_graph
 
@@ -699,8 +699,8 @@ def test_concurrency_limit_of_the_mailbox_is_honoured(emu):
 
 def test_clients_of_one_mailbox_in_one_process_share_its_four_slots(emu):
     """Two clients of the mailbox in one process take their slots from one pacer
-    (contactsync.pacing): their requests never exceed Graph's 4 concurrent ones together, so the
-    emulator's documented model refuses none of them."""
+    (contactsync.outlook.pacing): their requests never exceed Graph's 4 concurrent ones together,
+    so the emulator's documented model refuses none of them."""
     emu.new_folder("Shared")
     emu.throttle(request_seconds=0.02, concurrency_retry_after=0.1)
     first, second = _client(emu), _client(emu)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from contactsync_singer.imports import import_source, record_key
 
-from contactsync.pipeliner_records import CONTACT_SCHEMA, SOURCE_PROPERTIES
+from contactsync.pipeliner.records import CONTACT_SCHEMA
+from contactsync.sync.record import SOURCE_PROPERTIES
 
 MAPPER = {**CONTACT_SCHEMA["properties"], **SOURCE_PROPERTIES}
 CSV = {"ext_id": {}, "first_name": {}, "email1": {}}

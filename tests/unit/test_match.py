@@ -1,11 +1,11 @@
-"""contactsync.match: linking to an existing copy by stamp, e-mail, then name + company."""
+"""contactsync.sync.match: linking to an existing copy by stamp, e-mail, then name + company."""
 
 from __future__ import annotations
 
 import pytest
 
-from contactsync.fieldmap import normalize_values
-from contactsync.match import NO_MATCH, CandidateIndex, Match, MatchBy, emails, name_key
+from contactsync.sync.fields import normalize_values
+from contactsync.sync.match import NO_MATCH, CandidateIndex, Match, MatchBy, emails, name_key
 
 
 def v(**kw: str | None) -> dict[str, str | None]:

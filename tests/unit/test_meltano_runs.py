@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from contactsync.meltano_runs import failure_cause, write_failed_report
+from contactsync.ops.meltano_runs import failure_cause, write_failed_report
 
 T = "2026-12-05T08:33:40.775546Z"
 

@@ -1,4 +1,4 @@
-"""contactsync.merge: the field-level three-way merge and the conflict policy (DESIGN §4)."""
+"""contactsync.sync.merge: the field-level three-way merge and the conflict policy (DESIGN §4)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import KEYS
-from contactsync.link import Side
-from contactsync.merge import Conflict, ConflictPolicy, conflict_winner, merge
+from contactsync.sync.fields import KEYS
+from contactsync.sync.link import Side
+from contactsync.sync.merge import Conflict, ConflictPolicy, conflict_winner, merge
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
 EARLIER, LATER = T0, T0 + timedelta(seconds=1)
-PW, OW, NW = ConflictPolicy.PIPELINER_WINS, ConflictPolicy.OUTLOOK_WINS, ConflictPolicy.NEWEST_WINS
+PW, OW, NW = ConflictPolicy.CRM_WINS, ConflictPolicy.BOOK_WINS, ConflictPolicy.NEWEST_WINS
 KEY = "job_title"
 
 
@@ -305,3 +305,24 @@ def test_unknown_keys_are_never_written_nor_conflicts(agreed, source, dest, unkn
     full = merge(agreed, {**dest, **partial}, dest, source_side=side, policy=policy)
     for key in set(KEYS) - unknown:
         assert result.values[key] == full.values[key]
+
+
+# --- the registry of resolvers ------------------------------------------------------------------
+
+
+def test_the_policies_are_the_registry_and_the_setting_offers_them_by_service_name():
+    from contactsync import settings as cs
+    from contactsync.sync.merge import RESOLVERS, policy_names
+
+    assert {p.value for p in ConflictPolicy} == set(RESOLVERS)
+    assert policy_names() == ["pipeliner_wins", "outlook_wins", "newest_wins"]
+    assert cs.SYNC_WRITES["conflict_policy"]["enum"] == policy_names()
+    assert cs.SYNC_WRITES["conflict_policy"]["default"] == "pipeliner_wins"
+    for name in policy_names():  # what a user writes, and the role's own name, both parse
+        policy = ConflictPolicy.parse(name)
+        assert str(policy) == name and ConflictPolicy.parse(policy.value) is policy
+    assert [ConflictPolicy(n).resolve(Side.BOOK, None, None) for n in RESOLVERS] == [
+        Side.CRM,
+        Side.BOOK,
+        Side.CRM,  # newest_wins without times: the CRM
+    ]

@@ -1,4 +1,4 @@
-"""contactsync.pacing: Graph's budget and concurrency per mailbox, with a fake clock."""
+"""contactsync.outlook.pacing: Graph's budget and concurrency per mailbox, with a fake clock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from contactsync import pacing
-from contactsync.pacing import MailboxPacer
+from contactsync.outlook import pacing
+from contactsync.outlook.pacing import MailboxPacer
 
 
 class FakeClock:

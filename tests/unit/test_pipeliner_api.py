@@ -1,4 +1,4 @@
-"""contactsync.pipeliner_api: settings and timestamps offline, the client against the emulator.
+"""contactsync.pipeliner.api: settings and timestamps offline, the client against the emulator.
 
 Emulator tests seed small datasets through the sandbox control API and check both what the
 client returns and what went over the wire (emulator counters and request log, and the bodies
@@ -17,9 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from requests.auth import HTTPBasicAuth
 
-from contactsync.fieldmap import from_pipeliner
 from contactsync.http import HttpClient, HttpPolicy
-from contactsync.pipeliner_api import (
+from contactsync.pipeliner.api import (
     BatchItemResult,
     PipelinerAuthError,
     PipelinerClient,
@@ -31,7 +30,8 @@ from contactsync.pipeliner_api import (
     normalize_service_url,
     parse_timestamp,
 )
-from contactsync.scope import ContactSharing, SharingRole
+from contactsync.pipeliner.projection import from_pipeliner
+from contactsync.pipeliner.scope import ContactSharing, SharingRole
 from contactsync_sandbox.seed import default_seed, pipeliner_user
 from tests.contract.specs import validate_pipeliner_request, validate_pipeliner_response
 
@@ -701,7 +701,7 @@ def test_writes_succeed_in_a_space_with_required_fields_we_never_write(
     cleared = client.batch_modify([{"id": _cid(0), "phone3": ""}])
     assert not cleared[0].ok and "phone3" in (cleared[0].error or "")
     # The old assumption (no validation-level: 0, every field) fails every write here.
-    monkeypatch.setattr("contactsync.pipeliner_api.VALIDATION_LEVEL", 0)
+    monkeypatch.setattr("contactsync.pipeliner.api.VALIDATION_LEVEL", 0)
     assert [r.ok for r in client.batch_modify(items)] == [False, False]
 
 

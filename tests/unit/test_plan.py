@@ -1,4 +1,4 @@
-"""contactsync.plan: every decision of one sync leg, table-driven (DESIGN §1, §4).
+"""contactsync.sync.plan: every decision of one sync leg, table-driven (DESIGN §1, §4).
 
 S = incoming source values, A = the link's agreed values, D = the destination's current values.
 Each table row names the scenario and the direction (``p->o``: Pipeliner record, Outlook copy;
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.fieldmap import KEYS, Values, empty_values, normalize_values
-from contactsync.link import Link, LinkState, Side
-from contactsync.merge import Conflict, ConflictPolicy
-from contactsync.plan import (
+from contactsync.sync.fields import KEYS, Values, empty_values, normalize_values
+from contactsync.sync.link import Link, LinkState, Side
+from contactsync.sync.merge import Conflict, ConflictPolicy
+from contactsync.sync.plan import (
     MASS_DELETE_FLOOR,
     WRITING_KINDS,
     Action,
@@ -32,16 +32,16 @@ from contactsync.plan import (
     check_mass_delete,
     plan_batch,
     plan_linked,
-    plan_owed_to_outlook,
+    plan_owed_to_book,
 )
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 PW, OW, NW = (
-    ConflictPolicy.PIPELINER_WINS,
-    ConflictPolicy.OUTLOOK_WINS,
+    ConflictPolicy.CRM_WINS,
+    ConflictPolicy.BOOK_WINS,
     ConflictPolicy.NEWEST_WINS,
 )
-ACTIVE, LEAVING, RESTORE_OUTLOOK = LinkState.ACTIVE, LinkState.LEAVING, LinkState.RESTORE_OUTLOOK
+ACTIVE, LEAVING, RESTORE_BOOK = LinkState.ACTIVE, LinkState.LEAVING, LinkState.RESTORE_BOOK
 DELETED, OUT_OF_SCOPE = DeleteReason.DELETED, DeleteReason.OUT_OF_SCOPE
 
 P_ID, O_ID = "p-1", "o-1"
@@ -110,7 +110,7 @@ class Row:
     policy: ConflictPolicy = PW
     two_way: bool = True
     state: LinkState = ACTIVE
-    outlook_id: str | None = O_ID
+    book_id: str | None = O_ID
     deleted: DeleteReason = DELETED
     can_delete: bool = True
     edit_refusal: str | None = None
@@ -132,7 +132,7 @@ def run_row(row: Row) -> Action:
     else:
         record = SourceRecord(src_id, row.source, modified=row.source_modified, version=row.version)
     link = Link(
-        P_ID, row.outlook_id, row.agreed, row.link_versions[0], row.link_versions[1], row.state
+        P_ID, row.book_id, row.agreed, row.link_versions[0], row.link_versions[1], row.state
     )
     dest = (
         None
@@ -153,7 +153,7 @@ def check_row(action: Action, row: Row) -> None:
     exp = row.expect
     src_id, _ = src_dest_ids(row.side)
     if exp.dest_id == AUTO:
-        expected_dest = row.outlook_id if row.side is PL else P_ID
+        expected_dest = row.book_id if row.side is PL else P_ID
     else:
         expected_dest = exp.dest_id
     assert action.kind is exp.kind, action.reason
@@ -409,21 +409,21 @@ LIVE_ROWS: list[Row] = [
         expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT),
     ),
     Row(
-        "restore owed (RESTORE_OUTLOOK), two-way",
+        "restore owed (RESTORE_BOOK), two-way",
         PL,
         source=BASE,
         dest=None,
-        state=RESTORE_OUTLOOK,
-        outlook_id=None,
+        state=RESTORE_BOOK,
+        book_id=None,
         expect=Expect(Kind.RESTORE, BASE, BASE, link_state=ACTIVE, dest_id=None),
     ),
     Row(
-        "restore owed (RESTORE_OUTLOOK), edited meanwhile",
+        "restore owed (RESTORE_BOOK), edited meanwhile",
         PL,
         source=SRC_EDIT,
         dest=None,
-        state=RESTORE_OUTLOOK,
-        outlook_id=None,
+        state=RESTORE_BOOK,
+        book_id=None,
         expect=Expect(Kind.RESTORE, SRC_EDIT, SRC_EDIT, link_state=ACTIVE, dest_id=None),
     ),
     # -- back in scope after LEAVING ------------------------------------------------------------
@@ -471,7 +471,7 @@ LIVE_ROWS: list[Row] = [
         expect=Expect(
             Kind.REJECT,
             agreed=BASE,
-            link_state=RESTORE_OUTLOOK,
+            link_state=RESTORE_BOOK,
             reason="not written: the Pipeliner contact is archived",
         ),
     ),
@@ -488,7 +488,7 @@ LIVE_ROWS: list[Row] = [
         PL,
         source=BASE,
         dest=DEST_EDIT,
-        state=RESTORE_OUTLOOK,
+        state=RESTORE_BOOK,
         expect=Expect(
             Kind.UPDATE,
             {"mobile_phone": BASE["mobile_phone"]},
@@ -560,9 +560,7 @@ TOMBSTONE_ROWS: list[Row] = [
         source=None,
         dest=BASE,
         can_delete=False,
-        expect=Expect(
-            Kind.REJECT, agreed=BASE, link_state=RESTORE_OUTLOOK, reason="may not delete"
-        ),
+        expect=Expect(Kind.REJECT, agreed=BASE, link_state=RESTORE_BOOK, reason="may not delete"),
     ),
     Row(
         "outlook deleted, pipeliner edited",
@@ -572,7 +570,7 @@ TOMBSTONE_ROWS: list[Row] = [
         expect=Expect(
             Kind.KEEP,
             agreed=SRC_EDIT,
-            link_state=RESTORE_OUTLOOK,
+            link_state=RESTORE_BOOK,
             reason="edited in Pipeliner (city, job_title)",
         ),
     ),
@@ -582,7 +580,7 @@ TOMBSTONE_ROWS: list[Row] = [
         source=None,
         dest=SRC_EDIT,
         can_delete=False,
-        expect=Expect(Kind.KEEP, agreed=SRC_EDIT, link_state=RESTORE_OUTLOOK, reason="edit wins"),
+        expect=Expect(Kind.KEEP, agreed=SRC_EDIT, link_state=RESTORE_BOOK, reason="edit wins"),
     ),
     # -- scope exit -----------------------------------------------------------------------------
     Row(
@@ -624,8 +622,8 @@ TOMBSTONE_ROWS: list[Row] = [
         source=None,
         dest=None,
         deleted=OUT_OF_SCOPE,
-        state=RESTORE_OUTLOOK,
-        outlook_id=None,
+        state=RESTORE_BOOK,
+        book_id=None,
         expect=Expect(Kind.FORGET, dest_id=None),
     ),
     Row(
@@ -633,8 +631,8 @@ TOMBSTONE_ROWS: list[Row] = [
         PL,
         source=None,
         dest=None,
-        state=RESTORE_OUTLOOK,
-        outlook_id=None,
+        state=RESTORE_BOOK,
+        book_id=None,
         expect=Expect(Kind.FORGET, dest_id=None),
     ),
     # -- the Outlook tombstone of a LEAVING link never deletes in Pipeliner ----------------------
@@ -1250,11 +1248,11 @@ def test_plan_batch_accepts_a_one_shot_candidate_iterable() -> None:
 
 OWED_LINKS = (
     Link("p-active", "o-active", BASE),
-    Link("p-owed-1", None, BASE, state=RESTORE_OUTLOOK),
+    Link("p-owed-1", None, BASE, state=RESTORE_BOOK),
     Link("p-leaving", "o-leaving", BASE, state=LEAVING),
-    Link("p-handled", None, BASE, state=RESTORE_OUTLOOK),
-    Link("p-owed-2", None, SRC_EDIT, state=RESTORE_OUTLOOK),
-    Link("p-refused", "o-refused", BASE, state=RESTORE_OUTLOOK),
+    Link("p-handled", None, BASE, state=RESTORE_BOOK),
+    Link("p-owed-2", None, SRC_EDIT, state=RESTORE_BOOK),
+    Link("p-refused", "o-refused", BASE, state=RESTORE_BOOK),
     Link("p-left-gone", "o-left-gone", BASE, state=LEAVING),
 )
 #: The Outlook copies still there: the refused edit's copy holds the Outlook edit.
@@ -1295,8 +1293,8 @@ OWED_COPIES = {
         ),
     ],
 )
-def test_plan_owed_to_outlook(handled, expected) -> None:
-    actions = plan_owed_to_outlook(iter(OWED_LINKS), OWED_COPIES, handled=iter(handled))
+def test_plan_owed_to_book(handled, expected) -> None:
+    actions = plan_owed_to_book(iter(OWED_LINKS), OWED_COPIES, handled=iter(handled))
     assert [(a.kind, a.source_id, a.dest_id, dict(a.fields), a.link_state) for a in actions] == (
         expected
     )
@@ -1305,17 +1303,17 @@ def test_plan_owed_to_outlook(handled, expected) -> None:
             assert action.agreed == dict(OWED_LINKS_BY_ID[action.source_id].agreed)
 
 
-OWED_LINKS_BY_ID = {link.pipeliner_id: link for link in OWED_LINKS}
+OWED_LINKS_BY_ID = {link.crm_id: link for link in OWED_LINKS}
 
 
-def test_plan_owed_to_outlook_skips_a_copy_already_equal() -> None:
-    link = Link("p-1", "o-1", BASE, state=RESTORE_OUTLOOK)
-    (action,) = plan_owed_to_outlook([link], {"o-1": DestRecord("o-1", BASE)})
+def test_plan_owed_to_book_skips_a_copy_already_equal() -> None:
+    link = Link("p-1", "o-1", BASE, state=RESTORE_BOOK)
+    (action,) = plan_owed_to_book([link], {"o-1": DestRecord("o-1", BASE)})
     assert (action.kind, action.fields, action.link_state) == (Kind.SKIP, {}, ACTIVE)
 
 
-def test_plan_owed_to_outlook_without_links() -> None:
-    assert plan_owed_to_outlook([], {}) == []
+def test_plan_owed_to_book_without_links() -> None:
+    assert plan_owed_to_book([], {}) == []
 
 
 # --- the mass-delete guard -----------------------------------------------------------------------

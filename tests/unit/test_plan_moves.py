@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from contactsync.fieldmap import normalize_values
-from contactsync.link import Link, LinkState, Side
-from contactsync.plan import (
+from contactsync.sync.fields import normalize_values
+from contactsync.sync.link import Link, LinkState, Side
+from contactsync.sync.plan import (
     Action,
     DeleteReason,
     DestRecord,
@@ -17,10 +17,10 @@ from contactsync.plan import (
     SourceRecord,
     check_mass_delete,
     plan_batch,
-    plan_owed_to_outlook,
+    plan_owed_to_book,
 )
 
-PL, OL = Side.PIPELINER, Side.OUTLOOK
+PL, OL = Side.CRM, Side.BOOK
 BASE = normalize_values({"first_name": "Ada", "last_name": "Lovelace", "job_title": "Countess"})
 TWO_WAY_P2O = LegContext(PL, two_way=True)
 TWO_WAY_O2P = LegContext(OL, two_way=True)
@@ -83,7 +83,7 @@ def test_moving_it_back_resumes() -> None:
     # Edited in Pipeliner while away: the Outlook copy owes it, put back by the other leg.
     crm = normalize_values({**BASE, "last_name": "King"})
     action = _plan(SourceRecord("o-1", BASE), link, DestRecord("p-1", crm), TWO_WAY_O2P)
-    assert action.kind is Kind.SKIP and action.link_state is LinkState.RESTORE_OUTLOOK
+    assert action.kind is Kind.SKIP and action.link_state is LinkState.RESTORE_BOOK
     assert action.agreed is not None and action.agreed["last_name"] == "King"
     # The Pipeliner leg sees it back in the folder: synced as usual again.
     copy = DestRecord("o-1", BASE)
@@ -92,13 +92,13 @@ def test_moving_it_back_resumes() -> None:
 
 
 def test_owed_work_never_copies_a_moved_contact_again() -> None:
-    owed = Link("p-1", "o-1", BASE, state=LinkState.RESTORE_OUTLOOK)
+    owed = Link("p-1", "o-1", BASE, state=LinkState.RESTORE_BOOK)
     leaving = Link("p-2", "o-2", BASE, state=LinkState.LEAVING)
     current = {
         "o-1": DestRecord("o-1", BASE, moved_to="Family"),
         "o-2": DestRecord("o-2", BASE, moved_to="Family"),
     }
-    actions = plan_owed_to_outlook([owed, leaving], current)
+    actions = plan_owed_to_book([owed, leaving], current)
     assert [a.kind for a in actions] == [Kind.MOVED_OUT, Kind.MOVED_OUT]
 
 

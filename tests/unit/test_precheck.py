@@ -1,4 +1,5 @@
-"""contactsync.precheck: the decision to skip a user's `meltano run`, case by case (issue #15)."""
+"""contactsync.ops.precheck: the decision to skip a user's `meltano run`, case by case
+(issue #15)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
-from contactsync import precheck
-from contactsync.ledger import Ledger
-from contactsync.link import Link, LinkState, ScopeKey, Side
-from contactsync.precheck import LastRun, LocalFacts, Waiting, local_decision
+from contactsync.ops import precheck
+from contactsync.ops.precheck import LastRun, LocalFacts, Waiting, local_decision
+from contactsync.sync.ledger import Ledger
+from contactsync.sync.link import Link, LinkState, Partition, Side
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 BOOKMARKS = {
@@ -73,7 +74,7 @@ def _mine(contact: dict[str, Any]) -> bool:
 
 
 def test_pipeliner_changes_ignore_seen_revisions_and_other_users_contacts() -> None:
-    links = {"a": Link("a", "oa", pipeliner_version="3"), "b": Link("b", "ob")}
+    links = {"a": Link("a", "oa", crm_version="3"), "b": Link("b", "ob")}
     contacts = [
         _contact("a", 3),  # the bookmark's own contact, seen at this revision: nothing to do
         _contact("x", 1, mine=False),  # another user's edit in the same space
@@ -89,7 +90,7 @@ def test_pipeliner_changes_ignore_seen_revisions_and_other_users_contacts() -> N
 
 
 def test_outlook_changes_ignore_our_own_writes() -> None:
-    links = {"o1": Link("p1", "o1", outlook_version="ck1")}
+    links = {"o1": Link("p1", "o1", book_version="ck1")}
     assert precheck.outlook_changes([{"id": "o1", "changeKey": "ck1"}], [], links) == []
     assert precheck.outlook_changes([{"id": "o1", "changeKey": "ck2"}], [], links) == ["o1"]
     assert precheck.outlook_changes([{"id": "new", "changeKey": "k"}], [], links) == ["new"]
@@ -158,19 +159,19 @@ def test_the_store_keeps_the_last_real_run(tmp_path: Path) -> None:
 def test_waiting_work_counts_retries_and_owed_links_and_digests_the_inert_ones(
     tmp_path: Path,
 ) -> None:
-    scope_key = ScopeKey("alex@contoso.example", "space", "mailbox", "folder")
-    with Ledger(str(tmp_path / "l.sqlite")) as ledger, ledger.open_scope(scope_key) as scope:
+    scope_key = Partition("alex@contoso.example", "space", "mailbox", "folder")
+    with Ledger(str(tmp_path / "l.sqlite")) as ledger, ledger.open_partition(scope_key) as scope:
         quiet = precheck.waiting_work(scope)
         assert (quiet.retries, quiet.owed) == (0, 0)
         scope.put(Link("p1", "o1", state=LinkState.MOVED))
         moved = precheck.waiting_work(scope)
         assert (moved.retries, moved.owed) == (0, 0) and moved.digest != quiet.digest
-        scope.record_failure(Side.OUTLOOK, "o9", {"id": "o9"}, "needs a name", park_after=1)
+        scope.record_failure(Side.BOOK, "o9", {"id": "o9"}, "needs a name", park_after=1)
         parked = precheck.waiting_work(scope)
         assert parked.retries == 0 and parked.digest != moved.digest
         assert precheck.waiting_work(scope) == parked  # stable while nothing changes
-        scope.record_failure(Side.PIPELINER, "p2", {"id": "p2"}, "503")
-        scope.put(Link("p3", None, state=LinkState.RESTORE_OUTLOOK))
+        scope.record_failure(Side.CRM, "p2", {"id": "p2"}, "503")
+        scope.put(Link("p3", None, state=LinkState.RESTORE_BOOK))
         busy = precheck.waiting_work(scope)
         assert (busy.retries, busy.owed) == (1, 1)
 

@@ -12,8 +12,8 @@ from contactsync_singer.validation import RecordValidator, compile_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.outlook_records import CONTACT_SCHEMA as OUTLOOK_TAP_SCHEMA
-from contactsync.pipeliner_records import CONTACT_SCHEMA as PIPELINER_TAP_SCHEMA
+from contactsync.outlook.records import CONTACT_SCHEMA as OUTLOOK_TAP_SCHEMA
+from contactsync.pipeliner.records import CONTACT_SCHEMA as PIPELINER_TAP_SCHEMA
 
 SCHEMAS = {
     "mapper to Outlook": outlook_schema(),

@@ -1,12 +1,14 @@
-"""contactsync.pipeliner_records / outlook_records: a record of the wrong type is refused naming
+"""contactsync.pipeliner.records / outlook_records: a record of the wrong type is refused naming
 the field, what was expected and what came (never the value)."""
 
 from __future__ import annotations
 
 import pytest
 
-from contactsync import outlook_records, pipeliner_records
-from contactsync.pipeliner_records import CONTACT_SCHEMA, type_problem
+from contactsync.outlook import records as outlook_records
+from contactsync.pipeliner import records as pipeliner_records
+from contactsync.pipeliner.records import CONTACT_SCHEMA
+from contactsync.sync.record import type_problem
 
 
 def test_a_string_where_outlook_holds_an_array_says_so() -> None:

@@ -1,4 +1,4 @@
-"""contactsync.report: counters, the JSON shape, the human summary, atomic writing."""
+"""contactsync.sync.report: counters, the JSON shape, the human summary, atomic writing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contactsync.report import COUNTERS, RunReport
+from contactsync.sync.report import COUNTERS, RunReport
 
 #: Issue #14: one vocabulary of outcomes in one order, then the details.
 EXPECTED_COUNTERS = (

@@ -1,4 +1,5 @@
-"""contactsync.scope: relation of a user to a Pipeliner contact, deletion right, sync settings."""
+"""contactsync.pipeliner.scope: relation of a user to a Pipeliner contact, deletion right, sync
+settings."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import itertools
 
 import pytest
 
-from contactsync.scope import (
+from contactsync.pipeliner.scope import (
     AccessLevel,
     ContactSharing,
-    Direction,
     Relation,
     ScopeSettingError,
     ShareMode,
@@ -18,6 +18,7 @@ from contactsync.scope import (
     SyncScope,
     SyncType,
     SyncUser,
+    UnitReach,
     UnitTree,
     UserRole,
     can_delete,
@@ -50,7 +51,7 @@ W, ED = SharingRole.WATCHER, SharingRole.EDITOR
 
 def make_user(
     level=AccessLevel.EDITOR,
-    direction=Direction.CURRENT,
+    direction=UnitReach.CURRENT,
     *,
     access=True,
     see_private=False,
@@ -112,22 +113,22 @@ def test_relation_rank_orders_owner_editor_viewer_none():
     [
         # The role sees the user's own unit (direction Current, level Editor): visibility alone
         # is never "editor" (issue #11).
-        (ShareMode.STANDARD, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, V),
-        (ShareMode.PRIVATE, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, N),
-        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, V),
-        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.EDITOR, Direction.CURRENT, E),
-        (ShareMode.STANDARD, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, N),
-        (ShareMode.PRIVATE, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, N),
-        (ShareMode.ALL_VIEW, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, V),
-        (ShareMode.ALL_EDIT, UNRELATED, AccessLevel.EDITOR, Direction.CURRENT, E),
+        (ShareMode.STANDARD, CURRENT, AccessLevel.EDITOR, UnitReach.CURRENT, V),
+        (ShareMode.PRIVATE, CURRENT, AccessLevel.EDITOR, UnitReach.CURRENT, N),
+        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.EDITOR, UnitReach.CURRENT, V),
+        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.EDITOR, UnitReach.CURRENT, E),
+        (ShareMode.STANDARD, UNRELATED, AccessLevel.EDITOR, UnitReach.CURRENT, N),
+        (ShareMode.PRIVATE, UNRELATED, AccessLevel.EDITOR, UnitReach.CURRENT, N),
+        (ShareMode.ALL_VIEW, UNRELATED, AccessLevel.EDITOR, UnitReach.CURRENT, V),
+        (ShareMode.ALL_EDIT, UNRELATED, AccessLevel.EDITOR, UnitReach.CURRENT, E),
         # Read-only role in the same unit.
-        (ShareMode.STANDARD, CURRENT, AccessLevel.READONLY, Direction.CURRENT, V),
-        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.READONLY, Direction.CURRENT, V),
-        # Direction Owned: only the share mode grants anything.
-        (ShareMode.STANDARD, CURRENT, AccessLevel.ALL, Direction.OWNED, N),
-        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.ALL, Direction.OWNED, V),
-        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.ALL, Direction.OWNED, E),
-        (ShareMode.ALL_EDIT, None, AccessLevel.ALL, Direction.OWNED, E),
+        (ShareMode.STANDARD, CURRENT, AccessLevel.READONLY, UnitReach.CURRENT, V),
+        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.READONLY, UnitReach.CURRENT, V),
+        # UnitReach Owned: only the share mode grants anything.
+        (ShareMode.STANDARD, CURRENT, AccessLevel.ALL, UnitReach.OWNED, N),
+        (ShareMode.ALL_VIEW, CURRENT, AccessLevel.ALL, UnitReach.OWNED, V),
+        (ShareMode.ALL_EDIT, CURRENT, AccessLevel.ALL, UnitReach.OWNED, E),
+        (ShareMode.ALL_EDIT, None, AccessLevel.ALL, UnitReach.OWNED, E),
     ],
     ids=lambda v: getattr(v, "name", str(v)),
 )
@@ -142,7 +143,7 @@ def test_share_mode_for_non_owner(mode, unit, level, direction, expected):
 )
 def test_owner_is_owner_under_every_share_mode_and_level(mode, level):
     # Owned direction and a contact in an unrelated unit: ownership alone must make it OWNER.
-    user = make_user(level, Direction.OWNED)
+    user = make_user(level, UnitReach.OWNED)
     assert relation(make_contact(owner=ME, unit=UNRELATED, mode=mode), user) is OWN
 
 
@@ -160,7 +161,7 @@ def test_owner_is_owner_under_every_share_mode_and_level(mode, level):
     ],
 )
 def test_client_sharing(clients, mode, expected):
-    user = make_user(AccessLevel.EDITOR, Direction.OWNED)
+    user = make_user(AccessLevel.EDITOR, UnitReach.OWNED)
     assert relation(make_contact(unit=UNRELATED, mode=mode, clients=clients), user) is expected
 
 
@@ -176,14 +177,14 @@ def test_client_sharing(clients, mode, expected):
     ],
 )
 def test_unit_sharing_needs_membership(shared_unit, role, expected):
-    # Direction Owned so that only the unit share can grant anything.
-    user = make_user(AccessLevel.EDITOR, Direction.OWNED, units=(CURRENT,))
+    # UnitReach Owned so that only the unit share can grant anything.
+    user = make_user(AccessLevel.EDITOR, UnitReach.OWNED, units=(CURRENT,))
     contact = make_contact(unit=UNRELATED, units=[(shared_unit, role)])
     assert relation(contact, user) is expected
 
 
 def test_unit_sharing_counts_every_membership():
-    user = make_user(AccessLevel.EDITOR, Direction.OWNED, units=(CURRENT, SIBLING))
+    user = make_user(AccessLevel.EDITOR, UnitReach.OWNED, units=(CURRENT, SIBLING))
     assert relation(make_contact(unit=UNRELATED, units=[(SIBLING, ED)]), user) is E
 
 
@@ -225,26 +226,26 @@ def test_unit_sharing_counts_every_membership():
     ],
 )  # fmt: skip
 def test_access_level(level, managed, clients, mode, expected):
-    user = make_user(level, Direction.CURRENT, managed=managed)
+    user = make_user(level, UnitReach.CURRENT, managed=managed)
     contact = make_contact(unit=CURRENT, mode=mode, clients=clients)
     assert relation(contact, user) is expected
 
 
 _VISIBLE = {
-    Direction.OWNED: set(),
-    Direction.CURRENT: {CURRENT},
-    Direction.CURRENT_AND_PARENT: {CURRENT, PARENT, GRANDPARENT},
-    Direction.CURRENT_AND_SUBUNIT: {CURRENT, CHILD, GRANDCHILD},
-    Direction.CURRENT_AND_PARENT_AND_SUBUNIT: {CURRENT, PARENT, GRANDPARENT, CHILD, GRANDCHILD},
-    Direction.ALL: {GRANDPARENT, PARENT, CURRENT, CHILD, GRANDCHILD, SIBLING, UNRELATED, None},
+    UnitReach.OWNED: set(),
+    UnitReach.CURRENT: {CURRENT},
+    UnitReach.CURRENT_AND_PARENT: {CURRENT, PARENT, GRANDPARENT},
+    UnitReach.CURRENT_AND_SUBUNIT: {CURRENT, CHILD, GRANDCHILD},
+    UnitReach.CURRENT_AND_PARENT_AND_SUBUNIT: {CURRENT, PARENT, GRANDPARENT, CHILD, GRANDCHILD},
+    UnitReach.ALL: {GRANDPARENT, PARENT, CURRENT, CHILD, GRANDCHILD, SIBLING, UNRELATED, None},
 }
 _UNITS = [GRANDPARENT, PARENT, CURRENT, CHILD, GRANDCHILD, SIBLING, UNRELATED, None]
 
 
 @pytest.mark.parametrize(
     ("direction", "unit"),
-    list(itertools.product(Direction, _UNITS)),
-    ids=[f"{d.name}-{u}" for d, u in itertools.product(Direction, _UNITS)],
+    list(itertools.product(UnitReach, _UNITS)),
+    ids=[f"{d.name}-{u}" for d, u in itertools.product(UnitReach, _UNITS)],
 )
 def test_direction(direction, unit):
     user = make_user(AccessLevel.EDITOR, direction)
@@ -265,12 +266,12 @@ def test_direction_table_is_not_trivial():
 @pytest.mark.parametrize(
     ("see_private", "direction", "owner", "clients", "expected"),
     [
-        pytest.param(True, Direction.CURRENT, SOMEONE, (), V, id="see-private-same-unit"),
-        pytest.param(False, Direction.CURRENT, SOMEONE, (), N, id="no-see-private-same-unit"),
-        pytest.param(False, Direction.ALL, SOMEONE, (), N, id="no-see-private-direction-all"),
-        pytest.param(True, Direction.OWNED, SOMEONE, (), N, id="see-private-but-owned-only"),
-        pytest.param(False, Direction.CURRENT, ME, (), OWN, id="owner-of-private"),
-        pytest.param(False, Direction.CURRENT, SOMEONE, [(ME, W)], V, id="shared-private"),
+        pytest.param(True, UnitReach.CURRENT, SOMEONE, (), V, id="see-private-same-unit"),
+        pytest.param(False, UnitReach.CURRENT, SOMEONE, (), N, id="no-see-private-same-unit"),
+        pytest.param(False, UnitReach.ALL, SOMEONE, (), N, id="no-see-private-direction-all"),
+        pytest.param(True, UnitReach.OWNED, SOMEONE, (), N, id="see-private-but-owned-only"),
+        pytest.param(False, UnitReach.CURRENT, ME, (), OWN, id="owner-of-private"),
+        pytest.param(False, UnitReach.CURRENT, SOMEONE, [(ME, W)], V, id="shared-private"),
     ],
 )
 def test_private(see_private, direction, owner, clients, expected):
@@ -296,7 +297,7 @@ def test_private(see_private, direction, owner, clients, expected):
     ids=["owned", "client-editor", "unit-editor", "all-edit", "same-unit"],
 )
 def test_no_contact_access_means_none_even_for_owner(access, level, contact):
-    user = make_user(level, Direction.ALL, access=access, see_private=True)
+    user = make_user(level, UnitReach.ALL, access=access, see_private=True)
     assert relation(contact, user) is N
 
 
@@ -306,7 +307,7 @@ def test_enums_coerced_from_plain_values():
     assert contact.share_mode is ShareMode.PRIVATE
     assert contact.sharing_clients == (("x", SharingRole.EDITOR),)
     role = UserRole(True, 1, 2)  # type: ignore[arg-type]
-    assert (role.level, role.direction) == (AccessLevel.READONLY, Direction.CURRENT)
+    assert (role.level, role.direction) == (AccessLevel.READONLY, UnitReach.CURRENT)
     user = SyncUser(ME, role, unit_ids={CURRENT}, units=TREE)  # type: ignore[arg-type]
     assert relation(contact, user) is N  # private and no see_private
     assert relation(make_contact(unit=CURRENT), user) is V
@@ -327,7 +328,7 @@ _DELETABLE = {(True, False, OWN)}  # only the owner deletes
     ],
 )
 def test_can_delete(flag, protected, rel):
-    user = make_user(AccessLevel.ALL, Direction.ALL, delete=flag)
+    user = make_user(AccessLevel.ALL, UnitReach.ALL, delete=flag)
     contact = make_contact(protected=protected)
     assert can_delete(contact, user, rel) is ((flag, protected, rel) in _DELETABLE)
 
@@ -343,12 +344,12 @@ def test_can_delete(flag, protected, rel):
     ],
 )
 def test_can_delete_computes_relation_when_not_given(contact, expected):
-    user = make_user(AccessLevel.EDITOR, Direction.OWNED, delete=True)
+    user = make_user(AccessLevel.EDITOR, UnitReach.OWNED, delete=True)
     assert can_delete(contact, user) is expected
 
 
 def test_can_delete_without_contact_access_is_false():
-    user = make_user(AccessLevel.ALL, Direction.ALL, access=False, delete=True)
+    user = make_user(AccessLevel.ALL, UnitReach.ALL, access=False, delete=True)
     assert can_delete(make_contact(owner=ME), user) is False
 
 
@@ -476,7 +477,7 @@ def test_is_wider_than(new, old, expected):
 
 
 def test_admits_combines_relation_and_scope():
-    user = make_user(AccessLevel.EDITOR, Direction.CURRENT)
+    user = make_user(AccessLevel.EDITOR, UnitReach.CURRENT)
     owned, edited, unit_mate, viewed = (
         make_contact(owner=ME, unit=UNRELATED),
         make_contact(unit=UNRELATED, clients=[(ME, ED)]),
@@ -594,7 +595,7 @@ def test_contact_from_api_reads_expanded_relations():
         sharing_units=((CURRENT, SharingRole.WATCHER),),
         is_delete_protected=True,
     )
-    assert relation(contact, make_user(AccessLevel.EDITOR, Direction.OWNED)) is E
+    assert relation(contact, make_user(AccessLevel.EDITOR, UnitReach.OWNED)) is E
 
 
 def test_contact_from_api_ignores_deleted_sharing_relations():
@@ -605,7 +606,7 @@ def test_contact_from_api_ignores_deleted_sharing_relations():
     contact = ContactSharing.from_api(raw)
     assert contact.sharing_clients == ()
     assert contact.sharing_units == ((SIBLING, SharingRole.WATCHER),)
-    assert relation(contact, make_user(AccessLevel.EDITOR, Direction.OWNED)) is N
+    assert relation(contact, make_user(AccessLevel.EDITOR, UnitReach.OWNED)) is N
 
 
 def test_contact_from_api_defaults():
@@ -675,7 +676,7 @@ def test_role_from_api():
     assert UserRole.from_api(MASTER_RIGHT) == UserRole(
         access_contacts=True,
         level=AccessLevel.EDITOR_OR_UNIT_MANAGER,
-        direction=Direction.CURRENT_AND_SUBUNIT,
+        direction=UnitReach.CURRENT_AND_SUBUNIT,
         can_delete=True,
         see_private=True,
     )
@@ -683,7 +684,7 @@ def test_role_from_api():
 
 def test_role_from_api_absent_fields_are_restrictive():
     role = UserRole.from_api({"id": "mr", "name": "bare", "access_entity_contact_delete": None})
-    assert role == UserRole(False, AccessLevel.NO_ACCESS, Direction.OWNED, False, False)
+    assert role == UserRole(False, AccessLevel.NO_ACCESS, UnitReach.OWNED, False, False)
     assert role.has_contact_access is False
 
 

@@ -1,5 +1,6 @@
-"""The users' registry and the space's secrets (contactsync.users, contactsync.space_secrets), and
-the Meltano environment of one user's run (contactsync.meltano_runs.user_env)."""
+"""The users' registry and the space's secrets (contactsync.ops.users,
+contactsync.ops.space_secrets), and the Meltano environment of one user's run
+(contactsync.ops.meltano_runs.user_env)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from contactsync import space_secrets
-from contactsync.meltano_runs import RunSetup, WorkingCopies, read_reports, user_env
-from contactsync.users import (
+from contactsync.ops import space_secrets
+from contactsync.ops.meltano_runs import RunSetup, WorkingCopies, read_reports, user_env
+from contactsync.ops.users import (
     NotEnabled,
     Registry,
     RegistryError,

@@ -34,7 +34,7 @@ from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR, extend_validator_wit
 
 from contactsync import settings as cs
 from contactsync.http import RequestEvent, observe_requests
-from contactsync.progress import Progress
+from contactsync.sync.progress import Progress
 
 #: Packages whose exceptions carry a message written for the person running the sync.
 OUR_PACKAGES = (

@@ -15,12 +15,12 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from contactsync import settings as cs
-from contactsync.engine import Destination, LegSettings, SyncLeg, WriteResult
-from contactsync.ledger import Ledger, ScopeLedger
-from contactsync.link import Side
-from contactsync.merge import ConflictPolicy
-from contactsync.plan import Action, DestRecord, SourceRecord
-from contactsync.report import RunReport
+from contactsync.sync.engine import Destination, LegSettings, SyncLeg, WriteResult
+from contactsync.sync.ledger import Ledger, PartitionLedger
+from contactsync.sync.link import Side
+from contactsync.sync.merge import ConflictPolicy
+from contactsync.sync.plan import Action, DestRecord, SourceRecord
+from contactsync.sync.report import RunReport
 from contactsync_singer.imports import import_source, record_key
 from contactsync_singer.plugin import ContactsyncPlugin
 from contactsync_singer.validation import RecordValidator
@@ -95,7 +95,7 @@ class ContactsSink(BatchSink):
         self.import_name = import_source(
             stream_name, key_properties, os.environ, schema.get("properties")
         )
-        target.use_link_scope(self.import_name, stream_name)
+        target.use_link_partition(self.import_name, stream_name)
         target.sinks_made += 1
 
     @property
@@ -258,8 +258,8 @@ class LegTarget(ContactsyncPlugin, Target):
             self.write_report(report)
         except OSError as write_error:
             self.logger.warning("could not write the run report: %s", write_error)
-        if "scope_ledger" in self.__dict__:
-            self.scope_ledger.close()
+        if "partition_ledger" in self.__dict__:
+            self.partition_ledger.close()
 
     def source_record(self, record: Mapping[str, Any]) -> SourceRecord:
         raise NotImplementedError
@@ -272,7 +272,7 @@ class LegTarget(ContactsyncPlugin, Target):
     def dry_run(self) -> bool:
         return bool(self.config.get("dry_run"))
 
-    def use_link_scope(self, source: str | None, stream: str) -> None:
+    def use_link_partition(self, source: str | None, stream: str) -> None:
         """The link scope of this run: the sync's (``source`` None) or that of the import from
         ``source``. One run writes one scope; a stream of the other kind stops the run before
         any of its records is written."""
@@ -296,12 +296,14 @@ class LegTarget(ContactsyncPlugin, Target):
             )
 
     @cached_property
-    def scope_ledger(self) -> ScopeLedger:
+    def partition_ledger(self) -> PartitionLedger:
         source = self.__dict__.get("_link_source", (None, ""))[0]
         scope = (
-            cs.link_scope(self.config) if source is None else cs.import_scope(self.config, source)
+            cs.link_partition(self.config)
+            if source is None
+            else cs.import_partition(self.config, source)
         )
-        return Ledger(self.config.get("ledger_url")).open_scope(
+        return Ledger(self.config.get("ledger_url")).open_partition(
             scope, owner=self.name, read_only=self.dry_run
         )
 
@@ -314,10 +316,10 @@ class LegTarget(ContactsyncPlugin, Target):
             max_delete_ratio=float(self.config.get("max_delete_ratio", 0.5)),
             allow_mass_delete=bool(self.config.get("allow_mass_delete")),
             dry_run=self.dry_run,
-            folder_setting=cs.link_scope(self.config).folder,
+            folder_check=cs.folder_check(self.config),
         )
         destination = LazyDestination(self.source_side.other, self.build_destination)
-        leg = SyncLeg(self.scope_ledger, destination, settings)
+        leg = SyncLeg(self.partition_ledger, destination, settings)
         leg.retry_failures()
         return leg
 
@@ -365,7 +367,7 @@ class LegTarget(ContactsyncPlugin, Target):
             self.finished_report = self.leg.finish()
         finally:
             self.write_report(self.leg.report)
-            self.scope_ledger.close()
+            self.partition_ledger.close()
         return self.finished_report
 
     def write_report(self, report: RunReport) -> None:

@@ -8,15 +8,18 @@ Plain dictionaries (no Singer import): the taps, targets and mapper assemble the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import contactsync.outlook  # noqa: F401 - names the address-book side (conflict_policy's values)
 from contactsync.http import HttpPolicy
-from contactsync.link import ScopeKey
-from contactsync.pipeliner_api import PipelinerClient, PipelinerSettings, ResolvedUser
+from contactsync.pipeliner.api import PipelinerClient, PipelinerSettings, ResolvedUser
+from contactsync.sync.link import Partition
+from contactsync.sync.merge import ConflictPolicy, policy_names
 
 if TYPE_CHECKING:  # the Outlook side is imported only by the Outlook plugins
-    from contactsync.graph_api import Folder, GraphClient, GraphSettings
+    from contactsync.outlook.graph_api import Folder, GraphClient, GraphSettings
+    from contactsync.sync.ledger import PartitionLedger
 
 Schema = dict[str, Any]
 
@@ -82,7 +85,7 @@ PROGRESS: Mapping[str, Schema] = {
     },
 }
 
-LINK_SCOPE: Mapping[str, Schema] = {
+LINK_PARTITION: Mapping[str, Schema] = {
     "mailbox": _string(
         "Outlook mailbox of the sync (user id, UPN, or 'me'); part of the link scope.",
         default="me",
@@ -114,8 +117,8 @@ SYNC_WRITES: Mapping[str, Schema] = {
     ),
     "conflict_policy": {
         "type": ["string"],
-        "enum": ["pipeliner_wins", "outlook_wins", "newest_wins"],
-        "default": "pipeliner_wins",
+        "enum": policy_names(),
+        "default": str(ConflictPolicy.parse(None)),
         "description": "Who wins when both sides changed the same field differently.",
     },
     "max_delete_ratio": {
@@ -237,7 +240,10 @@ def resolve_sync_user(client: PipelinerClient, config: Mapping[str, Any]) -> Res
 
 def graph_settings(config: Mapping[str, Any]) -> GraphSettings:
     """Graph client settings from a plugin config."""
-    from contactsync.graph_api import GraphSettings, normalize_graph_url  # Outlook side only
+    from contactsync.outlook.graph_api import (  # Outlook side only
+        GraphSettings,
+        normalize_graph_url,
+    )
 
     return GraphSettings(
         graph_url=normalize_graph_url(config.get("graph_url") or "https://graph.microsoft.com"),
@@ -256,14 +262,26 @@ def _int_or(value: Any, default: int) -> int:
     return default if value is None or value == "" else int(value)
 
 
-def link_scope(config: Mapping[str, Any]) -> ScopeKey:
+def folder_check(config: Mapping[str, Any]) -> Callable[[PartitionLedger], str | None]:
+    """The address book's check that the folder read is the one the sync is bound to."""
+    configured = link_partition(config).folder
+
+    def check(ledger: PartitionLedger) -> str | None:
+        from contactsync.outlook.folders import folder_changed  # Outlook side: when needed
+
+        return folder_changed(ledger, configured)
+
+    return check
+
+
+def link_partition(config: Mapping[str, Any]) -> Partition:
     """The ledger scope both targets of a user's sync compute alike from their settings."""
     user = config.get("user_id") or (config.get("user_email") or "").lower()
     if not user:
         raise SettingError("set user_id or user_email: whose contacts are synced?")
     if not config.get("space_id"):
         raise SettingError("set space_id: the Pipeliner space is part of the link scope")
-    return ScopeKey(
+    return Partition(
         user=user,
         space=config["space_id"],
         mailbox=config.get("mailbox") or "me",
@@ -275,18 +293,18 @@ def link_scope(config: Mapping[str, Any]) -> ScopeKey:
 IMPORT_MAILBOX = "(import)"
 
 
-def import_scope(config: Mapping[str, Any], source: str) -> ScopeKey:
+def import_partition(config: Mapping[str, Any], source: str) -> Partition:
     """The ledger scope of records imported from ``source`` (a tap, not the sync): the user's
     and space's, but apart from every folder's sync, so that a sync's complete listing never
     takes an imported contact for one deleted on its side, and never links it by its key."""
-    sync = link_scope(config)
-    return ScopeKey(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
+    sync = link_partition(config)
+    return Partition(user=sync.user, space=sync.space, mailbox=IMPORT_MAILBOX, folder=source)
 
 
 def graph_client(config: Mapping[str, Any]) -> GraphClient:
     """A Graph client signed in as the settings say (delegated token cache, or app-only)."""
-    from contactsync.auth import AuthSettings, TokenProvider
-    from contactsync.graph_api import GraphClient
+    from contactsync.outlook.auth import AuthSettings, TokenProvider
+    from contactsync.outlook.graph_api import GraphClient
 
     return GraphClient(graph_settings(config), TokenProvider(AuthSettings.from_config(config)))
 
@@ -296,7 +314,7 @@ def sync_folder(graph: GraphClient, config: Mapping[str, Any]) -> Folder | None:
     ``create_folder`` (for a name, never for an id: that is a folder that is gone); except in a
     dry run, which creates nothing: there a folder that a real run would create is None (it has
     no contacts yet)."""
-    from contactsync.folders import resolve_by_setting  # Outlook side only
+    from contactsync.outlook.folders import resolve_by_setting  # Outlook side only
 
     return resolve_by_setting(
         graph,

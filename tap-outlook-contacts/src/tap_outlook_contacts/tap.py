@@ -11,11 +11,11 @@ from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE, REPLICATION_INCREMENTAL
 
-from contactsync import folders
 from contactsync import settings as cs
-from contactsync.auth import AUTH_SETTINGS_SCHEMA
-from contactsync.graph_api import Folder, GraphClient
-from contactsync.outlook_records import CONTACT_SCHEMA, removal_records, tap_record
+from contactsync.outlook import folders
+from contactsync.outlook.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.outlook.graph_api import Folder, GraphClient
+from contactsync.outlook.records import CONTACT_SCHEMA, removal_records, tap_record
 
 
 class ContactsStream(ListingStream):
@@ -97,7 +97,7 @@ class TapOutlookContacts(ContactsyncPlugin, Tap):
     progress_what = "contacts read"
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.GRAPH_CONNECTION,
         {
             "dry_run": {

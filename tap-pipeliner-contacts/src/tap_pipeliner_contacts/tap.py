@@ -11,11 +11,11 @@ from contactsync_singer.listing import ListingStream
 from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import Stream, Tap
 
-from contactsync import full_read
 from contactsync import settings as cs
-from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
-from contactsync.pipeliner_records import CONTACT_SCHEMA, tap_record
-from contactsync.scope import SyncScope, scope_fingerprint
+from contactsync.pipeliner import full_read
+from contactsync.pipeliner.api import PipelinerClient, ResolvedUser
+from contactsync.pipeliner.records import CONTACT_SCHEMA, tap_record
+from contactsync.pipeliner.scope import SyncScope, scope_fingerprint
 
 
 class ContactsStream(ListingStream):
@@ -23,10 +23,11 @@ class ContactsStream(ListingStream):
 
     Read in ``modified`` order with the primary account and sharing expanded in the same
     request, so each page of 100 costs one request. Some runs read every contact instead
-    (``contactsync.full_read``: the first run, a changed scope, the periodic reconcile); such a
-    read follows the Singer convention for a full table: ACTIVATE_VERSION first, every RECORD
-    stamped with that version, and ACTIVATE_VERSION again once the listing is complete. Standard
-    loaders then keep every live row, and our targets take a listing that ended as complete.
+    (``contactsync.pipeliner.full_read``: the first run, a changed scope, the periodic
+    reconcile); such a read follows the Singer convention for a full table: ACTIVATE_VERSION
+    first, every RECORD stamped with that version, and ACTIVATE_VERSION again once the listing
+    is complete. Standard loaders then keep every live row, and our targets take a listing that
+    ended as complete.
     """
 
     name = "contacts"

@@ -9,22 +9,22 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
-from contactsync.auth import AUTH_SETTINGS_SCHEMA
-from contactsync.engine import Destination, WriteResult
-from contactsync.folders import bound_folder
-from contactsync.graph_api import GraphClient
-from contactsync.link import Side
-from contactsync.outlook_destination import OutlookDestination
-from contactsync.outlook_records import source_record
-from contactsync.plan import Action, DestRecord, SourceRecord
-from contactsync.scope import SyncScope
+from contactsync.outlook.auth import AUTH_SETTINGS_SCHEMA
+from contactsync.outlook.destination import OutlookDestination
+from contactsync.outlook.folders import bound_folder
+from contactsync.outlook.graph_api import GraphClient
+from contactsync.outlook.records import source_record
+from contactsync.pipeliner.scope import SyncScope
+from contactsync.sync.engine import Destination, WriteResult
+from contactsync.sync.link import Side
+from contactsync.sync.plan import Action, DestRecord, SourceRecord
 
 
 class FolderToCreate:
     """A dry run's destination when the folder does not exist yet: it holds no contact, so
     every record plans as a create; nothing is ever written to it."""
 
-    side = Side.OUTLOOK
+    side = Side.BOOK
 
     def fetch(self, ids: Sequence[str]) -> Mapping[str, DestRecord]:
         return {}
@@ -45,12 +45,12 @@ class TargetOutlookContacts(LegTarget):
     """
 
     name = "target-outlook-contacts"
-    source_side = Side.PIPELINER
+    source_side = Side.CRM
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
         cs.SYNC_USER,
         {"space_id": cs.PIPELINER_CONNECTION["space_id"]},
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.GRAPH_CONNECTION,
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
@@ -82,7 +82,7 @@ class TargetOutlookContacts(LegTarget):
     def build_destination(self) -> Destination:
         """The folder this sync is bound to (by id: a renamed folder is followed, a deleted
         one stops the run), or on the first run the one the ``folder`` setting names."""
-        folder = bound_folder(self.graph, self.scope_ledger, self.config)
+        folder = bound_folder(self.graph, self.partition_ledger, self.config)
         if folder is None:
             self.logger.info(
                 "dry run: folder %r does not exist yet; a real run creates it (create_folder)",

@@ -9,12 +9,12 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
-from contactsync.link import Side
-from contactsync.pipeliner_api import PipelinerClient, ResolvedUser
-from contactsync.pipeliner_destination import PipelinerDestination
-from contactsync.pipeliner_records import source_record
-from contactsync.plan import SourceRecord
-from contactsync.scope import SyncScope
+from contactsync.pipeliner.api import PipelinerClient, ResolvedUser
+from contactsync.pipeliner.destination import PipelinerDestination
+from contactsync.pipeliner.records import source_record
+from contactsync.pipeliner.scope import SyncScope
+from contactsync.sync.link import Side
+from contactsync.sync.plan import SourceRecord
 
 
 class TargetPipelinerContacts(LegTarget):
@@ -27,11 +27,11 @@ class TargetPipelinerContacts(LegTarget):
     """
 
     name = "target-pipeliner-contacts"
-    source_side = Side.OUTLOOK
+    source_side = Side.BOOK
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
-        cs.LINK_SCOPE,
+        cs.LINK_PARTITION,
         cs.SYNC_SCOPE,
         cs.SYNC_WRITES,
         cs.HTTP_LIMITS,

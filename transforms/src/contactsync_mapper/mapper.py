@@ -21,8 +21,8 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import Message, SchemaMessage, SingerMessageType
 
 from contactsync import settings as cs
-from contactsync.pipeliner_records import DELETED_REASON, SOURCE_ID, UNMAPPABLE
-from contactsync.scope import ScopeSettingError
+from contactsync.pipeliner.scope import ScopeSettingError
+from contactsync.sync.record import DELETED_REASON, SOURCE_ID, UNMAPPABLE
 from contactsync_mapper.mapping import (
     CONTACTS_STREAM,
     DELETED_AT,

@@ -5,8 +5,9 @@ the syncing user's ``_sync_user_relation``) into what target-outlook-contacts re
 vocabulary, keyed by ``_source_id``) and applies the scope filter on the way;
 ``outlook_to_pipeliner`` turns a record of tap-outlook-contacts into what
 target-pipeliner-contacts reads. Both read one side onto the field table and write the table in
-the other side's shape with :mod:`contactsync.fieldmap`, so the table exists only there and the
-values come out normalised exactly as the targets will compare them.
+the other side's shape with :mod:`contactsync.sync.fields` and the two services' projections,
+so the table exists only there and the values come out normalised exactly as the targets will
+compare them.
 """
 
 from __future__ import annotations
@@ -17,32 +18,29 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from contactsync.fieldmap import (
-    KEYS,
+from contactsync.outlook.projection import (
     OTHER_PHONE_PROPERTY_ID,
-    Values,
-    empty_values,
     extended_property,
     from_graph,
-    from_pipeliner,
     pipeliner_stamp,
     to_graph,
-    to_pipeliner,
 )
-from contactsync.outlook_records import GRAPH_PROPERTIES
-from contactsync.pipeliner_records import CONTACT_SCHEMA as PIPELINER_CONTACT_SCHEMA
-from contactsync.pipeliner_records import (
+from contactsync.outlook.records import GRAPH_PROPERTIES
+from contactsync.pipeliner.projection import from_pipeliner, to_pipeliner
+from contactsync.pipeliner.records import CONTACT_SCHEMA as PIPELINER_CONTACT_SCHEMA
+from contactsync.pipeliner.records import TABLE_FIELDS
+from contactsync.pipeliner.scope import Relation, ScopeSettingError, SyncScope, SyncType
+from contactsync.sync.fields import KEYS, Values, empty_values
+from contactsync.sync.plan import DeleteReason
+from contactsync.sync.record import (
     DELETED_REASON,
     MOVED_TO,
     SOURCE_ID,
     SOURCE_MODIFIED,
     SOURCE_PROPERTIES,
     SOURCE_VERSION,
-    TABLE_FIELDS,
     UNKNOWN_FIELDS,
 )
-from contactsync.plan import DeleteReason
-from contactsync.scope import Relation, ScopeSettingError, SyncScope, SyncType
 
 __all__ = [
     "CONTACTS_STREAM",
@@ -131,8 +129,9 @@ _BODY_ONLY = ("displayName", "singleValueExtendedProperties")
 
 
 def graph_fields(values: Values) -> dict[str, Any]:
-    """Table values as Graph record fields: :func:`~contactsync.fieldmap.to_graph`'s body of a
-    new contact, with the Other phone flattened the way tap-outlook-contacts emits it.
+    """Table values as Graph record fields: the body of a new contact
+    (:func:`~contactsync.outlook.projection.to_graph`), with the Other phone flattened the way
+    tap-outlook-contacts emits it.
 
     E-mail slots keep their positions (an empty first slot stays ``{"name": "", "address": ""}``
     so that email2 stays second); empty trailing slots and phones are trimmed. Only the
