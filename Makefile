@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # Every installable package of the repository, installed editable into the project venv.
 PACKAGES := core sandbox contactsync-singer tap-pipeliner-contacts target-pipeliner-contacts \
-            tap-outlook-contacts target-outlook-contacts transforms
+            tap-outlook-contacts target-outlook-contacts contactsync-mapper
 
 .PHONY: install test lint unit sandbox demo plugins constraints clean orchestrator orchestrator-constraints dist dist-check
 

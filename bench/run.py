@@ -526,7 +526,7 @@ def machine() -> dict[str, Any]:
             "--porcelain",
             "--",
             "core",
-            "transforms",
+            "contactsync-mapper",
             "contactsync-singer",
             "tap-*",
             "target-*",

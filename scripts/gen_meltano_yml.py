@@ -129,7 +129,7 @@ PLUGINS = {
         "loaders",
         "-e ./core[postgres] -e ./contactsync-singer -e ./target-pipeliner-contacts",
     ),
-    "contactsync-mapper": ("mappers", "-e ./core -e ./contactsync-singer -e ./transforms"),
+    "contactsync-mapper": ("mappers", "-e ./core -e ./contactsync-singer -e ./contactsync-mapper"),
 }
 CONSTRAINTS = "-c constraints.txt"
 REQUIRES_MELTANO = ">=4.4,<4.5"
@@ -139,7 +139,7 @@ READMES = {
     "tap-outlook-contacts": "tap-outlook-contacts/README.md",
     "target-outlook-contacts": "target-outlook-contacts/README.md",
     "target-pipeliner-contacts": "target-pipeliner-contacts/README.md",
-    "contactsync-mapper": "transforms/README.md",
+    "contactsync-mapper": "contactsync-mapper/README.md",
 }
 #: The taps' shipped catalogs (`--discover`), relative to the project root.
 CATALOG_DIR = "catalogs"

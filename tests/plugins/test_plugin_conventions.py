@@ -169,7 +169,7 @@ PLUGIN_SOURCES = [
     "tap-outlook-contacts/src",
     "target-pipeliner-contacts/src",
     "target-outlook-contacts/src",
-    "transforms/src",
+    "contactsync-mapper/src",
 ]
 
 

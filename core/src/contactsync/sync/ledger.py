@@ -790,15 +790,7 @@ class PartitionLedger:
 
     def clear_failure(self, side: Side, record_id: str) -> None:
         """The record was written after all: drop its pending failure (if any)."""
-        self._held()
-        with self._ledger._writing() as conn:
-            conn.execute(
-                delete(failures).where(
-                    _in_partition(failures, self._partition),
-                    failures.c.side == Side(side).value,
-                    failures.c.record_id == record_id,
-                )
-            )
+        self.clear_failures(side, [record_id])
 
     # -- deletes held for the guard -----------------------------------------------------------
 
