@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -820,6 +821,22 @@ def _hint(status: int) -> str:
 # --------------------------------------------------------------------------- service URLs
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def ca_bundle_setting(value: object, error: type[Exception]) -> str | None:
+    """A client's ``ca_bundle`` setting: empty means the system store, else a readable PEM file
+    (checked when the client is configured, not at the first TLS handshake)."""
+    if value is None:
+        return None
+    bundle = str(value).strip()
+    if not bundle:
+        return None
+    if not Path(bundle).is_file():
+        raise error(
+            f"ca_bundle {bundle!r} is not a readable file; point it at a PEM file of "
+            "the CA certificates to trust, or leave it empty for the system store"
+        )
+    return bundle
 
 
 def is_loopback(host: str) -> bool:

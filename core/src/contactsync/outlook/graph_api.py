@@ -47,7 +47,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 from urllib.parse import quote, urlsplit
@@ -63,6 +62,7 @@ from contactsync.http import (
     HttpStatusError,
     OriginRefused,
     TransportError,
+    ca_bundle_setting,
     redact_url,
     service_base_url,
 )
@@ -243,16 +243,7 @@ class GraphSettings:
                 "name (e.g. alex@contoso.com, with app-only sign-in)"
             )
         object.__setattr__(self, "mailbox", mailbox)
-        if self.ca_bundle is not None:
-            bundle = str(self.ca_bundle).strip()
-            if not bundle:
-                bundle = None
-            elif not Path(bundle).is_file():
-                raise GraphConfigError(
-                    f"ca_bundle {bundle!r} is not a readable file; point it at a PEM file of "
-                    "the CA certificates to trust, or leave it empty for the system store"
-                )
-            object.__setattr__(self, "ca_bundle", bundle)
+        object.__setattr__(self, "ca_bundle", ca_bundle_setting(self.ca_bundle, GraphConfigError))
         _int_setting(self.page_size, "page_size", MAX_PAGE_SIZE, "Graph's maximum $top")
         _int_setting(
             self.delta_page_size,

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 from urllib.parse import quote
@@ -43,6 +42,7 @@ from contactsync.http import (
     HttpStatusError,
     OriginRefused,
     TransportError,
+    ca_bundle_setting,
     redact_url,
     service_base_url,
 )
@@ -181,16 +181,9 @@ class PipelinerSettings:
             raise PipelinerConfigError(
                 "api_password is empty: set it to the application key's password"
             )
-        if self.ca_bundle is not None:
-            bundle = str(self.ca_bundle).strip()
-            if not bundle:
-                bundle = None
-            elif not Path(bundle).is_file():
-                raise PipelinerConfigError(
-                    f"ca_bundle {bundle!r} is not a readable file; point it at a PEM file of "
-                    "the CA certificates to trust, or leave it empty for the system store"
-                )
-            object.__setattr__(self, "ca_bundle", bundle)
+        object.__setattr__(
+            self, "ca_bundle", ca_bundle_setting(self.ca_bundle, PipelinerConfigError)
+        )
         size = self.page_size
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
             raise PipelinerConfigError(
