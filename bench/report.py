@@ -143,7 +143,7 @@ WHY = {
         "the floor target discards records; ours plans against the ledger, normalises, builds "
         "Graph bodies, sends them and commits links. Record validation now checks the SCHEMA's "
         "types compiled once (0.03 CPU s per 10,000 records; jsonschema, which the floor pays, "
-        "0.8 s). The sandbox now keeps HTTP/1.1 connections alive, as Graph and Pipeliner do "
+        "0.8 s). The sandbox now keeps HTTP/1.1 connections alive, as HTTP/1.1 servers do "
         "(RFC 9112 §9.3); it used to close every one, so each of the 500 `$batch` requests paid "
         "a TLS handshake and a reload of the CA bundle: the Graph client's batch thread went "
         "from about 2.2 to 1.0 CPU s, the target from 4.1-5.0 to 3.3-3.5 CPU s (ratio "

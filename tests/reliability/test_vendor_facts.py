@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contactsync.outlook.projection import from_graph
-from tests.reliability.conftest import contact
+from tests.reliability.conftest import contact, person
 from tests.support.pipeline import Sync
 from tests.support.plugins import ACCOUNTS
 
@@ -122,3 +122,31 @@ def test_empty_list_slots_move_nothing_whether_graph_keeps_them_or_not(
         assert sync.pipeliner.raw(pid)["email2"] == "p1@rel.example"
     finally:
         sync.outlook.storage(compact_empty_entries=False)
+
+
+def test_a_two_way_sync_converges_when_every_service_closes_each_connection(sync: Sync) -> None:
+    """Whether Graph, Pipeliner and the identity provider keep a connection open between
+    requests is on no vendor page: the sandbox keeps them open by default (RFC 9112 §9.3), and
+    here closes each after its answer, werkzeug's way, so every request (token refresh
+    included) starts a new connection and TLS handshake."""
+    names = ("pipeliner", "graph", "identity")
+    for name in names:
+        sync.sandbox.control(name).keep_alive(False)
+    try:
+        sync.pipeliner.seed([contact(n) for n in (1, 2, 3)])
+        sync.outlook.new_folder(sync.folder)
+        sync.outlook.create(sync.folder, **person(1))
+        sync.sandbox.control("identity")._call("POST", "/identity/expire-access-tokens")
+        sync.run_ok()
+        outlook = _by_email(sync.outlook_contacts())
+        sync.outlook.edit(outlook["p2@rel.example"]["id"], jobTitle="Edited in Outlook")
+        sync.run_ok()
+        pipeliner = _by_email(sync.pipeliner.contacts())
+        assert len(outlook) == 4 and len(pipeliner) == 4  # three copied, one brought back
+        assert sync.pipeliner.raw(pipeliner["p2@rel.example"]["id"])["position"] == (
+            "Edited in Outlook"
+        )
+        assert_quiet(sync)
+    finally:
+        for name in names:
+            sync.sandbox.control(name).keep_alive(True)

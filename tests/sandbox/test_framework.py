@@ -24,6 +24,7 @@ import requests
 from werkzeug.routing import Rule
 
 from contactsync_sandbox import cli
+from contactsync_sandbox.client import SandboxControlError
 from contactsync_sandbox.echo import EchoEmulator
 from contactsync_sandbox.runner import DEFAULT_PORTS, REQUIRED_INFO_KEYS, Sandbox
 from contactsync_sandbox.server import (
@@ -110,8 +111,8 @@ def _exchange(conn: HTTPConnection, method: str, path: str, body: bytes = b"") -
 
 
 def test_a_connection_is_kept_alive_across_requests_of_every_kind(sb, url):
-    """Graph and Pipeliner keep HTTP/1.1 connections open (RFC 9112 §9.3): one TLS handshake
-    serves many requests, whatever their method, body or status."""
+    """An HTTP/1.1 server keeps connections open (RFC 9112 §9.3), the sandbox's default: one TLS
+    handshake serves many requests, whatever their method, body or status."""
     tls = ssl.create_default_context(cafile=str(sb.ca_path))
     conn = HTTPSConnection(url.removeprefix("https://"), context=tls, timeout=5)
     try:
@@ -126,6 +127,24 @@ def test_a_connection_is_kept_alive_across_requests_of_every_kind(sb, url):
         assert conn.sock is sock  # never reconnected
     finally:
         conn.close()
+
+
+def test_with_keep_alive_off_every_response_closes_its_connection(sb, url):
+    """The switch's other way (werkzeug's own): `Connection: close` on every answer, until a
+    reset turns keep-alive back on."""
+    control = sb.control("echo")
+    control.keep_alive(False)
+    tls = ssl.create_default_context(cafile=str(sb.ca_path))
+    conn = HTTPSConnection(url.removeprefix("https://"), context=tls, timeout=5)
+    try:
+        assert _exchange(conn, "PUT", "/echo/items/8", b'{"n": 8}')[:2] == (201, "close")
+        assert _exchange(conn, "GET", "/echo/items/8")[:2] == (200, "close")
+        with pytest.raises(SandboxControlError, match="keep_alive"):
+            control._call("PUT", "/connections", json={"keep_alive": "no"})
+    finally:
+        conn.close()
+        control.reset()
+    assert control._call("GET", "/connections") == {"keep_alive": True}
 
 
 def test_requests_sent_back_to_back_are_all_answered():

@@ -106,6 +106,10 @@ class SandboxControl:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
+    def keep_alive(self, on: bool) -> None:
+        """Keep connections open between requests (the default), or close each one."""
+        self._call("PUT", "/connections", json={"keep_alive": on})
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.session.request(
             method, self.control_url + path, timeout=self.timeout, **kwargs

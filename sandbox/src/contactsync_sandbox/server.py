@@ -111,6 +111,10 @@ class Emulator:
         self.lock = threading.RLock()
         self.faults = FaultInjector()
         self.counters = RequestCounters()
+        #: Whether connections stay open between requests (see `_RequestHandler`). No vendor
+        #: page says so for Graph or Pipeliner, so it is a switch (`/_sandbox/connections`) and
+        #: the product is tested both ways; on by default, as HTTP/1.1 servers do.
+        self.keep_alive = True
         self._api = Map(list(self.rules()), strict_slashes=False, merge_slashes=False)
         own = list(self.control_rules())
         for rule in own:
@@ -210,6 +214,7 @@ class Emulator:
             self.seed(self.default_seed() if self.base_seed is None else self.base_seed)
         self.faults.clear()
         self.counters.reset()
+        self.keep_alive = True
 
     # ------------------------------------------------------------------ WSGI
 
@@ -317,6 +322,7 @@ class Emulator:
             Rule(f"{p}/faults", endpoint=self._c_faults, methods=["GET"]),
             Rule(f"{p}/faults", endpoint=self._c_add_fault, methods=["POST"]),
             Rule(f"{p}/faults", endpoint=self._c_clear_faults, methods=["DELETE"]),
+            Rule(f"{p}/connections", endpoint=self._c_connections, methods=["GET", "PUT"]),
         ]
 
     def _serve_control(self, request: Request) -> Response:
@@ -395,6 +401,20 @@ class Emulator:
         fault = self.faults.add(self.read_json(request))
         return self.json_response(fault.to_json(), 201)
 
+    def _c_connections(self, request: Request) -> Response:
+        """`{"keep_alive": bool}`: keep connections open between requests, or close each after
+        its response (werkzeug's own behaviour)."""
+        if request.method == "PUT":
+            body = self.read_json(request)
+            if not (
+                isinstance(body, dict)
+                and set(body) == {"keep_alive"}
+                and isinstance(body["keep_alive"], bool)
+            ):
+                raise ValueError('expected {"keep_alive": true|false}')
+            self.keep_alive = body["keep_alive"]
+        return self.json_response({"keep_alive": self.keep_alive})
+
     def _c_clear_faults(self, request: Request) -> Response:
         self.faults.clear()
         return self.json_response({"faults": []})
@@ -407,8 +427,12 @@ class _RequestHandler(WSGIRequestHandler):
     """Werkzeug's handler, with HTTP/1.1 persistent connections, the TLS handshake off the
     accept loop, and quiet logging.
 
-    Graph and Pipeliner keep a client's connection open between requests (RFC 9112 §9.3), so a
-    client pays one TLS handshake per connection, not per request. Werkzeug's `run_wsgi` closes
+    An HTTP/1.1 server keeps a client's connection open between requests unless either side
+    says otherwise (RFC 9112 §9.3), so a client pays one TLS handshake per connection, not per
+    request. Neither Microsoft's nor Pipeliner's pages say how their servers behave, so each
+    emulator has a switch (`keep_alive`, control route `/_sandbox/connections`; off is
+    werkzeug's close-after-every-response) and tests/reliability/test_vendor_facts.py syncs
+    under both. Werkzeug's `run_wsgi` closes
     every connection instead (it cannot tell where an unread request body ends, so after each
     response it drains the socket, which would swallow the next request of a kept-alive
     connection). `run_wsgi` here reads a request body of known length whole before the app
@@ -464,6 +488,10 @@ class _RequestHandler(WSGIRequestHandler):
         return body
 
     def run_wsgi(self) -> None:
+        if not getattr(self.server.app, "keep_alive", True):
+            super().run_wsgi()  # werkzeug's own: `Connection: close` after every response
+            self.close_connection = True
+            return
         try:
             body = self._framed_body()
         except connection_dropped_errors as exc:
