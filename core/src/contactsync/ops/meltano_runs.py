@@ -425,15 +425,22 @@ def precheck_user(
         project_dir=setup.project_dir,
     )
     try:
-        with (
-            Ledger(setup.ledger_url) as ledger,
-            ledger.open_partition(
-                user_scope(space, user), owner="contactsync run (pre-check)", read_only=True
-            ) as scope,
-        ):
+        with _read_partition(setup, space, user, "contactsync run (pre-check)") as (ledger, scope):
             return checks.check(request, checks.Store(ledger.engine), scope)
     except Exception as exc:  # in doubt, run
         return checks.run_because(f"the pre-check could not read the ledger: {exc}"[:300])
+
+
+@contextlib.contextmanager
+def _read_partition(
+    setup: RunSetup, space: SpaceConfig, user: UserSync, owner: str
+) -> Iterator[tuple[Ledger, PartitionLedger]]:
+    """The user's ledger partition, read-only, for what the pre-check reads and remembers."""
+    with (
+        Ledger(setup.ledger_url) as ledger,
+        ledger.open_partition(user_scope(space, user), owner=owner, read_only=True) as scope,
+    ):
+        yield ledger, scope
 
 
 def remember_run(
@@ -442,11 +449,9 @@ def remember_run(
     """Keep what the next pre-check compares with: when this real run ended, whether it
     succeeded, the settings it ran with, the ledger's parked records and moved links."""
     try:
-        with (
-            Ledger(setup.ledger_url) as ledger,
-            ledger.open_partition(
-                user_scope(space, user), owner="contactsync run (after the run)", read_only=True
-            ) as scope,
+        with _read_partition(setup, space, user, "contactsync run (after the run)") as (
+            ledger,
+            scope,
         ):
             waiting = checks.waiting_work(scope)
             last = checks.LastRun(datetime.now(UTC), ok, fingerprint, waiting.digest)
