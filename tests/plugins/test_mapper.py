@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contactsync_mapper.mapping import (
+from contactsync.mapping import (
     GRAPH_TABLE_PROPERTIES,
     Direction,
     RecordError,

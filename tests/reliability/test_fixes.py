@@ -4,7 +4,7 @@ evidence is in the other modules of this package)."""
 from __future__ import annotations
 
 import pytest
-from contactsync_mapper.mapping import Direction, RecordError, map_record
+from contactsync.mapping import Direction, RecordError, map_record
 
 from contactsync.outlook.auth import AuthUnavailable, IdentitySession, _TokenRetry
 from contactsync.outlook.projection import from_graph

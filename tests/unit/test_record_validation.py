@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from contactsync_mapper.mapping import outlook_schema, pipeliner_schema
+from contactsync.mapping import outlook_schema, pipeliner_schema
 from contactsync_singer.validation import RecordValidator, compile_check
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -1,10 +1,10 @@
 """contactsync-mapper: the field table and the scope filter between the contact plugins.
 
-The pure record mappings live in :mod:`contactsync_mapper.mapping` (no Singer import); the
+The pure record mappings live in :mod:`contactsync.mapping` (no Singer import); the
 singer-sdk plugin is :class:`contactsync_mapper.mapper.ContactsyncMapper`.
 """
 
-from contactsync_mapper.mapping import (
+from contactsync.mapping import (
     Direction,
     RecordError,
     outlook_schema,

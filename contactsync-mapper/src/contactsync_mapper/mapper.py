@@ -1,4 +1,4 @@
-"""The mapper plugin: singer-sdk's ``InlineMapper`` around :mod:`contactsync_mapper.mapping`.
+"""The mapper plugin: singer-sdk's ``InlineMapper`` around :mod:`contactsync.mapping`.
 
 One process applies one mapping, chosen by the ``direction`` setting (Meltano gives each of its
 ``mappings:`` its own config). On the ``contacts`` stream it rewrites SCHEMA and RECORD messages;
@@ -23,7 +23,7 @@ from singer_sdk.singerlib import Message, SchemaMessage, SingerMessageType
 from contactsync import settings as cs
 from contactsync.pipeliner.scope import ScopeSettingError
 from contactsync.sync.record import DELETED_REASON, SOURCE_ID, UNMAPPABLE
-from contactsync_mapper.mapping import (
+from contactsync.mapping import (
     CONTACTS_STREAM,
     DELETED_AT,
     KEY_PROPERTIES,
