@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from singer_sdk.sinks.core import JSONSchemaValidator
+
 from contactsync.mapping import (
     GRAPH_TABLE_PROPERTIES,
     Direction,
@@ -26,8 +28,6 @@ from contactsync.mapping import (
     pipeliner_schema,
     pipeliner_to_outlook,
 )
-from singer_sdk.sinks.core import JSONSchemaValidator
-
 from contactsync.outlook import records as outlook_records
 from contactsync.outlook.projection import (
     GRAPH,

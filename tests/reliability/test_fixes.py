@@ -4,8 +4,8 @@ evidence is in the other modules of this package)."""
 from __future__ import annotations
 
 import pytest
-from contactsync.mapping import Direction, RecordError, map_record
 
+from contactsync.mapping import Direction, RecordError, map_record
 from contactsync.outlook.auth import AuthUnavailable, IdentitySession, _TokenRetry
 from contactsync.outlook.projection import from_graph
 from contactsync.outlook.records import source_record as outlook_source_record

@@ -7,11 +7,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from contactsync.mapping import outlook_schema, pipeliner_schema
 from contactsync_singer.validation import RecordValidator, compile_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contactsync.mapping import outlook_schema, pipeliner_schema
 from contactsync.outlook.records import CONTACT_SCHEMA as OUTLOOK_TAP_SCHEMA
 from contactsync.pipeliner.records import CONTACT_SCHEMA as PIPELINER_TAP_SCHEMA
 

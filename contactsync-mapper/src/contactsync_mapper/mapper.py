@@ -21,8 +21,6 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import Message, SchemaMessage, SingerMessageType
 
 from contactsync import settings as cs
-from contactsync.pipeliner.scope import ScopeSettingError
-from contactsync.sync.record import DELETED_REASON, SOURCE_ID, UNMAPPABLE
 from contactsync.mapping import (
     CONTACTS_STREAM,
     DELETED_AT,
@@ -35,6 +33,8 @@ from contactsync.mapping import (
     output_schema,
     parse_settings,
 )
+from contactsync.pipeliner.scope import ScopeSettingError
+from contactsync.sync.record import DELETED_REASON, SOURCE_ID, UNMAPPABLE
 
 #: Dropped records are each logged up to this many; beyond, they are only counted.
 MAX_DROP_WARNINGS = 50
