@@ -2,9 +2,10 @@
 
     python -m bench.profile [--n 10000] [--plugin target-outlook-contacts]
 
-Runs tap-pipeliner-contacts and contactsync-mapper against a fresh sandbox into files, then
-the chosen plugin (the mapper or the target) alone under pyinstrument, fed those files, and
-prints where its CPU time goes (``--out`` also keeps the HTML report).
+Runs tap-pipeliner-contacts against a fresh sandbox into a file, then the chosen plugin alone
+under pyinstrument, fed that file: the target maps it in-process, as in the project's jobs; the
+mapper maps it as it does between any tap and target. Prints where its CPU time goes (``--out``
+also keeps the HTML report).
 """
 
 from __future__ import annotations
@@ -70,19 +71,11 @@ def main() -> int:
             }
             for name, config in configs.items():
                 (work / f"{name}.json").write_text(json.dumps(config))
-            stages = [("tap-pipeliner-contacts", None), ("contactsync-mapper", "tap.out")]
-            outputs = {"tap-pipeliner-contacts": "tap.out", "contactsync-mapper": "mapped.out"}
-            for name, stdin in stages:
-                if name == args.plugin:
-                    break
-                cmd = [str(BIN / name), "--config", str(work / f"{name}.json")]
-                with open(work / outputs[name], "w") as out:
-                    inp = open(work / stdin) if stdin else None  # noqa: SIM115
-                    quiet = subprocess.DEVNULL
-                    subprocess.run(cmd, stdin=inp, stdout=out, stderr=quiet, check=True)
-                    if inp:
-                        inp.close()
-            feed = "tap.out" if args.plugin == "contactsync-mapper" else "mapped.out"
+            tap = "tap-pipeliner-contacts"
+            with open(work / "tap.out", "w") as out:
+                cmd = [str(BIN / tap), "--config", str(work / f"{tap}.json")]
+                subprocess.run(cmd, stdout=out, stderr=subprocess.DEVNULL, check=True)
+            feed = "tap.out"
             cmd = [str(BIN / "pyinstrument"), "-r", "text", "--show-all"]
             if args.out:
                 cmd = [str(BIN / "pyinstrument"), "-r", "html", "-o", args.out]

@@ -395,20 +395,19 @@ def project(abouts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "jobs": [
             {
                 "name": "two-way-your-contacts",
+                # Each target maps its partner tap's stream itself (no mapper process: issue #15).
                 "tasks": [
-                    "tap-pipeliner-contacts pipeliner-to-outlook target-outlook-contacts",
-                    "tap-outlook-contacts outlook-to-pipeliner target-pipeliner-contacts",
+                    "tap-pipeliner-contacts target-outlook-contacts",
+                    "tap-outlook-contacts target-pipeliner-contacts",
                 ],
             },
             {
                 "name": "one-way-your-contacts",
-                "tasks": [
-                    "tap-pipeliner-contacts pipeliner-to-outlook-one-way "
-                    "target-outlook-contacts-one-way",
-                ],
+                "tasks": ["tap-pipeliner-contacts target-outlook-contacts-one-way"],
             },
             {
                 "name": "one-way-all-contacts",
+                # The mapper sets the all-contacts scope: this target is the one-way job's too.
                 "tasks": [
                     "tap-pipeliner-contacts-all pipeliner-to-outlook-all "
                     "target-outlook-contacts-one-way",

@@ -1,6 +1,8 @@
-"""A user's sync run as Meltano runs it, without Meltano's start-up: per leg, tap | mapper |
-target as real processes joined by OS pipes, the Singer state of each tap kept between runs the
-way Meltano keeps it (the last state line its target wrote, also after a failed or killed run).
+"""A user's sync run as Meltano runs it, without Meltano's start-up: per leg, tap | target (the
+target maps its partner tap's stream in-process, as the project's jobs do; ``Sync.mapper`` puts
+contactsync-mapper between them) as real processes joined by OS pipes, the Singer state of each
+tap kept between runs the way Meltano keeps it (the last state line its target wrote, also after
+a failed or killed run).
 
 Used where a test needs many runs: the reliability matrix and the plugin-level state machine.
 Tests of the Meltano project itself use `meltano run` (tests/e2e).
@@ -47,7 +49,7 @@ class Leg:
 
 
 class Pipeline:
-    """``tap | mapper | target`` as OS processes joined by pipes, started at once."""
+    """``tap | [mapper |] target`` as OS processes joined by pipes, started at once."""
 
     def __init__(
         self,
@@ -154,6 +156,8 @@ class Sync:
         self.mailbox = "me"
         #: When set, every Singer message between the processes is also kept here (tee).
         self.tee_dir: Path | None = None
+        #: contactsync-mapper between tap and target (else the target maps, as in the jobs).
+        self.mapper = False
 
     # -- configs --------------------------------------------------------------------------
 
@@ -215,18 +219,18 @@ class Sync:
             state_path = self.workdir / "config" / f"{tap}.state.json"
             state_path.write_text(json.dumps(self.states[tap]))
             tap_args += ["--state", str(state_path)]
-        mapper_cfg = _write_config(
-            self.workdir, f"mapper-{direction}", self.mapper_config(direction)
-        )
         target_cfg = _write_config(self.workdir, target, self.config(target))
-        steps = [
-            (tap, {"args": tap_args}),
-            ("contactsync-mapper", {"args": ["--config", str(mapper_cfg)]}),
-            (target, {"args": ["--config", str(target_cfg)]}),
-        ]
+        steps = [(tap, {"args": tap_args}), (target, {"args": ["--config", str(target_cfg)]})]
+        tees = [(1, "tap-out")]
+        if self.mapper:
+            mapper_cfg = _write_config(
+                self.workdir, f"mapper-{direction}", self.mapper_config(direction)
+            )
+            steps.insert(1, ("contactsync-mapper", {"args": ["--config", str(mapper_cfg)]}))
+            tees.insert(0, (2, "mapper-out"))
         if self.tee_dir is not None:
             self.tee_dir.mkdir(parents=True, exist_ok=True)
-            for at, name in ((2, "mapper-out"), (1, "tap-out")):
+            for at, name in tees:
                 copy = self.tee_dir / f"{direction}.{name}.{uuid.uuid4().hex[:6]}.jsonl"
                 steps.insert(at, (f"tee-{name}", {"cmd": "/usr/bin/tee", "args": [str(copy)]}))
         if tap_output is not None:

@@ -10,10 +10,10 @@ contact missing from the listing as deleted) and the messages of any other strea
 from __future__ import annotations
 
 import typing as t
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from contactsync_singer.contacts_mapping import ContactsMapping, MapperInputError
 from contactsync_singer.plugin import ContactsyncPlugin
 from singer_sdk import InlineMapper
 from singer_sdk.exceptions import ConfigValidationError
@@ -21,27 +21,10 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import Message, SchemaMessage, SingerMessageType
 
 from contactsync import settings as cs
-from contactsync.mapping import (
-    CONTACTS_STREAM,
-    DELETED_AT,
-    KEY_PROPERTIES,
-    Direction,
-    RecordError,
-    input_schema_problem,
-    map_record,
-    output_bookmarks,
-    output_schema,
-    parse_settings,
-)
+from contactsync.mapping import CONTACTS_STREAM, Direction
 from contactsync.pipeliner.scope import ScopeSettingError
-from contactsync.sync.record import DELETED_REASON, SOURCE_ID, UNMAPPABLE
 
-#: Dropped records are each logged up to this many; beyond, they are only counted.
-MAX_DROP_WARNINGS = 50
-
-
-class MapperInputError(RuntimeError):
-    """Input the mapping cannot work with at all (not one bad record): the run stops."""
+__all__ = ["ContactsyncMapper", "Forwarded", "MapperInputError"]
 
 
 @dataclass(slots=True)
@@ -87,67 +70,33 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:
-            self.direction, self.scope = parse_settings(
+            self.mapping = ContactsMapping(
                 self.config["direction"],
                 self.config.get("sync_type"),
                 self.config.get("sync_option"),
+                self.logger,
             )
         except ScopeSettingError as exc:
             raise ConfigValidationError("Config validation failed", errors=[str(exc)]) from None
-        self.counts: Counter[str] = Counter()
-        self.schema_seen = False
-        self.logger.info(
-            "mapping %s, scope %s%s",
-            self.direction,
-            self.scope.sync_type,
-            f" / {self.scope.option}" if self.scope.option else "",
-        )
+        self.logger.info(self.mapping.describe())
 
     # --- messages ------------------------------------------------------------------------------
 
     def map_schema_message(self, message_dict: dict) -> t.Iterable[Message]:
-        stream = message_dict.get("stream")
-        if stream != CONTACTS_STREAM:
+        if message_dict.get("stream") != CONTACTS_STREAM:
             yield Forwarded(message_dict)
             return
-        problem = input_schema_problem(self.direction, message_dict.get("schema"))
-        if problem:
-            raise MapperInputError(f"stream {stream!r}: {problem}")
-        self.schema_seen = True
-        yield SchemaMessage(
-            stream=stream,
-            schema=output_schema(self.direction),
-            key_properties=list(KEY_PROPERTIES),
-            bookmark_properties=output_bookmarks(
-                self.direction, message_dict.get("bookmark_properties")
-            ),
-        )
+        mapped = self.mapping.schema(message_dict)
+        del mapped["type"]
+        yield SchemaMessage(**mapped)
 
     def map_record_message(self, message_dict: dict) -> t.Iterable[Message]:
         if message_dict.get("stream") != CONTACTS_STREAM:
             yield Forwarded(message_dict)
             return
-        if not self.schema_seen:
-            # The Singer spec puts SCHEMA first; passing the record on would only move the
-            # failure to the target, further from its cause.
-            raise MapperInputError(
-                f"stream {CONTACTS_STREAM!r}: a RECORD before its SCHEMA message; "
-                "the tap must send SCHEMA first"
-            )
-        self.counts["read"] += 1
-        try:
-            record = map_record(self.direction, message_dict.get("record"), self.scope)
-        except RecordError as exc:
-            self.drop(exc)
-            if exc.key is not None:
-                # Still listed: the target reports it, and a complete listing keeps its copy.
-                yield Forwarded(
-                    {**message_dict, "record": {SOURCE_ID: exc.key, UNMAPPABLE: str(exc)}}
-                )
-            return
-        self.counts[record.get(DELETED_REASON) if record.get(DELETED_AT) else "contact"] += 1
-        # version and time_extracted stay as the tap sent them.
-        yield Forwarded({**message_dict, "record": record})
+        mapped = self.mapping.record(message_dict)
+        if mapped is not None:
+            yield Forwarded(mapped)
 
     def map_state_message(self, message_dict: dict) -> t.Iterable[Message]:
         yield Forwarded(message_dict)
@@ -165,27 +114,8 @@ class ContactsyncMapper(ContactsyncPlugin, InlineMapper):
             "run the tap without batch mode so that contacts arrive as RECORD messages"
         )
 
-    # --- reporting -----------------------------------------------------------------------------
-
-    def drop(self, exc: RecordError) -> None:
-        """A bad record is logged and not mapped; the run goes on (the target rejects it)."""
-        self.counts["dropped"] += 1
-        if self.counts["dropped"] <= MAX_DROP_WARNINGS:
-            self.logger.warning("dropped a record: %s", exc)
-        if self.counts["dropped"] == MAX_DROP_WARNINGS:
-            self.logger.warning("further dropped records are only counted")
-
     def process_endofpipe(self) -> None:
-        c = self.counts
-        self.logger.info(
-            "%s: %d contact records read; %d mapped, %d deleted, %d out of scope, %d dropped",
-            self.direction,
-            c["read"],
-            c["contact"],
-            c["deleted"],
-            c["out_of_scope"],
-            c["dropped"],
-        )
+        self.logger.info(self.mapping.summary())
         super().process_endofpipe()
 
 

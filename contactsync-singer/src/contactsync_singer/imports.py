@@ -55,6 +55,21 @@ def import_source(
     return UNNAMED_IMPORT
 
 
+#: The tap whose ``contacts`` stream each mapping reads (Meltano namespaces).
+PARTNER_TAPS: Mapping[str, str] = {
+    "pipeliner_to_outlook": "tap_pipeliner_contacts",
+    "outlook_to_pipeliner": "tap_outlook_contacts",
+}
+
+
+def partner_tap(mapping: str, environ: Mapping[str, str]) -> bool | None:
+    """Whether the run's extractor is the tap ``mapping`` reads; None outside Meltano."""
+    namespace = environ.get("MELTANO_EXTRACTOR_NAMESPACE", "").strip()
+    if not namespace:
+        return None
+    return namespace == PARTNER_TAPS[mapping]
+
+
 def record_key(
     record: Mapping[str, Any], key_properties: Sequence[str] | None, stream: str | None
 ) -> str:

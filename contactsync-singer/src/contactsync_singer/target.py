@@ -15,13 +15,15 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from contactsync import settings as cs
+from contactsync.mapping import Direction
 from contactsync.sync.engine import Destination, LegSettings, SyncLeg, WriteResult
 from contactsync.sync.ledger import Ledger, PartitionLedger
 from contactsync.sync.link import Side
 from contactsync.sync.merge import ConflictPolicy
 from contactsync.sync.plan import Action, DestRecord, SourceRecord
 from contactsync.sync.report import RunReport
-from contactsync_singer.imports import import_source, record_key
+from contactsync_singer.contacts_mapping import ContactsMapping, maps_in_process
+from contactsync_singer.imports import import_source, partner_tap, record_key
 from contactsync_singer.plugin import ContactsyncPlugin
 from contactsync_singer.validation import RecordValidator
 
@@ -185,17 +187,22 @@ class ContactsSink(BatchSink):
 
 
 class LegReader(SingerReader):
-    """singer-sdk's reader, letting the target see STATE and SCHEMA messages first."""
+    """singer-sdk's reader, letting the target see STATE and SCHEMA messages first, and map
+    its partner tap's stream in-process (``LegTarget.mapping_for``)."""
 
     def __init__(self, target: LegTarget) -> None:
         super().__init__()
         self.target = target
+        #: The streams mapped here, by name.
+        self.mappings: dict[str, ContactsMapping] = {}
 
     def process_lines(
         self, file_input: Any, callbacks: dict[str, Callable[[dict], None]]
     ) -> Counter[str]:
         keep_state = callbacks[SingerMessageType.STATE]
         read_schema = callbacks[SingerMessageType.SCHEMA]
+        read_record = callbacks[SingerMessageType.RECORD]
+        mappings = self.mappings
 
         def on_state(message: dict) -> None:
             if self.target.on_state(message):
@@ -203,9 +210,27 @@ class LegReader(SingerReader):
 
         def on_schema(message: dict) -> None:
             self.target.on_schema(message)
+            stream = str(message.get("stream"))
+            mapping = mappings.get(stream) or self.target.mapping_for(message)
+            if mapping is not None:
+                mappings[stream] = mapping
+                message = mapping.schema(message)
             read_schema(message)
 
-        ours = {SingerMessageType.STATE: on_state, SingerMessageType.SCHEMA: on_schema}
+        def on_record(message: dict) -> None:
+            mapping = mappings.get(str(message.get("stream")))
+            if mapping is not None:
+                mapped = mapping.record(message)
+                if mapped is None:
+                    return
+                message = mapped
+            read_record(message)
+
+        ours = {
+            SingerMessageType.STATE: on_state,
+            SingerMessageType.SCHEMA: on_schema,
+            SingerMessageType.RECORD: on_record,
+        }
         return super().process_lines(file_input, {**callbacks, **ours})
 
 
@@ -216,6 +241,8 @@ class LegTarget(ContactsyncPlugin, Target):
     progress_what = "contact records processed"
     #: The side the records come from.
     source_side: Side
+    #: The mapping this target applies itself to its partner tap's stream.
+    partner_mapping: Direction
     finished_report: RunReport | None = None
     #: Sinks created so far (none: no record arrived, and the leg is finished at the end).
     sinks_made = 0
@@ -344,6 +371,31 @@ class LegTarget(ContactsyncPlugin, Target):
             self.logger.info("dry run: no state is emitted, the next run reads the same changes")
         return False
 
+    def mapping_for(self, message: Mapping[str, Any]) -> ContactsMapping | None:
+        """The mapping to apply in-process to this SCHEMA's stream (None: it is read as it is).
+
+        A stream of the partner tap, not mapped by contactsync-mapper before this target, is
+        mapped here exactly as the mapper would (same functions, same checks, same counts), with
+        this target's ``sync_type`` and ``sync_option``: the job then needs no mapper process.
+        """
+        stream, schema = message.get("stream"), message.get("schema")
+        partner = partner_tap(self.partner_mapping, os.environ)
+        if not maps_in_process(self.partner_mapping, str(stream), schema, partner):
+            return None
+        mapping = ContactsMapping(
+            self.partner_mapping,
+            self.config.get("sync_type"),
+            self.config.get("sync_option"),
+            self.logger,
+            hint=f"{self.name} maps it itself: is a field deselected in the tap's catalog?",
+        )
+        self.logger.info(
+            "stream %r is the partner tap's: %s in this process (no mapper needed)",
+            stream,
+            mapping.describe(),
+        )
+        return mapping
+
     def on_schema(self, message: Mapping[str, Any]) -> None:
         """A SCHEMA message, before singer-sdk reads it: one without properties stops the run."""
         if not message.get("schema", {}).get("properties"):
@@ -353,6 +405,9 @@ class LegTarget(ContactsyncPlugin, Target):
             )
 
     def process_endofpipe(self) -> None:
+        reader = self.message_reader
+        for mapping in reader.mappings.values() if isinstance(reader, LegReader) else ():
+            self.logger.info(mapping.summary())
         # With no record at all there is no sink to clean up, but earlier failures and
         # restores are still owed: finish the leg here then.
         if not self.sinks_made:

@@ -343,8 +343,15 @@ def output_bookmarks(direction: Direction, bookmarks: Any) -> list[str] | None:
     return list(dict.fromkeys(renamed)) or None
 
 
-def input_schema_problem(direction: Direction, schema: Any) -> str | None:
-    """Why a ``contacts`` SCHEMA cannot feed the mapping of ``direction`` (None when it can).
+#: What the mapper adds to an input problem: its one setting decides what it expects.
+DIRECTION_HINT = "is `direction` right?"
+
+
+def input_schema_problem(
+    direction: Direction, schema: Any, hint: str = DIRECTION_HINT
+) -> str | None:
+    """Why a ``contacts`` SCHEMA cannot feed the mapping of ``direction`` (None when it can);
+    ``hint`` ends the message (the mapper's and a target's likely causes differ).
 
     Caught at the SCHEMA, before any record: a mapping fed the other side's records (a swapped
     ``direction``) would otherwise drop every record one by one.
@@ -357,14 +364,13 @@ def input_schema_problem(direction: Direction, schema: Any) -> str | None:
     if direction is Direction.PIPELINER_TO_OUTLOOK and RELATION not in properties:
         return (
             f"its SCHEMA has no `{RELATION}`, which the scope filter needs: the {direction} "
-            "mapping reads the records of tap-pipeliner-contacts (is `direction` right?)"
+            f"mapping reads the records of tap-pipeliner-contacts ({hint})"
         )
     if direction is Direction.OUTLOOK_TO_PIPELINER and not set(properties) & set(
         GRAPH_TABLE_PROPERTIES
     ):
         return (
             f"its SCHEMA has none of Graph's contact fields ({', '.join(GRAPH_TABLE_PROPERTIES)}):"
-            f" the {direction} mapping reads the records of tap-outlook-contacts "
-            "(is `direction` right?)"
+            f" the {direction} mapping reads the records of tap-outlook-contacts ({hint})"
         )
     return None

@@ -9,6 +9,7 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
+from contactsync.mapping import Direction
 from contactsync.outlook.auth import AUTH_SETTINGS_SCHEMA
 from contactsync.outlook.destination import OutlookDestination
 from contactsync.outlook.folders import bound_folder
@@ -46,6 +47,7 @@ class TargetOutlookContacts(LegTarget):
 
     name = "target-outlook-contacts"
     source_side = Side.CRM
+    partner_mapping = Direction.PIPELINER_TO_OUTLOOK
     config_jsonschema = cs.schema(
         AUTH_SETTINGS_SCHEMA,
         cs.SYNC_USER,

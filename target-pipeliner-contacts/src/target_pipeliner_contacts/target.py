@@ -9,6 +9,7 @@ from typing import Any
 from contactsync_singer import LegTarget
 
 from contactsync import settings as cs
+from contactsync.mapping import Direction
 from contactsync.pipeliner.api import PipelinerClient, ResolvedUser
 from contactsync.pipeliner.destination import PipelinerDestination
 from contactsync.pipeliner.records import source_record
@@ -28,6 +29,7 @@ class TargetPipelinerContacts(LegTarget):
 
     name = "target-pipeliner-contacts"
     source_side = Side.BOOK
+    partner_mapping = Direction.OUTLOOK_TO_PIPELINER
     config_jsonschema = cs.schema(
         cs.PIPELINER_CONNECTION,
         cs.SYNC_USER,
