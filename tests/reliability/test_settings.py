@@ -188,3 +188,24 @@ def test_a_wrong_setting_value_stops_with_its_name_and_writes_nothing(
     report = Path(sync.workdir / f"{plugin}.report.json")
     if report.exists():
         assert MARKER not in report.read_text()
+
+
+@pytest.mark.parametrize(
+    ("policy", "refused"),
+    [(None, False), ("pipeliner_wins", False), ("outlook_wins", True), ("newest_wins", True)],
+)
+def test_a_one_way_outlook_target_refuses_a_policy_other_than_pipeliner_wins(
+    policy: str | None, refused: bool
+) -> None:
+    """A one-way sync never reads Outlook back: only Pipeliner's values can win."""
+    config = {**_config(TargetOutlookContacts), "sync_type": "one_way_your_contacts"}
+    if policy is not None:
+        config["conflict_policy"] = policy
+    if not refused:
+        TargetOutlookContacts(config=config, validate_config=True)
+        return
+    with pytest.raises(ConfigValidationError) as raised:
+        TargetOutlookContacts(config=config, validate_config=True)
+    assert f"conflict_policy {policy!r} does not apply to a one-way sync" in str(
+        raised.value.errors
+    )

@@ -18,6 +18,7 @@ from contactsync.outlook.records import source_record
 from contactsync.pipeliner.scope import SyncScope
 from contactsync.sync.engine import Destination, WriteResult
 from contactsync.sync.link import Side
+from contactsync.sync.merge import ConflictPolicy
 from contactsync.sync.plan import Action, DestRecord, SourceRecord
 
 
@@ -69,7 +70,11 @@ class TargetOutlookContacts(LegTarget):
     def setting_problems(self) -> list[str]:
         problems = super().setting_problems()
         policy = self.config.get("conflict_policy")
-        if not self.two_way and policy not in (None, "pipeliner_wins"):
+        try:
+            crm_wins = ConflictPolicy.parse(policy) is ConflictPolicy.CRM_WINS
+        except ValueError as exc:
+            return [*problems, str(exc)]
+        if not self.two_way and not crm_wins:
             problems.append(
                 f"conflict_policy {policy!r} does not apply to a one-way sync "
                 f"({self.config.get('sync_type')}): Pipeliner's values always win there; "
