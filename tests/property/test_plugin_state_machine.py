@@ -334,7 +334,7 @@ def test_two_way_sync_through_the_plugins_converges(
     PluginSyncMachine.workroot = tmp_path_factory.mktemp("plugin-machine")
     runner = PluginSyncMachine.TestCase
     runner.settings = settings(
-        max_examples=int(os.environ.get("CONTACTSYNC_PLUGIN_EXAMPLES", "16")),
+        max_examples=int(os.environ.get("CONTACTSYNC_PLUGIN_EXAMPLES", "24")),
         stateful_step_count=6,  # each step may run processes: keeps `make test` within budget
         deadline=None,
         # No shrinking: each step runs processes, and shrinking a failure could take longer
