@@ -84,9 +84,25 @@ def type_problem(record: Mapping[str, Any], properties: Mapping[str, Any]) -> st
         value = record.get(name)
         if value is None or not isinstance(schema, Mapping) or schema.get("format"):
             continue  # absent/null is for the merge to judge; date-times are parsed by the SDK
+        kind = _PLAIN.get(type(value))
+        if kind is not None:  # most values: a plain type the schema names (no items to check)
+            declared = schema.get("type")
+            if kind == declared or (isinstance(declared, list | tuple) and kind in declared):
+                continue
         if problem := _mismatch(name, value, schema):
             return problem
     return None
+
+
+#: JSON type names of the exact Python types whose check needs no more than the name (arrays
+#: have items to check; subclasses go the long way).
+_PLAIN: Mapping[type, str] = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    dict: "object",
+}
 
 
 def _mismatch(path: str, value: Any, schema: Mapping[str, Any]) -> str | None:
