@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contactsync.sync.fields import (
+    BY_KEY,
     EMAIL_KEYS,
     Values,
     align_email_slots,
@@ -24,7 +25,6 @@ from contactsync.sync.fields import (
     empty_values,
     normalize,
     normalize_values,
-    normalized,
     selected,
 )
 
@@ -334,7 +334,10 @@ def to_graph(
     """
     current = current or {}
     covered = selected(values, keys)
-    written = {key: normalized(values, key) for key in covered}
+    written = {
+        key: None if (value := values.get(key)) is None else normalize(value, multiline=multiline)
+        for key, multiline in ((key, BY_KEY[key].multiline) for key in covered)
+    }
     body: dict[str, Any] = {}
     for key, value in written.items():
         put = GRAPH[key].put

@@ -254,12 +254,12 @@ class SyncLeg:
         its change-tracking link expired): a linked contact it did not list is gone, though no
         tombstone said so. Those become tombstones, behind the same rights and guard."""
         missing = [
-            link.id_on(self.src)
-            for link in self.ledger.iter_links()
-            if link.id_on(self.src)
-            and link.id_on(self.src) not in seen
+            record_id
+            for record_id, state in self.ledger.iter_link_ids(self.src)
+            if record_id
+            and record_id not in seen
             # A copy moved to another folder is not in this one's listing, and not deleted.
-            and not (link.state is LinkState.MOVED and self.src is Side.BOOK)
+            and not (state is LinkState.MOVED and self.src is Side.BOOK)
         ]
         if missing:
             log.info("%d linked contacts are absent from a complete listing", len(missing))

@@ -94,7 +94,16 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        if _already_normal(value, multiline):
+        # Already in normal form, cheaply (issue #15): printable ASCII (no control character,
+        # no accent to compose, no whitespace but the space), no space at either end and, on
+        # one line, never two in a row. Most names, addresses and phone numbers are.
+        if (
+            value.isascii()
+            and value.isprintable()
+            and value[:1] != " "
+            and value[-1:] != " "
+            and (multiline or "  " not in value)
+        ):
             return value or None
         if len(value) <= _SEEN_LONGEST:
             seen = _SEEN.get((value, multiline), _MISSING)
@@ -108,18 +117,6 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
                 _SEEN[(result, multiline)] = result
             return result
     return _normalize(value, multiline)
-
-
-def _already_normal(value: str, multiline: bool) -> bool:
-    """Whether ``value`` is its own normal form, cheaply: printable ASCII (no control character,
-    no accent to compose, no whitespace but the space) without spaces at either end, and, on
-    one line, never two in a row. Most names, e-mail addresses and phone numbers are (issue #15).
-    """
-    if not (value.isascii() and value.isprintable()):
-        return False
-    if value[:1] == " " or value[-1:] == " ":
-        return False
-    return multiline or "  " not in value
 
 
 def _normalize(value: object, multiline: bool) -> str | None:

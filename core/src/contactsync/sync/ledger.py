@@ -537,6 +537,27 @@ class PartitionLedger:
                 return
             after = page[-1].crm_id
 
+    def iter_link_ids(self, side: Side) -> Iterator[tuple[str | None, LinkState]]:
+        """Each link's id on ``side`` and its state, paged by ``crm_id`` like :meth:`iter_links`,
+        without reading the agreed values (a complete listing checks every link: issue #15)."""
+        self._held()
+        column = _id_column(side)
+        after: str | None = None
+        while True:
+            query = select(links.c.crm_id, column, links.c.state).where(
+                _in_partition(links, self._partition)
+            )
+            if after is not None:
+                query = query.where(links.c.crm_id > after)
+            query = query.order_by(links.c.crm_id).limit(_CHUNK)
+            with self._ledger._reading() as conn:
+                page = conn.execute(query).all()
+            for crm_id, record_id, state in page:
+                yield record_id, _link_state(crm_id, state)
+            if len(page) < _CHUNK:
+                return
+            after = page[-1][0]
+
     def count_links(self) -> int:
         self._held()
         with self._ledger._reading() as conn:
@@ -966,13 +987,17 @@ def _id_column(side: Side) -> Column[Any]:
     return links.c.crm_id if Side(side) is Side.CRM else links.c.book_id
 
 
-def _to_link(row: Row[Any]) -> Link:
+def _link_state(crm_id: str, value: str) -> LinkState:
     try:
-        state = LinkState(row.state)
+        return LinkState(value)
     except ValueError:
         raise LedgerError(
-            f"link {row.crm_id} has state {row.state!r}, unknown to this contactsync"
+            f"link {crm_id} has state {value!r}, unknown to this contactsync"
         ) from None
+
+
+def _to_link(row: Row[Any]) -> Link:
+    state = _link_state(row.crm_id, row.state)
     return Link(
         crm_id=row.crm_id,
         book_id=row.book_id,
