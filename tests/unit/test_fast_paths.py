@@ -7,6 +7,7 @@ the table, writing a Graph body, and checking a record's types.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -56,7 +57,11 @@ from contactsync.sync.fields import (
 )
 from contactsync.sync.record import DELETED_REASON, _mismatch, type_problem
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=int(os.environ.get("FAST_PATH_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # --- the oracles: the code before the fast paths -----------------------------------------------
 
@@ -319,6 +324,9 @@ def table_values(draw: st.DrawFn) -> dict[str, str | None]:
     st.one_of(st.none(), st.sets(st.sampled_from(KEYS))),
     st.one_of(st.none(), TEXT),
     st.one_of(st.none(), table_values()),
+)
+@example(  # two invalid values: the same one is named first
+    {"first_name": None, "email1": "\ud800"}, {"jobTitle": "\ud800"}, None, None, None
 )
 def test_to_graph_equals_the_old_one(
     values: dict[str, Any],

@@ -316,6 +316,11 @@ def pipeliner_stamp(contact: Mapping[str, Any]) -> str | None:
     return extended_property(contact, PIPELINER_ID_PROPERTY_ID) or contact.get("pipeliner_id")
 
 
+def _normal(values: Values, key: str) -> str | None:
+    value = values.get(key)
+    return None if value is None else normalize(value, multiline=BY_KEY[key].multiline)
+
+
 def to_graph(
     values: Values,
     current: Mapping[str, Any] | None = None,
@@ -334,21 +339,22 @@ def to_graph(
     """
     current = current or {}
     covered = selected(values, keys)
-    written = {
-        key: None if (value := values.get(key)) is None else normalize(value, multiline=multiline)
-        for key, multiline in ((key, BY_KEY[key].multiline) for key in covered)
-    }
     body: dict[str, Any] = {}
-    for key, value in written.items():
+    written: dict[str, str | None] = {}
+    for key in covered:  # each value normalised once; the e-mail slots after the current ones
         put = GRAPH[key].put
         if put is not None:
-            put(body, current, value)
+            written[key] = _normal(values, key)
+            put(body, current, written[key])
     before = from_graph(current) if current else None
-    if any(k in written for k in EMAIL_KEYS):
-        slots = align_email_slots(before or empty_values(), agreed)
-        addresses = [written[k] if k in written else slots[k] for k in EMAIL_KEYS]
+    if any(k in covered for k in EMAIL_KEYS):
+        # A new contact has no addresses to put back in their slots (all slots empty).
+        slots = align_email_slots(before, agreed) if before is not None else empty_values()
+        written.update((k, _normal(values, k)) for k in EMAIL_KEYS if k in covered)
+        addresses = [written[k] if k in covered else slots[k] for k in EMAIL_KEYS]
         body["emailAddresses"] = _email_list(addresses, current)
-    _note_empty_slots(body, current)
+    if current:  # a new contact's lists have one entry at most: nothing to note
+        _note_empty_slots(body, current)
     after = dict(before or empty_values())
     after.update(written)
     if not current:
