@@ -55,6 +55,7 @@ from contactsync.sync.fields import (
     normalize,
     normalize_values,
 )
+from contactsync.sync.match import NO_MATCH, CandidateIndex, Match, MatchBy, emails, name_key
 from contactsync.sync.record import DELETED_REASON, _mismatch, type_problem
 
 FAST = settings(
@@ -419,3 +420,57 @@ def test_a_pipeliner_record_maps_straight_onto_what_the_target_reads(
 ) -> None:
     expected = _outcome(lambda: _through_the_graph_record(record, scope))
     assert _outcome(lambda: pipeliner_source_record(record, scope)) == expected
+
+
+# --- matching ----------------------------------------------------------------------------------
+
+
+def old_find(index: CandidateIndex, values: Mapping[str, Any], stamp_for: str | None) -> Match:
+    if stamp_for and (found := index._by_stamp.get(stamp_for)):
+        return Match(tuple(sorted(found)), MatchBy.STAMP)
+    by_email: set[str] = set()
+    for address in emails(values):
+        by_email |= index._by_email.get(address, set())
+    if by_email:
+        return Match(tuple(sorted(by_email)), MatchBy.EMAIL)
+    key = name_key(values)
+    mine = emails(values)
+    found = (
+        {i for i in index._by_name.get(key, ()) if not (mine and index._evidence[i].emails)}
+        if key is not None
+        else set()
+    )
+    if found:
+        return Match(tuple(sorted(found)), MatchBy.NAME)
+    return NO_MATCH
+
+
+_PEOPLE = st.fixed_dictionaries(
+    {
+        "first_name": st.sampled_from([None, "Ann", "Bob"]),
+        "last_name": st.sampled_from([None, "Lee"]),
+        "company": st.sampled_from([None, "Acme"]),
+        "email1": st.sampled_from([None, "ann@x.example", "bob@x.example"]),
+    }
+)
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["o-1", "o-2", "o-3"]), _PEOPLE, st.sampled_from([None, "p-1"]))
+    ),
+    st.sets(st.sampled_from(["o-1", "o-2", "o-3"])),
+    _PEOPLE,
+    st.sampled_from([None, "p-1", "p-2"]),
+)
+def test_find_in_an_empty_index_equals_the_old_one(
+    candidates: list[tuple[str, dict[str, Any], str | None]],
+    claimed: set[str],
+    values: dict[str, Any],
+    stamp_for: str | None,
+) -> None:
+    index = CandidateIndex(candidates)
+    for record_id in claimed:
+        index.claim(record_id)
+    assert index.find(values, stamp_for) == old_find(index, values, stamp_for)
