@@ -258,6 +258,43 @@ def test_get_many_and_iter_links_page_through_large_scopes(run: PartitionLedger)
     assert run.count_links() == 1234
 
 
+def test_iter_link_ids_are_the_links_ids_and_states_without_their_values(run: PartitionLedger):
+    many = [Link(f"p{i:05d}", f"o{i:05d}" if i % 7 else None, {"n": str(i)}) for i in range(1234)]
+    for i in range(0, len(many), 3):
+        many[i] = many[i].with_changes(state=LinkState.MOVED)
+    run.put_many(many)
+    for side in Side:
+        expected = [(link.id_on(side), link.state) for link in run.iter_links()]
+        assert list(run.iter_link_ids(side)) == expected  # across three pages, same order
+
+
+def test_creates_in_flight_are_held_and_settled_with_their_links(run: PartitionLedger):
+    run.record_failure(Side.CRM, "p-1", {"id": "p-1", "version": "1"}, "refused")
+    run.hold_in_flight(
+        Side.CRM, [("p-1", {"id": "p-1", "version": "2"}), ("p-2", {"id": "p-2"})], "in flight"
+    )
+    held = {f.record_id: f for f in run.failures(Side.CRM)}
+    assert held["p-1"].attempts == 1 and held["p-1"].payload["version"] == "1"  # kept as it was
+    assert held["p-2"].attempts == 0 and held["p-2"].reason == "in flight"
+    run.hold_in_flight(Side.CRM, [("p-2", {"id": "p-2", "again": True})], "in flight")
+    assert "again" not in run.failures(Side.CRM)[1].payload
+
+    run.put_many([Link("p-2", "o-2")], settle=(Side.CRM, ["p-2"]))
+    assert run.get(Side.CRM, "p-2") is not None
+    assert [f.record_id for f in run.failures(Side.CRM)] == ["p-1"]
+    run.put_many([], settle=(Side.CRM, ["p-1"]))
+    assert run.failures(Side.CRM) == []
+
+
+def test_links_refused_leave_their_pending_work_in_place(run: PartitionLedger):
+    run.put_many([Link("p-1", "o-1")])
+    run.hold_in_flight(Side.CRM, [("p-2", {"id": "p-2"})], "in flight")
+    with pytest.raises(LedgerConflict):
+        run.put_many([Link("p-2", "o-1")], settle=(Side.CRM, ["p-2"]))
+    assert [f.record_id for f in run.failures(Side.CRM)] == ["p-2"]
+    assert run.get(Side.CRM, "p-2") is None
+
+
 def test_iter_links_allows_writes_while_iterating(run: PartitionLedger):
     run.put_many([Link(f"p{i:04d}", f"o{i:04d}") for i in range(520)])
     seen = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contactsync.sync.fields import (
+    BY_KEY,
     EMAIL_KEYS,
     Values,
     align_email_slots,
@@ -24,7 +25,6 @@ from contactsync.sync.fields import (
     empty_values,
     normalize,
     normalize_values,
-    normalized,
     selected,
 )
 
@@ -287,11 +287,11 @@ def _note_empty_slots(body: dict[str, Any], current: Mapping[str, Any]) -> None:
         )
 
 
-def _graph_known(contact: Mapping[str, Any], key: str) -> bool:
-    slot = GRAPH[key]
-    if slot.extended is not None:  # flattened by the tap, or the extended property itself
-        return slot.property in contact or "singleValueExtendedProperties" in contact
-    return slot.property in contact
+#: Per table key, in table order: its getter, its record property, and whether it is kept in an
+#: extended property (then known from the tap's flattened property or the expanded list).
+_READ_PLAN: tuple[tuple[str, Getter, str, bool], ...] = tuple(
+    (key, slot.get, slot.property, slot.extended is not None) for key, slot in GRAPH.items()
+)
 
 
 def from_graph(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str, str | None]:
@@ -300,17 +300,25 @@ def from_graph(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str
     The flattened ``other_phone`` emitted by tap-outlook-contacts is read too. With ``partial``,
     a key whose Graph property is absent from ``contact`` is left out (unknown).
     """
+    if not partial:
+        return normalize_values({key: get(contact) for key, get, _, _ in _READ_PLAN})
+    expanded = "singleValueExtendedProperties" in contact
     raw = {
-        key: slot.get(contact)
-        for key, slot in GRAPH.items()
-        if not partial or _graph_known(contact, key)
+        key: get(contact)
+        for key, get, name, extended in _READ_PLAN
+        if name in contact or (extended and expanded)
     }
-    return normalize_values(raw, partial=partial)
+    return normalize_values(raw, partial=True)
 
 
 def pipeliner_stamp(contact: Mapping[str, Any]) -> str | None:
     """The Pipeliner id we stamped on an Outlook contact (or the tap's flattened copy)."""
     return extended_property(contact, PIPELINER_ID_PROPERTY_ID) or contact.get("pipeliner_id")
+
+
+def _normal(values: Values, key: str) -> str | None:
+    value = values.get(key)
+    return None if value is None else normalize(value, multiline=BY_KEY[key].multiline)
 
 
 def to_graph(
@@ -332,21 +340,29 @@ def to_graph(
     current = current or {}
     covered = selected(values, keys)
     body: dict[str, Any] = {}
-    for key in covered:
+    written: dict[str, str | None] = {}
+    for key in covered:  # each value normalised once; the e-mail slots after the current ones
         put = GRAPH[key].put
         if put is not None:
-            put(body, current, normalized(values, key))
+            written[key] = _normal(values, key)
+            put(body, current, written[key])
     before = from_graph(current) if current else None
-    if any(k in EMAIL_KEYS for k in covered):
-        slots = align_email_slots(before or empty_values(), agreed)
-        addresses = [normalized(values, k) if k in covered else slots[k] for k in EMAIL_KEYS]
+    if any(k in covered for k in EMAIL_KEYS):
+        # A new contact has no addresses to put back in their slots (all slots empty).
+        slots = align_email_slots(before, agreed) if before is not None else empty_values()
+        written.update((k, _normal(values, k)) for k in EMAIL_KEYS if k in covered)
+        addresses = [written[k] if k in covered else slots[k] for k in EMAIL_KEYS]
         body["emailAddresses"] = _email_list(addresses, current)
-    _note_empty_slots(body, current)
+    if current:  # a new contact's lists have one entry at most: nothing to note
+        _note_empty_slots(body, current)
     after = dict(before or empty_values())
-    after.update({k: normalized(values, k) for k in covered})
-    shown = current.get("displayName")
-    derived = before is not None and normalize(shown) in (None, normalize(display_name(before)))
-    body["displayName"] = display_name(after) if not current or derived else shown
+    after.update(written)
+    if not current:
+        body["displayName"] = display_name(after)
+    else:
+        shown = current.get("displayName")
+        derived = before is not None and normalize(shown) in (None, normalize(display_name(before)))
+        body["displayName"] = display_name(after) if derived else shown
     if stamp is not None:
         _set_extended(body, PIPELINER_ID_PROPERTY_ID, stamp)
     return body

@@ -86,8 +86,19 @@ _PIPELINER_SOURCES: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _pipeliner_known(contact: Mapping[str, Any], key: str) -> bool:
-    return any(name in contact for name in _PIPELINER_SOURCES.get(key, (FIELD_NAMES[key],)))
+#: Per table key, in table order: its field, the reader of a key read from more than one field
+#: (else None), and the fields whose presence makes the key known.
+_READ_PLAN: tuple[
+    tuple[str, str, Callable[[Mapping[str, Any]], object] | None, tuple[str, ...]], ...
+] = tuple(
+    (
+        key,
+        FIELD_NAMES[key],
+        {"company": pipeliner_company, "job_title": pipeliner_job_title}.get(key),
+        _PIPELINER_SOURCES.get(key, (FIELD_NAMES[key],)),
+    )
+    for key in KEYS
+)
 
 
 def from_pipeliner(contact: Mapping[str, Any], *, partial: bool = False) -> dict[str, str | None]:
@@ -96,17 +107,16 @@ def from_pipeliner(contact: Mapping[str, Any], *, partial: bool = False) -> dict
     The flattened ``primary_account_name`` emitted by tap-pipeliner-contacts is read too. With
     ``partial``, a key whose Pipeliner field is absent from ``contact`` is left out (unknown).
     """
-    readers: dict[str, Callable[[Mapping[str, Any]], object]] = {
-        "company": pipeliner_company,
-        "job_title": pipeliner_job_title,
-    }
-    known = _pipeliner_known if partial else None
-    raw = {
-        key: readers[key](contact) if key in readers else contact.get(name)
-        for key, name in FIELD_NAMES.items()
-        if known is None or known(contact, key)
-    }
+    raw: dict[str, object] = {}
+    for key, name, reader, sources in _READ_PLAN:
+        if partial and not (name in contact if reader is None else _known(contact, sources)):
+            continue
+        raw[key] = contact.get(name) if reader is None else reader(contact)
     return normalize_values(raw, partial=partial)
+
+
+def _known(contact: Mapping[str, Any], sources: tuple[str, ...]) -> bool:
+    return any(name in contact for name in sources)
 
 
 def to_pipeliner(values: Values, keys: Iterable[str] | None = None) -> dict[str, str]:

@@ -254,12 +254,12 @@ class SyncLeg:
         its change-tracking link expired): a linked contact it did not list is gone, though no
         tombstone said so. Those become tombstones, behind the same rights and guard."""
         missing = [
-            link.id_on(self.src)
-            for link in self.ledger.iter_links()
-            if link.id_on(self.src)
-            and link.id_on(self.src) not in seen
+            record_id
+            for record_id, state in self.ledger.iter_link_ids(self.src)
+            if record_id
+            and record_id not in seen
             # A copy moved to another folder is not in this one's listing, and not deleted.
-            and not (link.state is LinkState.MOVED and self.src is Side.BOOK)
+            and not (state is LinkState.MOVED and self.src is Side.BOOK)
         ]
         if missing:
             log.info("%d linked contacts are absent from a complete listing", len(missing))
@@ -432,13 +432,15 @@ class SyncLeg:
                     new_links.append(link)
                 self._refused_keys(record, result)
                 self._keep_lost_values(action, self._crm_id(action, result))
+                if record.id in self._failed_before:  # its row goes with the link (below)
+                    self._failed_before.discard(record.id)
+                    settled.add(record.id)
                 self._cleared(record.id)
             else:
                 settled.discard(record.id)  # its row stays, as a failure
                 self._failed(action, record, result.error or "write failed", result.permanent)
-        if new_links:
-            self.ledger.put_many(new_links)
-        self.ledger.clear_failures(self.src, sorted(settled))
+        # The links and the end of their records' pending work: one commit (issue #15).
+        self.ledger.put_many(new_links, settle=(self.src, sorted(settled)))
         if replan:
             log.info("%d copies changed while we wrote them: reading them again", len(replan))
             self.process(replan)

@@ -93,17 +93,29 @@ def normalize(value: object, *, multiline: bool = False) -> str | None:
     """
     if value is None:
         return None
-    if isinstance(value, str) and len(value) <= _SEEN_LONGEST:
-        seen = _SEEN.get((value, multiline), _MISSING)
-        if seen is not _MISSING:
-            return seen  # type: ignore[return-value]
-        result = _normalize(value, multiline)
-        if len(_SEEN) >= _SEEN_MAX:
-            _SEEN.clear()
-        _SEEN[(value, multiline)] = result
-        if result is not None:
-            _SEEN[(result, multiline)] = result
-        return result
+    if isinstance(value, str):
+        # Already in normal form, cheaply (issue #15): printable ASCII (no control character,
+        # no accent to compose, no whitespace but the space), no space at either end and, on
+        # one line, never two in a row. Most names, addresses and phone numbers are.
+        if (
+            value.isascii()
+            and value.isprintable()
+            and value[:1] != " "
+            and value[-1:] != " "
+            and (multiline or "  " not in value)
+        ):
+            return value or None
+        if len(value) <= _SEEN_LONGEST:
+            seen = _SEEN.get((value, multiline), _MISSING)
+            if seen is not _MISSING:
+                return seen  # type: ignore[return-value]
+            result = _normalize(value, multiline)
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[(value, multiline)] = result
+            if result is not None:
+                _SEEN[(result, multiline)] = result
+            return result
     return _normalize(value, multiline)
 
 
@@ -127,27 +139,38 @@ def _normalize(value: object, multiline: bool) -> str | None:
     return text or None
 
 
+#: The table keys as a set, and each key with its ``multiline`` flag, in table order.
+KEY_SET: frozenset[str] = frozenset(KEYS)
+_MULTILINE: tuple[tuple[str, bool], ...] = tuple((f.key, f.multiline) for f in FIELDS)
+
+
 def normalize_values(
     values: Mapping[str, object], *, partial: bool = False
 ) -> dict[str, str | None]:
     """Every table key, normalised (with ``partial``, only the keys present); a key outside the
     table is a programming error."""
-    unknown = set(values) - set(KEYS)
-    if unknown:
+    if not KEY_SET.issuperset(values):
+        unknown = set(values) - KEY_SET
         raise KeyError(f"not field-table keys: {', '.join(sorted(unknown))}")
     out: dict[str, str | None] = {}
-    for f in FIELDS:
-        if partial and f.key not in values:
-            continue
-        try:
-            out[f.key] = normalize(values.get(f.key), multiline=f.multiline)
-        except ValueError as exc:
-            raise ValueError(f"field {f.key}: {exc}") from None
+    for key, multiline in _MULTILINE:
+        if key in values:
+            value = values[key]
+            if value is None:
+                out[key] = None
+                continue
+            try:
+                out[key] = normalize(value, multiline=multiline)
+            except ValueError as exc:
+                raise ValueError(f"field {key}: {exc}") from None
+        elif not partial:
+            out[key] = None
     return out
 
 
 def normalized(values: Mapping[str, object], key: str) -> str | None:
-    return normalize(values.get(key), multiline=BY_KEY[key].multiline)
+    value = values.get(key)
+    return None if value is None else normalize(value, multiline=BY_KEY[key].multiline)
 
 
 def empty_values() -> dict[str, str | None]:
@@ -175,8 +198,8 @@ def display_name(values: Values) -> str:
 def selected(values: Values, keys: Iterable[str] | None) -> tuple[str, ...]:
     """The keys a write covers, in table order: ``keys``, or those ``values`` carries."""
     wanted = set(values) if keys is None else set(keys)
-    if wanted - set(KEYS):
-        raise KeyError(f"not field-table keys: {', '.join(sorted(wanted - set(KEYS)))}")
+    if not KEY_SET.issuperset(wanted):
+        raise KeyError(f"not field-table keys: {', '.join(sorted(wanted - KEY_SET))}")
     return tuple(k for k in KEYS if k in wanted)
 
 

@@ -55,6 +55,7 @@ from contactsync.sync.ledger_history import HELD_DELETE_REASON, RENAMED_COLUMNS,
 from contactsync.sync.ledger_tables import (
     _ADDED_COLUMNS,
     _CHUNK,
+    _INSERT_PENDING,
     _LINK_UPDATABLE,
     _PARTITION,
     _UPSERT_LINKS,
@@ -536,6 +537,27 @@ class PartitionLedger:
                 return
             after = page[-1].crm_id
 
+    def iter_link_ids(self, side: Side) -> Iterator[tuple[str | None, LinkState]]:
+        """Each link's id on ``side`` and its state, paged by ``crm_id`` like :meth:`iter_links`,
+        without reading the agreed values (a complete listing checks every link: issue #15)."""
+        self._held()
+        column = _id_column(side)
+        after: str | None = None
+        while True:
+            query = select(links.c.crm_id, column, links.c.state).where(
+                _in_partition(links, self._partition)
+            )
+            if after is not None:
+                query = query.where(links.c.crm_id > after)
+            query = query.order_by(links.c.crm_id).limit(_CHUNK)
+            with self._ledger._reading() as conn:
+                page = conn.execute(query).all()
+            for crm_id, record_id, state in page:
+                yield record_id, _link_state(crm_id, state)
+            if len(page) < _CHUNK:
+                return
+            after = page[-1][0]
+
     def count_links(self) -> int:
         self._held()
         with self._ledger._reading() as conn:
@@ -547,8 +569,14 @@ class PartitionLedger:
         """Insert or update the link of ``link.crm_id``; durable when this returns."""
         self.put_many([link])
 
-    def put_many(self, items: Sequence[Link]) -> None:
+    def put_many(
+        self, items: Sequence[Link], *, settle: tuple[Side, Sequence[str]] | None = None
+    ) -> None:
         """Upsert all links in one transaction: all are durable on return, or none is written.
+
+        ``settle`` (a side and record ids): those records' pending rows (failures, creates in
+        flight) are dropped in the same transaction, so that a record's link and the end of its
+        pending work are one commit (issue #15), never one without the other.
 
         Raises ``LedgerConflict`` (and writes nothing) if an address-book id would be linked to two
         CRM contacts. A link may take over an address-book id that another link of the same
@@ -558,7 +586,8 @@ class PartitionLedger:
         batch: dict[str, Link] = {}
         for link in items:
             batch[link.crm_id] = link
-        if not batch:
+        settled = list(settle[1]) if settle is not None else []
+        if not batch and not settled:
             return
         claims: dict[str, str] = {}  # address book id -> crm id claiming it in this batch
         for link in batch.values():
@@ -575,8 +604,11 @@ class PartitionLedger:
         rows = [self._row(link, now) for link in batch.values()]
         try:
             with self._ledger._writing() as conn:
-                self._release_moved_book_ids(conn, batch, claims)
-                self._upsert(conn, rows)
+                if rows:
+                    self._release_moved_book_ids(conn, batch, claims)
+                    self._upsert(conn, rows)
+                if settle is not None and settled:
+                    self._delete_failures(conn, settle[0], settled)
         except IntegrityError as exc:  # a check above missed a case: still never duplicate
             raise LedgerConflict(
                 f"writing {len(rows)} link(s) in scope {self._partition} violates a uniqueness "
@@ -746,31 +778,36 @@ class PartitionLedger:
         self._held()
         side = Side(side)
         now = _now()
+        partition = _partition_values(self._partition)
+        rows = [
+            {
+                **partition,
+                "side": side.value,
+                "record_id": record_id,
+                "payload": _dumps(payload),
+                "reason": reason,
+                "attempts": 0,  # not a failure (yet): a refusal counts from 1
+                "first_failed_at": now,
+                "last_failed_at": now,
+                "parked_at": None,
+            }
+            for record_id, payload in dict(records).items()
+        ]
         with self._ledger._writing() as conn:
+            if conn.dialect.name in ("postgresql", "sqlite"):
+                conn.execute(_INSERT_PENDING, rows)
+                return
+            # Portable path: nobody else writes this partition while we hold its run lock.
             held = set(
                 conn.scalars(
                     select(failures.c.record_id).where(
                         _in_partition(failures, self._partition),
                         failures.c.side == side.value,
-                        failures.c.record_id.in_([i for i, _ in records]),
+                        failures.c.record_id.in_([row["record_id"] for row in rows]),
                     )
                 )
             )
-            rows = [
-                {
-                    **_partition_values(self._partition),
-                    "side": side.value,
-                    "record_id": record_id,
-                    "payload": _dumps(payload),
-                    "reason": reason,
-                    "attempts": 0,  # not a failure (yet): a refusal counts from 1
-                    "first_failed_at": now,
-                    "last_failed_at": now,
-                    "parked_at": None,
-                }
-                for record_id, payload in dict(records).items()
-                if record_id not in held
-            ]
+            rows = [row for row in rows if row["record_id"] not in held]
             if rows:
                 conn.execute(insert(failures), rows)
 
@@ -780,11 +817,15 @@ class PartitionLedger:
             return
         self._held()
         with self._ledger._writing() as conn:
+            self._delete_failures(conn, Side(side), record_ids)
+
+    def _delete_failures(self, conn: Connection, side: Side, record_ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(record_ids)):
             conn.execute(
                 delete(failures).where(
                     _in_partition(failures, self._partition),
                     failures.c.side == Side(side).value,
-                    failures.c.record_id.in_(list(record_ids)),
+                    failures.c.record_id.in_(chunk),
                 )
             )
 
@@ -946,13 +987,17 @@ def _id_column(side: Side) -> Column[Any]:
     return links.c.crm_id if Side(side) is Side.CRM else links.c.book_id
 
 
-def _to_link(row: Row[Any]) -> Link:
+def _link_state(crm_id: str, value: str) -> LinkState:
     try:
-        state = LinkState(row.state)
+        return LinkState(value)
     except ValueError:
         raise LedgerError(
-            f"link {row.crm_id} has state {row.state!r}, unknown to this contactsync"
+            f"link {crm_id} has state {value!r}, unknown to this contactsync"
         ) from None
+
+
+def _to_link(row: Row[Any]) -> Link:
+    state = _link_state(row.crm_id, row.state)
     return Link(
         crm_id=row.crm_id,
         book_id=row.book_id,

@@ -185,6 +185,15 @@ _UPSERT_LINKS: Final = text(
 ).bindparams(*(bindparam(c.name, type_=c.type) for c in links.c))
 
 
+#: Pending work inserted unless the record already has a row (which keeps its payload and
+#: attempts): one statement, no read first (SQLite 3.24+ and PostgreSQL, like the upsert above).
+_INSERT_PENDING: Final = text(
+    f"INSERT INTO {failures.name} ({', '.join(c.name for c in failures.c)}) "
+    f"VALUES ({', '.join(':' + c.name for c in failures.c)}) "
+    f"ON CONFLICT ({', '.join([*_PARTITION, 'side', 'record_id'])}) DO NOTHING"
+).bindparams(*(bindparam(c.name, type_=c.type) for c in failures.c))
+
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 

@@ -106,6 +106,8 @@ class CandidateIndex:
     def find(self, values: Values, stamp_for: str | None = None) -> Match:
         """Candidates for a record with ``values``; ``stamp_for`` is its id when the
         candidates carry stamps (a CRM record looking at address-book copies)."""
+        if not self._evidence:  # nothing left to match (a first sync into an empty folder)
+            return NO_MATCH
         if stamp_for and (found := self._by_stamp.get(stamp_for)):
             return Match(tuple(sorted(found)), MatchBy.STAMP)
         by_email: set[str] = set()

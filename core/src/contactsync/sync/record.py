@@ -84,9 +84,43 @@ def type_problem(record: Mapping[str, Any], properties: Mapping[str, Any]) -> st
         value = record.get(name)
         if value is None or not isinstance(schema, Mapping) or schema.get("format"):
             continue  # absent/null is for the merge to judge; date-times are parsed by the SDK
+        if _plainly_fits(value, schema):
+            continue
         if problem := _mismatch(name, value, schema):
             return problem
     return None
+
+
+def _plainly_fits(value: Any, schema: Mapping[str, Any]) -> bool:
+    """True when ``value`` certainly passes :func:`_mismatch`: a plain type the schema names, or
+    a list of such items (most values); False means "check it in full", not "it fails"."""
+    kind = _PLAIN.get(type(value))
+    if kind is None:
+        if type(value) is not list:
+            return False
+        kind = "array"
+    declared = schema.get("type")
+    if not (kind == declared or (isinstance(declared, list | tuple) and kind in declared)):
+        return False
+    if kind != "array":
+        return True
+    items = schema.get("items")
+    if not isinstance(items, Mapping):
+        return True  # nothing said about the items: _mismatch checks none
+    return all(
+        item is None or (type(item) is not list and _plainly_fits(item, items)) for item in value
+    )
+
+
+#: JSON type names of the exact Python types whose check needs no more than the name (arrays
+#: have items to check; subclasses go the long way).
+_PLAIN: Mapping[type, str] = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    dict: "object",
+}
 
 
 def _mismatch(path: str, value: Any, schema: Mapping[str, Any]) -> str | None:
