@@ -52,13 +52,32 @@ def _quiet_cpu(run: dict[str, Any]) -> float:
     return statistics.median(sum(p["cpu_s"] for p in x["processes"].values()) for x in run["quiet"])
 
 
+def _quiet_parts(run: dict[str, Any]) -> dict[str, float]:
+    """Medians over the quiet runs: Meltano's CPU seconds, and the plugin processes' together."""
+    quiet = run["quiet"]
+    return {
+        "meltano": statistics.median(x["processes"]["meltano"]["cpu_s"] for x in quiet),
+        "plugins": statistics.median(
+            sum(p["cpu_s"] for name, p in x["processes"].items() if name != "meltano")
+            for x in quiet
+        ),
+    }
+
+
+def _floor_cpu(data: dict[str, Any]) -> float:
+    """CPU seconds of the SDK floor's tap and target in this run (0 when not measured)."""
+    floor = (data.get("cpu") or {}).get("floor")
+    return floor["tap"]["cpu_s"] + floor["target"]["cpu_s"] if floor else 0.0
+
+
 def goal_rows(data: dict[str, Any]) -> list[str]:
     """Issue #15's figures, each with its goal, met or not, and why."""
     rows = ["| figure | now | goal | | why |", "|---|---:|---:|---|---|"]
     if cpu := data.get("cpu"):
         ratio = cpu["ratio"]
         rows.append(
-            f"| mapper + target CPU per contact vs the SDK floor (`bench/floor.py`), "
+            f"| CPU per contact after the tap (the target, mapping in-process) vs the SDK floor "
+            f"(`bench/floor.py`), "
             f"N = {cpu['n']:,} | {ratio:.2f}× | ≤ 1.5× | {_ok(ratio <= 1.5)} | " + WHY["cpu"] + " |"
         )
     many = data.get("many_users") or {}
@@ -68,7 +87,9 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
         rows.append(
             f"| CPU seconds of a quiet two-way `meltano run` for one user (whole process tree, "
             f"Meltano included; median of {len(two[0]['quiet'])}, N = {two[0]['n']:,}) "
-            f"| {quiet:.1f} | ≤ 3 | {_ok(quiet <= 3)} | " + WHY["quiet"] + " |"
+            f"| {quiet:.1f} | ≤ 3 | {_ok(quiet <= 3)} | "
+            + WHY["quiet"].format(**_quiet_parts(two[0]), floor=_floor_cpu(data))
+            + " |"
         )
     if checked:
         single = many.get("single_user_precheck") or []
@@ -140,26 +161,36 @@ def goal_rows(data: dict[str, Any]) -> list[str]:
 
 WHY = {
     "cpu": (
-        "the floor target discards records; ours plans against the ledger, normalises, builds "
-        "Graph bodies, sends them and commits links. Record validation now checks the SCHEMA's "
-        "types compiled once (0.03 CPU s per 10,000 records; jsonschema, which the floor pays, "
-        "0.8 s). The sandbox now keeps HTTP/1.1 connections alive, as HTTP/1.1 servers do "
-        "(RFC 9112 §9.3); it used to close every one, so each of the 500 `$batch` requests paid "
-        "a TLS handshake and a reload of the CA bundle: the Graph client's batch thread went "
-        "from about 2.2 to 1.0 CPU s, the target from 4.1-5.0 to 3.3-3.5 CPU s (ratio "
-        "1.93-2.27× in four runs before, 1.55-1.78× in five after, interleaved). What is left "
-        "over the floor is in core (profile: `python -m bench.profile`): the batch thread's "
-        "1.0 s (requests/urllib3, TLS, JSON both ways, MSAL's token lookup per request), "
-        "reading each record onto the field table and building its Graph body (0.29 + 0.26 s, both "
-        "normalising values the mapper had normalised), planning and ledger commits"
+        "the floor target discards records; ours maps each record (field table, scope filter), "
+        "plans against the ledger, builds Graph bodies, sends them and commits links. What "
+        "brought it down, in order: record validation with the SCHEMA's types compiled once "
+        "(jsonschema only for a record that fails them); the sandbox keeping HTTP/1.1 "
+        "connections alive as Graph does (one TLS handshake per connection, not per `$batch`); "
+        "the mapping inside the target (the job runs `tap target`: the mapper process, about "
+        "1.0-1.4 CPU s per 10,000 of which half was singer-sdk parsing and writing every record "
+        "once more, is gone: 1.77x in the last sitting's bench, 1.21-1.30x in three "
+        "`--only cpu` runs after it); per-record fast "
+        "paths in core (text already in normal form is not normalised again, table reads and "
+        "writes once per key, a batch's links and the end of its pending work in one commit, a "
+        "complete listing reads link ids only; the mapping 0.50 to 0.26 s, the target about "
+        "0.5 s less). What is left over the floor (`python -m bench.profile`): the Graph "
+        "client's batch thread (about 0.9 s: requests/http.client, TLS, JSON), the mapping, "
+        "planning, SQLAlchemy's statement handling"
     ),
     "quiet": (
-        "six plugin processes and Meltano start for a run that has nothing to do: Meltano alone "
-        "spends about 2 CPU s (its import and settings resolution: it copies the environment "
-        "for each of thousands of setting lookups), each plugin about 0.4-0.6 s, singer-sdk's "
-        "import most of it. Fixed: shipped catalogs (no discovery process per tap), compiled "
-        "bytecode in the plugin virtualenvs, lazy imports; what is left is Meltano's and the "
-        "SDK's start-up"
+        "Meltano and four plugin processes start for a run that has nothing to do (six before "
+        "the targets mapped in-process; the same day, interleaved, 4.2-4.6 CPU s with the "
+        "mapper against 3.5-3.7 without): Meltano {meltano:.1f} CPU s (median) — its import, and "
+        "settings resolution that copies the process environment three times for each of "
+        "about 2,800 setting lookups of the job's four plugins (0.4 s of it with this run's 85 "
+        "variables) —, the four plugin processes {plugins:.1f} s together, singer-sdk's import "
+        "(about 0.2 s each) and the targets' SQLAlchemy (0.1 s) most of it. Fixed before: "
+        "shipped catalogs, compiled bytecode, lazy imports. What is left is Meltano's and "
+        "singer-sdk's start-up, not ours to cut without leaving them; a quiet user through "
+        "`contactsync run` starts neither (next row). The CPU seconds of a run vary with the "
+        "machine's day: the SDK floor of row 1 took 2.70 s in the bench of the last sitting "
+        "(e855fae, whose quiet run with six plugin processes took 3.5 s), {floor:.2f} s in this "
+        "one, on the same kind of machine"
     ),
     "precheck": (
         "a user with nothing to do costs what the taps' quiet run asks (Pipeliner: user, role, "
@@ -380,17 +411,22 @@ def render(path: Path) -> None:
     if cpu := data.get("cpu"):
         f, o = cpu["floor"], cpu["ours"]
         lines += [
-            "## 6. CPU: mapper + target against singer-sdk's own floor",
+            "## 6. CPU: what follows the tap against singer-sdk's own floor",
             "",
             f"N = {cpu['n']:,}, sandbox latency zero. Ours: CPU seconds (user + system) of "
-            "contactsync-mapper and target-outlook-contacts in the one-way run above. Floor: a "
+            "target-outlook-contacts in the one-way run above, which maps the tap's records "
+            "itself (plus contactsync-mapper's, for a job that still runs it). Floor: a "
             "minimal singer-sdk tap piped into a minimal singer-sdk target that discards "
             "(`bench/floor.py`, same records' shape, same singer-sdk), measured right after it.",
             "",
             "| | CPU s | contacts per CPU second |",
             "|---|---:|---:|",
-            f"| ours: mapper {o['mapper_cpu_s']:.1f} s + target {o['target_cpu_s']:.1f} s "
-            f"| {o['mapper_cpu_s'] + o['target_cpu_s']:.1f} | {o['contacts_per_cpu_s']:,} |",
+            (
+                f"| ours: mapper {o['mapper_cpu_s']:.1f} s + target {o['target_cpu_s']:.1f} s "
+                if o["mapper_cpu_s"]
+                else "| ours: target, mapping in-process "
+            )
+            + f"| {o['mapper_cpu_s'] + o['target_cpu_s']:.1f} | {o['contacts_per_cpu_s']:,} |",
             f"| floor: SDK tap {f['tap']['cpu_s']:.1f} s + SDK target {f['target']['cpu_s']:.1f} s "
             f"| {f['tap']['cpu_s'] + f['target']['cpu_s']:.1f} | {f['contacts_per_cpu_s']:,} |",
             f"| **ratio (ours / floor, CPU per contact)** | **{cpu['ratio']:.2f}** | |",
@@ -564,6 +600,16 @@ NOTES_FINDINGS = [
     "1.93-2.27× (target 4.05-4.96 CPU s, of which the batch thread 2.2) | 1.55-1.78× (target "
     "3.28-3.52, batch thread 1.0) | the sandbox keeps connections alive "
     "(`contactsync_sandbox.server`): one TLS handshake per connection, not per request |",
+    "| quiet two-way `meltano run`, CPU s of the tree, same day, interleaved scratch runs "
+    "(100 contacts, load about 2) | 4.2-4.6 (Meltano 2.0-2.1, six plugin processes) | 3.5-3.7 "
+    "(Meltano 1.9-2.0, four) | each target maps its partner tap's stream in-process "
+    "(`contactsync_singer.contacts_mapping`); the jobs run `tap target` |",
+    "| CPU per contact after the tap vs the floor, N = 10,000 (`bench.run --only cpu`) | "
+    "1.77× (mapper 1.03 + target 3.75 CPU s) | 1.21-1.30× (target alone 4.15-4.29, the floor "
+    "3.3-3.4 that day) | same |",
+    "| the same target, interleaved before/after (helper runs, six each) | 4.68 CPU s (mean) | "
+    "4.11 | per-record fast paths in core: normal text kept as is, one read/write per key, "
+    "links and pending work in one commit, link ids only for a complete listing |",
     "| under Graph's budget (documented `$batch` model, client paced at the same budget): "
     "inner 429s | 279 per 400 creates (issue #13's model, unpaced) | 0 | "
     "`contactsync.outlook.pacing` |",
@@ -581,11 +627,15 @@ NOTES_FINDINGS = [
     "`contactsync run` gives each user a different one, so every run started each tap twice. The "
     "catalogs are now generated from `--discover` into `catalogs/` and shipped "
     "(`scripts/gen_meltano_yml.py`; a test checks they equal `--discover`).",
-    "* **What is left of a quiet run** is start-up: Meltano itself (about 2 CPU s: its imports, "
-    "and settings resolution that copies the environment for each of about 9,000 setting "
-    "lookups of the job's 8 plugins) and six interpreters importing singer-sdk (0.3 s each at "
-    "best). The goal of 3 CPU s is below what Meltano and six singer-sdk processes cost, so "
-    "a quiet user no longer starts them: `contactsync run` asks first (below).",
+    "* **What is left of a quiet run** is start-up: Meltano itself (about 1.6-2 CPU s: its "
+    "imports, and settings resolution that copies the environment three times for each of "
+    "about 2,800 setting lookups of the job's four plugins) and four interpreters importing "
+    "singer-sdk (about 0.3-0.5 s each). The mapper's two processes are gone: each target maps "
+    "its partner tap's stream itself with the mapper's own code (a stream the mapper already "
+    "mapped is read as it is, so `tap mapping target` jobs keep working). Declaring fewer "
+    "settings would save Meltano a little (38 of singer-sdk's generic settings removed from "
+    "meltano.yml: 0.17 s), at the cost of settings users set; not done. A quiet user does not "
+    "start Meltano at all through `contactsync run` (below).",
     "* **A pre-check skips the quiet users** (`contactsync.ops.precheck`). Before a user's "
     "`meltano run`, `contactsync run` asks, in its own process, what the taps' quiet run would ask "
     "(Pipeliner: user, role, units and the contacts modified since the bookmark; Graph: the "
@@ -625,10 +675,12 @@ NOTES_FINDINGS = [
     "`graph_window_seconds`. The throttled scenario above runs the emulator's documented "
     "`$batch` model at the same (scaled) budget.",
     "",
-    "Next steps: fewer processes per real run (the mapper inside the targets); the Graph "
-    "client's per-request costs and values normalised once (CPU per contact, above); a "
-    "real-tenant run to check the pacing against Graph itself, and how many delta tokens "
-    "Exchange keeps per folder (each pre-check's delta call makes one, which the check drops).",
+    "Next steps: the Graph client's per-request costs (CPU per contact, above); "
+    "`contactsync.mapping.pipeliner_source_record` gives the target's record straight from "
+    "the tap's (about 0.3 s per 10,000 less) where the sink's validation of the mapped record "
+    "can be skipped; a real-tenant run to check the pacing against Graph itself, and how many "
+    "delta tokens Exchange keeps per folder (each pre-check's delta call makes one, which the "
+    "check drops).",
 ]
 
 if __name__ == "__main__":
