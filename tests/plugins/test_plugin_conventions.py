@@ -104,6 +104,8 @@ def test_batch_size_rows_is_honoured_and_writes_are_measured(
     [
         ({"load_method": "overwrite"}, "load_method"),
         ({"add_record_metadata": True}, "add_record_metadata"),
+        # Flattened, a contact's lists become strings and every record would be rejected.
+        ({"flattening_enabled": True, "flattening_max_depth": 3}, "flattening_enabled"),
     ],
 )
 def test_sdk_settings_a_target_cannot_honour_are_refused_at_start(

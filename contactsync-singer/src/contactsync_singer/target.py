@@ -265,6 +265,12 @@ class LegTarget(ContactsyncPlugin, Target):
                 "are not in its input; deletes follow the source (tombstones, or a complete "
                 "listing ending in ACTIVATE_VERSION). Leave load_method unset (or upsert)"
             )
+        if self.config.get("flattening_enabled"):
+            problems.append(
+                "flattening_enabled is not supported: contacts keep their lists and objects "
+                "(e-mail addresses, phones, the business address), and flattened into strings "
+                "every record would be rejected; leave it unset"
+            )
         if self.config.get("add_record_metadata"):
             problems.append(
                 "add_record_metadata is not supported: contacts have no place for _sdc_ "
