@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import TreeSampler, _stat
+from bench.quiet_floor import QuietFloor
 from contactsync.sync.ledger import Ledger
 from contactsync.sync.link import Partition
 from contactsync_sandbox.client import SandboxControl
@@ -396,7 +397,8 @@ class Bench:
         self.results["throttled"] = result
 
     def two_way(self) -> None:
-        """3 and 4: quiet two-way runs against empty runs, then 1% changed on each side."""
+        """3 and 4: quiet two-way runs against empty runs and the quiet floor (the same job
+        shape with bare singer-sdk plugins), then 1% changed on each side."""
         sizes = [n for n in self.sizes if n >= 10_000] or [max(self.sizes)]
         self.empty.seed_pipeliner(0)
         empty = self.project(self.empty, "empty")
@@ -405,10 +407,13 @@ class Bench:
         for n in sizes:
             with self.fresh(n, f"two-way-{n}") as project:
                 initial = project.run("two-way-your-contacts", f"two-way-initial-{n}", n)
-                quiet, baseline = [], []
-                for i in range(5):  # interleaved, so both see the same load
+                quiet, baseline, floor = [], [], []
+                floor_project = QuietFloor(self.workdir)
+                for i in range(5):  # interleaved, so all three see the same load
                     baseline.append(empty.run("two-way-your-contacts", f"empty-{n}-{i}", 0))
                     quiet.append(project.run("two-way-your-contacts", f"quiet-{n}-{i}", n))
+                    floor.append(floor_project.run())
+                    log(f"quiet floor {i}: {floor[-1]['processes']}")
                 changed = self.change_one_percent(project, n)
                 result = project.run("two-way-your-contacts", f"changed-{n}", n)
             runs.append(
@@ -417,6 +422,7 @@ class Bench:
                     "initial": initial,
                     "quiet": quiet,
                     "empty": baseline,
+                    "quiet_floor": floor,  # bench.quiet_floor: four bare singer-sdk plugins
                     "quiet_wall_median": statistics.median(r["wall_s"] for r in quiet),
                     "empty_wall_median": statistics.median(r["wall_s"] for r in baseline),
                     "changed": {**result, "changed_each_side": changed},
