@@ -231,7 +231,8 @@ WHY = {
     "users": (
         "CPU-bound: users per 15 minutes = cores × 900 / CPU s per user-run; the measured "
         "figure had only the CPU the other jobs on this machine left. 500 users on 2 cores needs "
-        "≤ 3.6 CPU s per user-run, below what a quiet `meltano run` costs (row 2); see "
+        "≤ 3.6 CPU s per user-run: a quiet `meltano run` costs more (row 2), and the floor of "
+        "any job of its shape leaves little room; the pre-check (next row) meets it; see "
         "docs/scale.md"
     ),
 }
