@@ -191,21 +191,23 @@ WHY = {
         "planning, SQLAlchemy's statement handling"
     ),
     "quiet": (
-        "the floor of any job of this shape is above the goal: the same job with four bare "
-        "singer-sdk plugins that do nothing (`bench/quiet_floor.py`, measured interleaved with "
-        "ours) took {floor_total:.1f} CPU s (Meltano {floor_meltano:.1f}, the plugin processes "
-        "{floor_plugins:.1f}). Ours: Meltano {meltano:.1f} (median), our four plugin processes "
-        "{plugins:.1f} together, as much as the bare ones. What Meltano spends above its floor "
-        "is its settings resolution for our plugins' declared settings (about 2,800 lookups, "
-        "each copying the process environment three times); 38 of singer-sdk's generic "
-        "settings removed from meltano.yml saved 0.17 s, not worth the settings users set. "
-        "Fixed: the targets map their partner tap's stream in-process, so four plugin "
-        "processes start instead of six (the same day, interleaved, 4.2-4.6 CPU s with the "
-        "mapper against 3.5-3.7 without); before: shipped catalogs, compiled bytecode, lazy "
-        "imports. A quiet user through `contactsync run` starts neither Meltano nor a plugin "
-        "(next row). The CPU seconds of a run vary with the machine's day: the SDK floor of "
-        "row 1 took 2.70 s in the bench of the last sitting (e855fae, whose quiet run with six "
-        "plugin processes took 3.5 s), {floor:.2f} s in this one"
+        "the same job with four bare singer-sdk plugins that do nothing "
+        "(`bench/quiet_floor.py`, measured interleaved with ours) took {floor_total:.1f} CPU s:"
+        " Meltano {floor_meltano:.1f}, the plugin processes {floor_plugins:.1f}. Ours: our four"
+        " plugin processes {plugins:.1f} together, no more than the bare ones; Meltano "
+        "{meltano:.1f} (median). Meltano's excess is its settings resolution, which grows with "
+        "the plugins' declared settings: 30 more declared per plugin of the floor job cost "
+        "Meltano about 1.0 CPU s more per run (about 8 ms per setting; each lookup copies the "
+        "process environment three times), and our four plugins declare 127 (89 of ours, 38 of "
+        "singer-sdk's generic ones; dropping those 38 saved 0.17 s in one trial). Meeting 3 s "
+        "would mean declaring a fraction of the settings users configure, so it was not done. "
+        "Fixed: the targets map their partner tap's stream in-process, so four plugin processes"
+        " start instead of six (measured the same hour, one after the other: 4.2-4.6 CPU s with"
+        " the mapper against 3.5-3.7 without); before: shipped catalogs, compiled bytecode, "
+        "lazy imports. A quiet user through `contactsync run` starts neither Meltano nor a "
+        "plugin (next row). CPU seconds vary with the machine's day: the SDK floor of row 1 "
+        "took 2.70 s in the bench of the last sitting (e855fae, whose quiet run with six plugin"
+        " processes took 3.5 s), {floor:.2f} s in this one"
     ),
     "precheck": (
         "a user with nothing to do costs what the taps' quiet run asks (Pipeliner: user, role, "
@@ -231,9 +233,9 @@ WHY = {
     "users": (
         "CPU-bound: users per 15 minutes = cores × 900 / CPU s per user-run; the measured "
         "figure had only the CPU the other jobs on this machine left. 500 users on 2 cores needs "
-        "≤ 3.6 CPU s per user-run: a quiet `meltano run` costs more (row 2), and the floor of "
-        "any job of its shape leaves little room; the pre-check (next row) meets it; see "
-        "docs/scale.md"
+        "≤ 3.6 CPU s per user-run: a quiet `meltano run` costs about that alone (row 2, "
+        "Meltano's settings resolution most of the excess over its floor), and `contactsync "
+        "run` adds its own process; the pre-check (next row) meets it; see docs/scale.md"
     ),
 }
 
@@ -616,7 +618,8 @@ NOTES_FINDINGS = [
     "1.93-2.27× (target 4.05-4.96 CPU s, of which the batch thread 2.2) | 1.55-1.78× (target "
     "3.28-3.52, batch thread 1.0) | the sandbox keeps connections alive "
     "(`contactsync_sandbox.server`): one TLS handshake per connection, not per request |",
-    "| quiet two-way `meltano run`, CPU s of the tree, same day, interleaved scratch runs "
+    "| quiet two-way `meltano run`, CPU s of the tree, same hour, scratch runs one after the "
+    "other "
     "(100 contacts, load about 2) | 4.2-4.6 (Meltano 2.0-2.1, six plugin processes) | 3.5-3.7 "
     "(Meltano 1.9-2.0, four) | each target maps its partner tap's stream in-process "
     "(`contactsync_singer.contacts_mapping`); the jobs run `tap target` |",
