@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
 from contactsync.ops import precheck
@@ -30,11 +33,64 @@ QUIET = LocalFacts(
     max_interval=3600,
     states=BOOKMARKS,
     waiting=Waiting(digest="w"),
+    phase=1800,  # this user's hourly windows start at half past
 )
 
 
 def test_a_quiet_user_is_left_to_the_apis() -> None:
     assert local_decision(QUIET) is None
+
+
+def test_the_full_check_comes_at_the_users_window_boundary() -> None:
+    """Last run 11:45, windows starting at half past: due from 12:30 on, not before."""
+    assert local_decision(replace(QUIET, now=NOW + timedelta(minutes=29))) is None
+    due = local_decision(replace(QUIET, now=NOW + timedelta(minutes=30)))
+    assert due is not None and "a full check is due" in due.reason and "45 min old" in due.reason
+
+
+@given(
+    last=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1)),
+    phase=st.floats(min_value=0, max_value=3599.999),
+    after=st.floats(min_value=0, max_value=7200),
+)
+def test_a_real_run_comes_at_least_once_an_interval_and_once_per_window(
+    last: datetime, phase: float, after: float
+) -> None:
+    last = last.replace(tzinfo=UTC)
+    now = last + timedelta(seconds=after)
+    due = precheck.full_check_due(now, last, 3600, phase)
+    if after >= 3600:
+        assert due  # never longer than the interval
+    elif after < 1800:
+        assert not due  # never sooner than half of it
+    else:
+        # The user's next window starts at the first instant after ``last`` where the clock
+        # plus the phase is a whole number of hours: due from then on.
+        next_start = (math.floor((last.timestamp() + phase) / 3600) + 1) * 3600 - phase
+        assert due == (now.timestamp() >= next_start)
+
+
+def test_users_activated_together_come_due_in_different_ticks() -> None:
+    """200 users whose last real run was the same tick: at a 15-minute schedule, each is due
+    exactly once in the next four ticks, spread over three of them (none in the first: half an
+    interval at least between real runs)."""
+    last = NOW
+    due_at: dict[int, int] = {}
+    for n in range(200):
+        phase = precheck.full_check_phase(f"user{n}@contoso.example", 3600)
+        assert 0 <= phase < 3600
+        ticks = [
+            k
+            for k in range(1, 5)
+            if precheck.full_check_due(last + timedelta(minutes=15 * k), last, 3600, phase)
+            and not precheck.full_check_due(
+                last + timedelta(minutes=15 * (k - 1)), last, 3600, phase
+            )
+        ]
+        assert len(ticks) == 1
+        due_at[ticks[0]] = due_at.get(ticks[0], 0) + 1
+    assert sorted(due_at) == [2, 3, 4] and max(due_at.values()) <= 120, due_at
+    assert precheck.full_check_phase("a@b", 3600) == precheck.full_check_phase("a@b", 3600)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +100,8 @@ def test_a_quiet_user_is_left_to_the_apis() -> None:
         (replace(QUIET, last=replace(QUIET.last, ok=False)), "last run failed"),  # type: ignore[type-var]
         (replace(QUIET, fingerprint="other"), "settings changed"),
         (replace(QUIET, now=NOW + timedelta(minutes=46)), "61 min old"),
+        # A new window (12:00 with no phase) and half an hour since the last run.
+        (replace(QUIET, phase=0, now=NOW + timedelta(minutes=20)), "a full check is due"),
         (replace(QUIET, now=NOW - timedelta(hours=1)), "min old"),  # a clock that went back
         (replace(QUIET, max_interval=0), "interval is 0"),
         (replace(QUIET, states={**BOOKMARKS, "tap-outlook-contacts": None}), "no bookmark"),

@@ -36,10 +36,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -180,6 +181,28 @@ class LocalFacts:
     states: Mapping[str, Mapping[str, Any] | None]  # the `contacts` bookmark per extractor
     waiting: Waiting = field(default_factory=Waiting)
     state_problem: str | None = None
+    phase: float = 0.0  # seconds: where this user's full-check windows start (full_check_phase)
+
+
+def full_check_phase(user: str, interval: float) -> float:
+    """The user's offset of the full-check windows, in [0, ``interval``): stable across
+    processes (a digest, not Python's salted ``hash``) and spread evenly over users."""
+    return int.from_bytes(hashlib.sha256(user.encode()).digest()[:8]) / 2**64 * interval
+
+
+def full_check_due(now: datetime, last: datetime, interval: float, phase: float) -> bool:
+    """Whether a real run is due whatever the check says: once in each window of ``interval``
+    seconds, each user's windows shifted by ``phase``, so that users whose last real runs fell
+    in the same tick (activated together) come due in different ticks. Never sooner than half
+    an interval after the last real run, never later than a whole one."""
+    age = (now - last).total_seconds()
+    if age < 0 or age >= interval:
+        return True
+
+    def window(at: datetime) -> int:
+        return math.floor((at.timestamp() + phase) / interval)
+
+    return age >= interval / 2 and window(now) != window(last)
 
 
 def local_decision(facts: LocalFacts) -> Decision | None:
@@ -193,11 +216,11 @@ def local_decision(facts: LocalFacts) -> Decision | None:
         return run_because("the last run failed")
     if last.fingerprint != facts.fingerprint:
         return run_because("the settings changed since the last run")
-    age = facts.now - last.at
-    if age >= timedelta(seconds=facts.max_interval) or age < timedelta(0):
+    if full_check_due(facts.now, last.at, facts.max_interval, facts.phase):
+        age = facts.now - last.at
         return run_because(
-            f"the last run is {age.total_seconds() / 60:.0f} min old "
-            f"(a full check every {facts.max_interval / 60:g} min)"
+            f"a full check is due (one every {facts.max_interval / 60:g} min; the last run is "
+            f"{age.total_seconds() / 60:.0f} min old)"
         )
     if facts.state_problem:
         return run_because(facts.state_problem)
@@ -540,6 +563,7 @@ def check(request: Request, store: Store, ledger: Any, now: datetime | None = No
             last=last,
             fingerprint=request.fingerprint,
             max_interval=request.max_interval,
+            phase=full_check_phase(request.email, request.max_interval),
             states={},
             waiting=Waiting(digest=last.waiting if last else ""),
         )
