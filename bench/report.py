@@ -694,12 +694,12 @@ NOTES_FINDINGS = [
     "`graph_window_seconds`. The throttled scenario above runs the emulator's documented "
     "`$batch` model at the same (scaled) budget.",
     "",
-    "Next steps: the Graph client's per-request costs (CPU per contact, above); "
-    "`contactsync.mapping.pipeliner_source_record` gives the target's record straight from "
-    "the tap's (about 0.3 s per 10,000 less) where the sink's validation of the mapped record "
-    "can be skipped; a real-tenant run to check the pacing against Graph itself, and how many "
-    "delta tokens Exchange keeps per folder (each pre-check's delta call makes one, which the "
-    "check drops).",
+    "Next steps: the Graph client's per-request costs (CPU per contact, above); a target "
+    "that maps in-process could build its records straight from the tap's, without the "
+    "Graph-shaped record between (about 0.3 s per 10,000, where singer-sdk's validation of "
+    "the mapped record can be skipped); a real-tenant run to check the pacing against Graph "
+    "itself, and how many delta tokens Exchange keeps per folder (each pre-check's delta call "
+    "makes one, which the check drops).",
 ]
 
 if __name__ == "__main__":

@@ -16,14 +16,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from contactsync.mapping import (
-    DELETED_AT,
-    RELATION,
-    Direction,
-    map_record,
-    parse_settings,
-    pipeliner_source_record,
-)
 from contactsync.outlook import records as outlook_records
 from contactsync.outlook.projection import (
     GRAPH,
@@ -56,7 +48,7 @@ from contactsync.sync.fields import (
     normalize_values,
 )
 from contactsync.sync.match import NO_MATCH, CandidateIndex, Match, MatchBy, emails, name_key
-from contactsync.sync.record import DELETED_REASON, _mismatch, type_problem
+from contactsync.sync.record import _mismatch, type_problem
 
 FAST = settings(
     max_examples=int(os.environ.get("FAST_PATH_EXAMPLES", "300")),
@@ -374,52 +366,6 @@ def test_the_fast_normal_form_is_the_one_of_unicode() -> None:
     """The fast path only ever answers for text NFC leaves alone."""
     for text in ("Ann Lee", "ann@corp.example", "+1 555 0100", "O'Neil-Smith"):
         assert normalize(text) == text == unicodedata.normalize("NFC", text)
-
-
-# --- mapping straight onto the table -----------------------------------------------------------
-
-_SCOPES = [
-    parse_settings("pipeliner_to_outlook", sync_type, option)[1]
-    for sync_type, option in (
-        ("one_way_your_contacts", "owner"),
-        ("two_way_your_contacts", "owner_or_editor"),
-        ("one_way_all_contacts", None),
-    )
-]
-
-
-@st.composite
-def tap_pipeliner_records(draw: st.DrawFn) -> dict[str, Any]:
-    """Records as tap-pipeliner-contacts emits them, and the odd ones a mapper must refuse."""
-    record = draw(pipeliner_contacts())
-    record["id"] = draw(st.one_of(st.just("p-1"), st.integers(0, 9), st.none(), st.just("")))
-    extras: dict[str, st.SearchStrategy[Any]] = {
-        RELATION: st.one_of(st.sampled_from(["owner", "editor", "viewer", "none", "boss"])),
-        "revision": st.one_of(st.none(), st.integers(0, 5), st.just("")),
-        "modified": st.one_of(st.none(), st.just("2026-01-02T03:04:05Z"), st.just("garbage")),
-        "is_deleted": st.one_of(st.none(), st.booleans()),
-        DELETED_AT: st.one_of(st.none(), st.just("2026-01-02T03:04:05+00:00")),
-        DELETED_REASON: st.sampled_from([None, "deleted", "out_of_scope"]),
-    }
-    for name in draw(st.sets(st.sampled_from(sorted(extras)))):
-        record[name] = draw(extras[name])
-    return record
-
-
-def _through_the_graph_record(record: Mapping[str, Any], scope: Any) -> Any:
-    return outlook_records.source_record(map_record(Direction.PIPELINER_TO_OUTLOOK, record, scope))
-
-
-@FAST
-@given(tap_pipeliner_records(), st.sampled_from(_SCOPES))
-@example({"id": "p-1", RELATION: "owner", "first_name": "Ann", "email2": "a@b.c"}, _SCOPES[0])
-@example({"id": "p-1", RELATION: "owner", "address": "1 Main St", "phone2": " 5 "}, _SCOPES[0])
-@example({"id": "p-1", RELATION: "owner", "comments": " a\r\n  b "}, _SCOPES[0])
-def test_a_pipeliner_record_maps_straight_onto_what_the_target_reads(
-    record: dict[str, Any], scope: Any
-) -> None:
-    expected = _outcome(lambda: _through_the_graph_record(record, scope))
-    assert _outcome(lambda: pipeliner_source_record(record, scope)) == expected
 
 
 # --- matching ----------------------------------------------------------------------------------

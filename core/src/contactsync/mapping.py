@@ -36,7 +36,7 @@ from contactsync.pipeliner.records import CONTACT_SCHEMA as PIPELINER_CONTACT_SC
 from contactsync.pipeliner.records import TABLE_FIELDS
 from contactsync.pipeliner.scope import Relation, ScopeSettingError, SyncScope, SyncType
 from contactsync.sync.fields import KEYS, Values, empty_values
-from contactsync.sync.plan import DeleteReason, SourceRecord
+from contactsync.sync.plan import DeleteReason
 from contactsync.sync.record import (
     DELETED_REASON,
     MOVED_TO,
@@ -45,7 +45,6 @@ from contactsync.sync.record import (
     SOURCE_PROPERTIES,
     SOURCE_VERSION,
     UNKNOWN_FIELDS,
-    parse_time,
 )
 
 __all__ = [
@@ -65,7 +64,6 @@ __all__ = [
     "output_schema",
     "parse_settings",
     "pipeliner_schema",
-    "pipeliner_source_record",
     "pipeliner_to_outlook",
 ]
 
@@ -245,40 +243,6 @@ def pipeliner_to_outlook(record: Mapping[str, Any], scope: SyncScope) -> dict[st
     except (TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"Pipeliner contact {key}: {exc}", key) from None
     return {**head, **graph_fields(values), **_unknown(values)}
-
-
-def pipeliner_source_record(record: Mapping[str, Any], scope: SyncScope) -> SourceRecord:
-    """What target-outlook-contacts makes of ``pipeliner_to_outlook(record, scope)``
-    (``contactsync.outlook.records.source_record``), without the Graph-shaped record between:
-    for a target that maps the partner tap's stream itself (issue #15).
-
-    The values go straight from the Pipeliner record onto the table: a Graph-shaped record
-    read back gives the same values (a property test holds the two equal), so writing it and
-    reading it again would only cost time. Raises :class:`RecordError` where the mapping does
-    and ``ValueError`` where the target's reading does, with the same messages.
-    """
-    if not isinstance(record, Mapping):
-        raise RecordError(f"a RECORD message whose record is a {type(record).__name__}")
-    key = _key(record, "Pipeliner")
-    revision = record.get("revision")
-    version = (None if revision is None else str(revision)) or None
-    when = parse_time(record.get("modified"))
-    if record.get(DELETED_AT) or record.get("is_deleted"):
-        reason = (
-            DeleteReason.OUT_OF_SCOPE
-            if record.get(DELETED_REASON) == DeleteReason.OUT_OF_SCOPE
-            else DeleteReason.DELETED
-        )
-        return SourceRecord(key, None, reason, when, version)
-    if not scope.includes(_relation(record, key)):
-        return SourceRecord(key, None, DeleteReason.OUT_OF_SCOPE, when, version)
-    try:
-        values = from_pipeliner(record, partial=True)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise RecordError(f"Pipeliner contact {key}: {exc}", key) from None
-    if not any(values.values()):
-        raise ValueError(f"record {key} carries none of the contact fields (givenName, …)")
-    return SourceRecord(key, values, None, when, version)
 
 
 def outlook_to_pipeliner(record: Mapping[str, Any]) -> dict[str, Any]:
