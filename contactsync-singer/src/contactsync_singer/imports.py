@@ -13,8 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+#: The tap whose ``contacts`` stream each mapping reads (Meltano namespaces).
+PARTNER_TAPS: Mapping[str, str] = {
+    "pipeliner_to_outlook": "tap_pipeliner_contacts",
+    "outlook_to_pipeliner": "tap_outlook_contacts",
+}
 #: Meltano namespaces of the taps whose streams are the sync's (inheriting plugins share them).
-OUR_TAPS = frozenset({"tap_pipeliner_contacts", "tap_outlook_contacts"})
+OUR_TAPS = frozenset(PARTNER_TAPS.values())
 #: The keys of a record of the sync (the mapper's, and our taps').
 SYNC_KEYS = frozenset({"_source_id", "id"})
 #: The stream our taps and the mapper send.
@@ -45,7 +50,7 @@ def import_source(
     """
     if any(name.startswith(SYNC_MARK) for name in properties or ()):
         return None
-    namespace = environ.get("MELTANO_EXTRACTOR_NAMESPACE", "").strip()
+    namespace = extractor_namespace(environ)
     if namespace:
         if namespace in OUR_TAPS:
             return None
@@ -55,19 +60,16 @@ def import_source(
     return UNNAMED_IMPORT
 
 
-#: The tap whose ``contacts`` stream each mapping reads (Meltano namespaces).
-PARTNER_TAPS: Mapping[str, str] = {
-    "pipeliner_to_outlook": "tap_pipeliner_contacts",
-    "outlook_to_pipeliner": "tap_outlook_contacts",
-}
-
-
 def partner_tap(mapping: str, environ: Mapping[str, str]) -> bool | None:
     """Whether the run's extractor is the tap ``mapping`` reads; None outside Meltano."""
-    namespace = environ.get("MELTANO_EXTRACTOR_NAMESPACE", "").strip()
-    if not namespace:
-        return None
-    return namespace == PARTNER_TAPS[mapping]
+    namespace = extractor_namespace(environ)
+    return namespace == PARTNER_TAPS[mapping] if namespace else None
+
+
+def extractor_namespace(environ: Mapping[str, str]) -> str:
+    """The Meltano namespace of the run's extractor ("" outside Meltano): Meltano sets
+    ``MELTANO_EXTRACTOR_NAMESPACE`` for every plugin of a `meltano run` block."""
+    return environ.get("MELTANO_EXTRACTOR_NAMESPACE", "").strip()
 
 
 def record_key(
