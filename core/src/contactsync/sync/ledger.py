@@ -36,6 +36,7 @@ from typing import Any, Final, Self
 from sqlalchemy import (
     Column,
     Row,
+    Select,
     and_,
     create_engine,
     delete,
@@ -521,42 +522,33 @@ class PartitionLedger:
         Paging on the key (not a cursor held open) keeps memory flat and lets the caller write
         to the ledger while iterating.
         """
+        query = select(links)
+        if state is not None:
+            query = query.where(links.c.state == state.value)
+        for row in self._link_pages(query):
+            yield _to_link(row)
+
+    def iter_link_ids(self, side: Side) -> Iterator[tuple[str | None, LinkState]]:
+        """Each link's id on ``side`` and its state, paged like :meth:`iter_links`, without
+        reading the agreed values (a complete listing checks every link: issue #15)."""
+        query = select(links.c.crm_id, _id_column(side), links.c.state)
+        for crm_id, record_id, state in self._link_pages(query):
+            yield record_id, _link_state(crm_id, state)
+
+    def _link_pages(self, query: Select[Any]) -> Iterator[Row[Any]]:
+        """The rows of ``query`` (over ``links``, selecting ``crm_id``) in this partition, in
+        pages of ``_CHUNK`` by ``crm_id``."""
         self._held()
+        query = query.where(_in_partition(links, self._partition)).order_by(links.c.crm_id)
         after: str | None = None
         while True:
-            query = select(links).where(_in_partition(links, self._partition))
-            if state is not None:
-                query = query.where(links.c.state == state.value)
-            if after is not None:
-                query = query.where(links.c.crm_id > after)
-            query = query.order_by(links.c.crm_id).limit(_CHUNK)
+            page_query = query if after is None else query.where(links.c.crm_id > after)
             with self._ledger._reading() as conn:
-                page = [_to_link(row) for row in conn.execute(query)]
+                page = conn.execute(page_query.limit(_CHUNK)).all()
             yield from page
             if len(page) < _CHUNK:
                 return
             after = page[-1].crm_id
-
-    def iter_link_ids(self, side: Side) -> Iterator[tuple[str | None, LinkState]]:
-        """Each link's id on ``side`` and its state, paged by ``crm_id`` like :meth:`iter_links`,
-        without reading the agreed values (a complete listing checks every link: issue #15)."""
-        self._held()
-        column = _id_column(side)
-        after: str | None = None
-        while True:
-            query = select(links.c.crm_id, column, links.c.state).where(
-                _in_partition(links, self._partition)
-            )
-            if after is not None:
-                query = query.where(links.c.crm_id > after)
-            query = query.order_by(links.c.crm_id).limit(_CHUNK)
-            with self._ledger._reading() as conn:
-                page = conn.execute(query).all()
-            for crm_id, record_id, state in page:
-                yield record_id, _link_state(crm_id, state)
-            if len(page) < _CHUNK:
-                return
-            after = page[-1][0]
 
     def count_links(self) -> int:
         self._held()
