@@ -85,6 +85,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
         super().__init__()
         self.round = 0
         self.clean_rounds: list[int] = []
+        self.killed_rounds: list[int] = []
         self.edits: dict[tuple[str, str], list[Edit]] = defaultdict(list)
         self.tainted: set[str] = set()
         self.shared: set[str] = set()  # Pipeliner ids shared with Alex as editor
@@ -244,6 +245,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
         control.latency(0.2, method="POST")
         before = _writes(control)
         self._run(kill=(leg, lambda: _writes(control) > before))
+        self.killed_rounds.append(self.round)
 
     def _run(self, kill: tuple[str, Callable[[], bool]] | None = None) -> list[Leg]:
         self.round += 1
@@ -300,7 +302,7 @@ class PluginSyncMachine(RuleBasedStateMachine):
             if (
                 token in self.tainted
                 or token not in pipeliner
-                or not _settled(history, self.clean_rounds)
+                or not _settled(history, self.clean_rounds, self.killed_rounds)
             ):
                 continue
             final = from_pipeliner(pipeliner[token])[key]
@@ -311,10 +313,21 @@ def _pick(contacts: dict[str, dict[str, Any]], pick: int) -> dict[str, Any]:
     return contacts[sorted(contacts)[pick % len(contacts)]]
 
 
-def _settled(history: list[Edit], clean_rounds: list[int]) -> bool:
+def _settled(history: list[Edit], clean_rounds: list[int], killed_rounds: list[int]) -> bool:
+    """Whether the last edit of a key must win: every two successive edits from different
+    sides, or with a killed run between them, have a clean round between them.
+
+    A killed run may have written the earlier edit to the other side without the ledger hearing
+    of it; until a clean round records it, a later edit of the same field is judged against
+    that echo as a conflict. That is a known gap, pinned by
+    tests/unit/test_engine.py::test_an_update_applied_by_a_killed_run_is_not_taken_for_an_edit
+    (strict xfail): when it is fixed, that test fails and the killed-run clause goes.
+    """
     for earlier, later in itertools.pairwise(history):
-        if earlier.side is not later.side and not any(
-            earlier.round < r <= later.round for r in clean_rounds
+        between = range(earlier.round + 1, later.round + 1)
+        killed = any(r in between for r in killed_rounds)
+        if (earlier.side is not later.side or killed) and not any(
+            r in between for r in clean_rounds
         ):
             return False
     return True
